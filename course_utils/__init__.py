@@ -1,0 +1,8 @@
+"""The small library behind the course's lessons: one implementation of each idea."""
+
+from .generation import generate
+from .hub import load_model, load_tokenizer
+from .model import GPTConfig, MiniGPT
+
+__all__ = ["GPTConfig", "MiniGPT", "generate", "load_model", "load_tokenizer"]
+__version__ = "0.1.0"

@@ -1,0 +1,127 @@
+"""Model quality on the validation plays: bits per byte and draft/target agreement.
+
+Bits per byte (bpb) is the model's total negative log-likelihood of the validation text, in
+bits, divided by the text's length in UTF-8 bytes. Unlike loss per token it does not depend
+on the tokenizer, so models with different vocabularies compare fairly.
+
+Each validation play is scored as ``<|endoftext|> play``: every token of the play is predicted
+from the start-of-text marker and what precedes it. Plays longer than the context are scored
+with a sliding window whose stride is half the context, so every scored token after the first
+window sees at least half a context of history.
+
+Run ``python -m course_utils.evaluate --model shakespeare-gpt`` to print both numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # (1, T) ids -> (1, T, V) logits
+
+
+def logits_fn(model: torch.nn.Module) -> LogitsFn:
+    """A function from ids (B, T) to logits (B, T, V) for a MiniGPT or a transformers model."""
+    from .model import MiniGPT
+
+    if isinstance(model, MiniGPT):
+        return model
+    return lambda ids: model(ids).logits
+
+
+def model_context(model: torch.nn.Module) -> int:
+    """The longest sequence ``model`` accepts (MiniGPT or transformers GPT-2)."""
+    config = model.config
+    return config.context_length if hasattr(config, "context_length") else config.n_positions
+
+
+def sliding_windows(n_tokens: int, context: int) -> Iterator[tuple[int, int, int]]:
+    """Windows ``(start, end, first_scored)`` over positions 0..n_tokens-1.
+
+    Position p (p >= 1) is predicted from the window's tokens before it. Every position from 1
+    on is scored exactly once; after the first window, each scored position has at least
+    ``context // 2`` tokens of history inside its window.
+    """
+    if context < 2:
+        raise ValueError(f"context must be at least 2, got {context}")
+    stride = context // 2
+    start, first_scored = 0, 1
+    while True:
+        end = min(start + context, n_tokens)
+        yield start, end, first_scored
+        if end == n_tokens:
+            return
+        first_scored = end
+        start = end - (context - stride)
+
+
+@torch.no_grad()
+def token_nll(forward: LogitsFn, ids: list[int], context: int) -> torch.Tensor:
+    """Negative log-likelihood in nats of each of ``ids[1:]`` given what precedes it (float64)."""
+    tokens = torch.tensor(ids, dtype=torch.long)
+    nll = torch.empty(len(ids) - 1, dtype=torch.float64)
+    for start, end, first_scored in sliding_windows(len(ids), context):
+        window = tokens[start:end].unsqueeze(0)
+        logits = forward(window)[0, :-1].float()  # predictions for positions start+1 .. end-1
+        targets = tokens[start + 1 : end]
+        losses = F.cross_entropy(logits, targets, reduction="none").double()
+        offset = first_scored - (start + 1)
+        nll[first_scored - 1 : end - 1] = losses[offset:]
+    return nll
+
+
+def bits_per_byte(model: torch.nn.Module, tokenizer, texts: list[str], context: int | None = None) -> float:
+    """Bits per UTF-8 byte of ``texts`` (each scored as ``<|endoftext|> text``)."""
+    context = context or model_context(model)
+    forward = logits_fn(model)
+    total_nats, total_bytes = 0.0, 0
+    for text in texts:
+        ids = [tokenizer.eos_token_id] + tokenizer.encode(text)
+        total_nats += float(token_nll(forward, ids, context).sum())
+        total_bytes += len(text.encode("utf-8"))
+    return total_nats / math.log(2) / total_bytes
+
+
+@torch.no_grad()
+def greedy_agreement(
+    draft: torch.nn.Module, target: torch.nn.Module, tokenizer, texts: list[str], context: int
+) -> float:
+    """Fraction of positions where draft and target predict the same most likely next token,
+    over the tokens of ``texts`` in non-overlapping windows of ``context`` tokens."""
+    draft_fn, target_fn = logits_fn(draft), logits_fn(target)
+    agree = total = 0
+    for text in texts:
+        ids = torch.tensor([tokenizer.eos_token_id] + tokenizer.encode(text))
+        for start in range(0, len(ids), context):
+            window = ids[start : start + context].unsqueeze(0)
+            same = draft_fn(window).argmax(-1) == target_fn(window).argmax(-1)
+            agree += int(same.sum())
+            total += same.numel()
+    return agree / total
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .data import load_corpus
+    from .hub import load_model
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="shakespeare-gpt", help="bundled name, hub id or folder")
+    parser.add_argument("--draft", default=None, help="also report this draft's greedy agreement")
+    args = parser.parse_args(argv)
+    model, tokenizer = load_model(args.model)
+    texts = list(load_corpus().validation.values())
+    context = model_context(model)
+    print(f"{args.model}: {bits_per_byte(model, tokenizer, texts, context):.4f} bits per byte "
+          f"on the validation plays (context {context}, stride {context // 2})")
+    if args.draft:
+        draft, _ = load_model(args.draft)
+        rate = greedy_agreement(draft, model, tokenizer, texts, context)
+        print(f"{args.draft}: agrees with {args.model}'s greedy next token on {rate:.1%} of positions")
+
+
+if __name__ == "__main__":
+    main()

