@@ -12,6 +12,107 @@ from .evaluation import model_context
 from .model import MiniGPT, positions_from_attention_mask
 
 
+def _check_logits(logits: torch.Tensor) -> None:
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape (batch, vocab), got {tuple(logits.shape)}")
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Divide logits (B, V) by ``temperature`` (> 0): below 1 sharpens, above 1 flattens.
+
+    Rule of transformers' ``TemperatureLogitsWarper``.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    _check_logits(logits)
+    return logits / temperature
+
+
+def top_k_filter(logits: torch.Tensor, top_k: int, min_tokens_to_keep: int = 1) -> torch.Tensor:
+    """Keep the ``top_k`` largest logits of each row (B, V); set the rest to -inf.
+
+    Every token whose logit equals the k-th largest is kept, so ties can keep more than k.
+    ``top_k = 0`` keeps everything; at least ``min_tokens_to_keep`` tokens are kept.
+    Rule of transformers' ``TopKLogitsWarper``.
+    """
+    if not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0 disables it), got {top_k}")
+    _check_logits(logits)
+    if top_k == 0:
+        return logits
+    k = min(max(top_k, min_tokens_to_keep), logits.shape[-1])
+    kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth_largest, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float, min_tokens_to_keep: int = 1) -> torch.Tensor:
+    """Nucleus filtering: keep the smallest set of most likely tokens whose probability sums to at
+    least ``top_p`` (in (0, 1]); set the rest of each row (B, V) to -inf.
+
+    The token whose probability makes the sum cross ``top_p`` is kept. In the ascending sort a
+    token is removed when the cumulative probability up to and including it is <= 1 - top_p;
+    the ``min_tokens_to_keep`` most likely tokens are always kept. Rule of transformers'
+    ``TopPLogitsWarper``.
+    """
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    _check_logits(logits)
+    if top_p == 1:
+        return logits
+    sorted_logits, sorted_indices = torch.sort(logits, descending=False)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove_sorted = cumulative <= (1 - top_p)
+    remove_sorted[..., -min_tokens_to_keep:] = False
+    remove = remove_sorted.scatter(-1, sorted_indices, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def min_p_filter(logits: torch.Tensor, min_p: float, min_tokens_to_keep: int = 1) -> torch.Tensor:
+    """Keep the tokens whose probability is at least ``min_p`` (in [0, 1]) times the most likely
+    token's probability; set the rest of each row (B, V) to -inf.
+
+    The ``min_tokens_to_keep`` most likely tokens are always kept. Rule of transformers'
+    ``MinPLogitsWarper``.
+    """
+    if not 0 <= min_p <= 1:
+        raise ValueError(f"min_p must be in [0, 1], got {min_p}")
+    _check_logits(logits)
+    probs = logits.softmax(dim=-1)
+    remove = probs < min_p * probs.amax(dim=-1, keepdim=True)
+    keep = torch.topk(probs, min(min_tokens_to_keep, probs.shape[-1]), dim=-1).indices
+    remove.scatter_(-1, keep, False)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def apply_repetition_penalty(logits: torch.Tensor, input_ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """The CTRL rule (Keskar et al., 2019): for every token that occurs in ``input_ids`` (B, T),
+    divide its logit by ``penalty`` if positive, multiply it if negative. ``penalty`` > 0; 1 is
+    no change, above 1 discourages repeats. Rule of transformers' ``RepetitionPenaltyLogitsProcessor``.
+    """
+    if not penalty > 0:
+        raise ValueError(f"repetition_penalty must be > 0, got {penalty}")
+    _check_logits(logits)
+    seen = logits.gather(-1, input_ids)
+    penalised = torch.where(seen < 0, seen * penalty, seen / penalty)
+    return logits.scatter(-1, input_ids, penalised)
+
+
+def apply_frequency_presence_penalty(
+    logits: torch.Tensor, generated_ids: torch.Tensor, frequency_penalty: float, presence_penalty: float
+) -> torch.Tensor:
+    """The OpenAI rule: logit[j] -= count[j] * frequency_penalty + (count[j] > 0) * presence_penalty,
+    where count[j] is how often token j occurs in ``generated_ids`` (B, T). Penalties in [-2, 2];
+    positive values discourage repeats, the frequency term more the more often a token appeared.
+    """
+    for name, value in (("frequency_penalty", frequency_penalty), ("presence_penalty", presence_penalty)):
+        if not -2 <= value <= 2:
+            raise ValueError(f"{name} must be in [-2, 2], got {value}")
+    _check_logits(logits)
+    ones = torch.ones_like(generated_ids, dtype=logits.dtype)
+    counts = torch.zeros_like(logits).scatter_add_(-1, generated_ids, ones)
+    return logits - counts * frequency_penalty - (counts > 0).to(logits.dtype) * presence_penalty
+
+
 def next_token_logits(
     model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
 ) -> torch.Tensor:

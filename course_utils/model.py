@@ -70,6 +70,18 @@ def positions_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return positions.masked_fill(attention_mask == 0, 1)
 
 
+def multiply_adds_per_token(config: GPTConfig, n_past: int = 0) -> int:
+    """Matrix multiply-adds to process one token that attends to ``n_past`` earlier tokens.
+
+    Per layer: q, k, v and output projections 4C^2, the MLP 8C^2, and attention itself
+    2 (n_past + 1) C (scores and weighted sum); then the LM head C V. LayerNorms, GELU, softmax
+    and embedding look-ups are elementwise and left out.
+    """
+    C = config.n_embd
+    per_layer = 12 * C * C + 2 * (n_past + 1) * C
+    return config.n_layer * per_layer + C * config.vocab_size
+
+
 class CausalSelfAttention(nn.Module):
     """Masked multi-head self-attention: each position attends to itself and the past."""
 

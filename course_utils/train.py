@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import load_corpus
@@ -54,6 +55,10 @@ class TrainConfig:
     checkpoint_interval: int = 100
     seed: int = 1337
     bf16: bool = True
+    # Knowledge distillation: the model to imitate (a name load_model accepts) and the weight of
+    # the KL term; the loss is (1 - w) * cross-entropy(data) + w * KL(teacher || model).
+    teacher: str | None = None
+    distill_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -63,6 +68,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0 <= self.warmup_steps <= self.max_steps:
             raise ValueError(f"warmup_steps must be in [0, max_steps={self.max_steps}], got {self.warmup_steps}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if self.distill_weight > 0 and not self.teacher:
+            raise ValueError("distill_weight > 0 needs a teacher")
         if not 0 < self.min_lr <= self.learning_rate:
             raise ValueError(f"min_lr must be in (0, learning_rate={self.learning_rate}], got {self.min_lr}")
 
@@ -83,6 +92,8 @@ PRESETS: dict[str, TrainConfig] = {
         max_steps=1500,
         learning_rate=2e-3,
         warmup_steps=100,
+        teacher="shakespeare-gpt",
+        distill_weight=1.0,
     ),
 }
 
@@ -114,6 +125,21 @@ def random_batch(
     inputs = torch.stack([tokens[s : s + context_length] for s in starts.tolist()])
     targets = torch.stack([tokens[s + 1 : s + 1 + context_length] for s in starts.tolist()])
     return inputs, targets
+
+
+def distillation_loss(
+    logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """(1 - weight) * cross-entropy against ``targets`` + weight * KL(teacher || model).
+
+    logits, teacher_logits: (B, T, V); targets: (B, T). Both terms are means over tokens.
+    """
+    log_probs = F.log_softmax(logits.float(), dim=-1).flatten(0, 1)
+    teacher_log_probs = F.log_softmax(teacher_logits.float(), dim=-1).flatten(0, 1)
+    kl = F.kl_div(log_probs, teacher_log_probs, log_target=True, reduction="batchmean")
+    if weight == 1.0:
+        return kl
+    return (1 - weight) * F.nll_loss(log_probs, targets.reshape(-1)) + weight * kl
 
 
 def make_optimizer(model: MiniGPT, config: TrainConfig) -> torch.optim.AdamW:
@@ -164,10 +190,15 @@ class Trainer:
     train_tokens: torch.Tensor
     out: Path
     eval_fn: object = None  # callable(model) -> bits per byte, or None
+    teacher_model: MiniGPT | None = None  # required when config.distill_weight > 0
     progress: bool = True
     history: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": [], "eval_step": [], "val_bpb": []})
 
     def __post_init__(self) -> None:
+        if (self.teacher_model is None) != (self.config.distill_weight == 0):
+            raise ValueError("pass teacher_model exactly when config.distill_weight > 0")
+        if self.teacher_model is not None:
+            self.teacher_model.eval().requires_grad_(False)
         torch.manual_seed(self.config.seed)
         self.model = MiniGPT(self.config.model)
         self.optimizer = make_optimizer(self.model, self.config)
@@ -215,7 +246,10 @@ class Trainer:
         )
         self.model.train()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            loss = self.model(inputs, targets)
+            if self.teacher_model is None:
+                loss = self.model(inputs, targets)
+            else:
+                loss = distillation_loss(self.model(inputs), self.teacher_model(inputs), targets, config.distill_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         self.optimizer.step()
@@ -285,7 +319,8 @@ Tokenizer: byte-level BPE (GPT-2's scheme), {vocab} tokens, trained on the train
 
 {steps} steps of {batch} x {context} tokens ({seen:,} tokens, {epochs:.1f} passes over the training
 texts), AdamW (lr {lr}, warm-up {warmup}, cosine to {min_lr}, weight decay {wd}), gradient clipping
-at {clip}, dropout {dropout}, bfloat16 autocast. Training time: {minutes:.1f} minutes on {machine}.
+at {clip}, dropout {dropout}, bfloat16 autocast.{distillation} Training time: {minutes:.1f} minutes on
+{machine}.
 
 ## Metrics (validation plays: Hamlet, The Tempest)
 
@@ -324,6 +359,10 @@ def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: 
             epochs=seen / len(trainer.train_tokens), lr=config.learning_rate, warmup=config.warmup_steps,
             min_lr=config.min_lr, wd=config.weight_decay, clip=config.grad_clip, dropout=config.model.dropout,
             minutes=trainer.elapsed / 60, machine=describe_machine(), half=config.model.context_length // 2,
+            distillation=(
+                f" Distilled from `{config.teacher}`: loss = {1 - config.distill_weight:g} x cross-entropy"
+                f" + {config.distill_weight:g} x KL(teacher || model)." if config.teacher else ""
+            ),
             metrics="\n".join(f"- {key}: {value}" for key, value in extra_metrics.items() if key != "train_texts"),
         ))
         staging.chmod(0o755)
@@ -342,14 +381,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/<preset>)")
     parser.add_argument("--max-steps", type=int, default=None, help="override the preset's step count")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    parser.add_argument("--target", default=None,
-                        help="for the draft: also report agreement with this target model")
+    parser.add_argument("--teacher", default=None,
+                        help="override the preset's teacher (distillation), e.g. a run's model folder")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     config = PRESETS[args.preset]
     if args.max_steps:
         config = replace(config, max_steps=args.max_steps, warmup_steps=min(config.warmup_steps, args.max_steps))
+    if args.teacher:
+        config = replace(config, teacher=args.teacher)
     out = args.out or Path("runs") / args.preset
 
     corpus = load_corpus()
@@ -359,26 +400,32 @@ def main(argv: list[str] | None = None) -> None:
     eval_ids = [hf_tokenizer.eos_token_id] + hf_tokenizer.encode(validation[0])[: config.eval_tokens]
     eval_text = hf_tokenizer.decode(eval_ids[1:])
 
+    teacher = None
+    if config.teacher:
+        from .hub import load_model
+
+        teacher_hf, teacher_tokenizer = load_model(config.teacher)
+        if teacher_tokenizer.get_vocab() != hf_tokenizer.get_vocab():
+            raise ValueError(f"teacher {config.teacher!r} must use the tokenizer this run trains")
+        teacher = MiniGPT.from_hf(teacher_hf)
     trainer = Trainer(
         config, encode_plays(tokenizer, corpus.train), out,
-        eval_fn=lambda model: bits_per_byte(model, hf_tokenizer, [eval_text]),
+        eval_fn=lambda model: bits_per_byte(model, hf_tokenizer, [eval_text]), teacher_model=teacher,
     )
     trainer.run()
     trainer.model.eval()
     print("Scoring the full validation plays...")
     metrics = {"train_texts": len(corpus.train),
                "validation_bits_per_byte": round(bits_per_byte(trainer.model, hf_tokenizer, validation), 4)}
-    if args.target:
+    if teacher is not None:
         from .evaluation import greedy_agreement
-        from .hub import load_model
 
-        target, _ = load_model(args.target)
-        rate = greedy_agreement(trainer.model, target, hf_tokenizer, validation, config.model.context_length)
-        metrics["greedy_agreement_with_target"] = f"{rate:.1%} ({args.target})"
+        rate = greedy_agreement(trainer.model, teacher, hf_tokenizer, validation, config.model.context_length)
+        metrics["greedy_agreement_with_teacher"] = round(rate, 4)
     print(json.dumps(metrics))
     command = f"python -m course_utils.train --preset {args.preset}"
-    if args.target:
-        command += f" --target {args.target}"
+    if args.teacher:
+        command += f" --teacher {args.teacher}"
     export(trainer, args.preset, tokenizer, command, metrics)
     print(f"Saved {out / 'model'}")
 

@@ -105,3 +105,15 @@ def test_from_hf_refuses_other_architectures():
                                        activation_function="relu", bos_token_id=0, eos_token_id=0))
     with pytest.raises(ValueError, match="activation_function"):
         MiniGPT.from_hf(model)
+
+
+def test_multiply_adds_formula_matches_torch_flop_counter_for_one_token():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from course_utils.model import multiply_adds_per_token
+
+    config = GPTConfig(vocab_size=100, context_length=16, n_layer=3, n_head=2, n_embd=32)
+    mini = MiniGPT(config).eval()
+    with FlopCounterMode(display=False) as counter:  # the explicit attention path: plain matmuls
+        mini.forward_with_attention(torch.zeros(1, 1, dtype=torch.long))
+    assert counter.get_total_flops() == 2 * multiply_adds_per_token(config, n_past=0)

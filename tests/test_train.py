@@ -90,3 +90,32 @@ def test_a_write_killed_midway_leaves_the_previous_checkpoint(tmp_path, monkeypa
         trainer.run(stop_after=10)
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == before
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["checkpoint.pt"]
+
+
+def test_distillation_loss_mixes_cross_entropy_and_kl():
+    from course_utils.train import distillation_loss
+
+    logits = torch.randn(2, 5, 11)
+    teacher = torch.randn(2, 5, 11)
+    targets = torch.randint(0, 11, (2, 5))
+    cross_entropy = torch.nn.functional.cross_entropy(logits.view(-1, 11), targets.view(-1))
+    assert torch.isclose(distillation_loss(logits, teacher, targets, 0.0), cross_entropy)
+    assert distillation_loss(teacher, teacher, targets, 1.0).abs() < 1e-6  # KL of a model with itself
+    p, log_p, log_q = teacher.softmax(-1), teacher.log_softmax(-1), logits.log_softmax(-1)
+    kl = (p * (log_p - log_q)).sum(-1).mean()
+    assert torch.isclose(distillation_loss(logits, teacher, targets, 1.0), kl, atol=1e-6)
+    mixed = distillation_loss(logits, teacher, targets, 0.25)
+    assert torch.isclose(mixed, 0.75 * cross_entropy + 0.25 * kl, atol=1e-6)
+
+
+def test_distilled_run_needs_its_teacher(tmp_path):
+    config = TrainConfig(model=TINY.model, batch_size=4, max_steps=4, warmup_steps=1,
+                         teacher="some-teacher", distill_weight=1.0)
+    with pytest.raises(ValueError, match="teacher_model"):
+        Trainer(config, TOKENS, tmp_path / "run", progress=False)
+    from course_utils import MiniGPT
+
+    teacher = MiniGPT(TINY.model)
+    trainer = Trainer(config, TOKENS, tmp_path / "run", progress=False, teacher_model=teacher)
+    trainer.run()
+    assert trainer.step == 4 and all(loss >= 0 for loss in trainer.history["loss"])
