@@ -6,6 +6,8 @@ returns the prompt followed by the new tokens, shape (B, T_prompt + new).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from .evaluation import model_context
@@ -84,17 +86,23 @@ def min_p_filter(logits: torch.Tensor, min_p: float, min_tokens_to_keep: int = 1
     return logits.masked_fill(remove, float("-inf"))
 
 
-def apply_repetition_penalty(logits: torch.Tensor, input_ids: torch.Tensor, penalty: float) -> torch.Tensor:
+def apply_repetition_penalty(
+    logits: torch.Tensor, input_ids: torch.Tensor, penalty: float, attention_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """The CTRL rule (Keskar et al., 2019): for every token that occurs in ``input_ids`` (B, T),
     divide its logit by ``penalty`` if positive, multiply it if negative. ``penalty`` > 0; 1 is
-    no change, above 1 discourages repeats. Rule of transformers' ``RepetitionPenaltyLogitsProcessor``.
+    no change, above 1 discourages repeats. Positions where ``attention_mask`` (B, T) is 0
+    (padding) do not count. Rule of transformers' ``RepetitionPenaltyLogitsProcessor``.
     """
     if not penalty > 0:
         raise ValueError(f"repetition_penalty must be > 0, got {penalty}")
     _check_logits(logits)
-    seen = logits.gather(-1, input_ids)
-    penalised = torch.where(seen < 0, seen * penalty, seen / penalty)
-    return logits.scatter(-1, input_ids, penalised)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    counted = attention_mask.to(logits.dtype)
+    seen = torch.zeros_like(logits).scatter_add_(-1, input_ids, counted) > 0
+    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalised, logits)
 
 
 def apply_frequency_presence_penalty(
@@ -124,8 +132,120 @@ def next_token_logits(
     return output.logits[:, -1, :].float()
 
 
-def _vocab_size(model: torch.nn.Module) -> int:
-    return model.config.vocab_size
+@dataclass
+class GenerationSettings:
+    """The validated arguments of one ``generate`` call (see ``generate`` for their meaning)."""
+
+    max_new_tokens: int = 20
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 1.0
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False
+    num_return_sequences: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k must be an integer >= 0 (0 disables it), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.min_p is not None and not 0 <= self.min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1], got {self.min_p}")
+        if not self.repetition_penalty > 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            if not -2 <= getattr(self, name) <= 2:
+                raise ValueError(f"{name} must be in [-2, 2], got {getattr(self, name)}")
+        if not isinstance(self.num_beams, int) or self.num_beams < 1:
+            raise ValueError(f"num_beams must be an integer >= 1, got {self.num_beams}")
+        if not isinstance(self.num_return_sequences, int) or self.num_return_sequences < 1:
+            raise ValueError(f"num_return_sequences must be an integer >= 1, got {self.num_return_sequences}")
+        if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
+            raise ValueError(
+                f"num_return_sequences must be in [1, num_beams={self.num_beams}] in beam search, "
+                f"got {self.num_return_sequences}"
+            )
+        if self.num_beams > 1 and self.do_sample:
+            raise ValueError("do_sample=True with num_beams > 1 (beam sampling) is not supported; use one of them")
+        if self.early_stopping not in (True, False, "never"):
+            raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
+
+    def process(
+        self, logits: torch.Tensor, sequences: torch.Tensor, mask: torch.Tensor, prompt_length: int
+    ) -> torch.Tensor:
+        """Apply the penalties and, when sampling, the warpers, in transformers' order:
+        repetition penalty, frequency/presence penalties, temperature, top-k, top-p, min-p.
+
+        logits (B, V); sequences and mask (B, T) hold the prompt and the tokens so far.
+        """
+        if self.repetition_penalty != 1.0:
+            logits = apply_repetition_penalty(logits, sequences, self.repetition_penalty, mask)
+        if self.frequency_penalty or self.presence_penalty:
+            logits = apply_frequency_presence_penalty(
+                logits, sequences[:, prompt_length:], self.frequency_penalty, self.presence_penalty
+            )
+        if self.do_sample:
+            if self.temperature != 1.0:
+                logits = apply_temperature(logits, self.temperature)
+            logits = top_k_filter(logits, self.top_k)
+            logits = top_p_filter(logits, self.top_p)
+            if self.min_p is not None:
+                logits = min_p_filter(logits, self.min_p)
+        return logits
+
+
+def _check_inputs(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int) -> None:
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
+    vocab_size = model.config.vocab_size
+    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
+        raise ValueError(
+            f"input_ids must lie in [0, {vocab_size - 1}] (the model's vocabulary), got values "
+            f"from {int(input_ids.min())} to {int(input_ids.max())}"
+        )
+    model_device = next(model.parameters()).device
+    if input_ids.device != model_device:
+        raise ValueError(
+            f"input_ids is on {input_ids.device} but the model is on {model_device}; "
+            f"move one of them, e.g. input_ids.to({str(model_device)!r})"
+        )
+    context = model_context(model)
+    if input_ids.shape[1] + max_new_tokens > context:
+        raise ValueError(
+            f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
+            f"model's context of {context} tokens"
+        )
+
+
+def _is_stopped(stopping_criteria: list, sequences: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: rows for which any criterion ``(input_ids, scores) -> bool | (B,) bool`` holds."""
+    stopped = torch.zeros(sequences.shape[0], dtype=torch.bool, device=sequences.device)
+    for criterion in stopping_criteria:
+        stopped |= torch.as_tensor(criterion(sequences, logits), device=sequences.device).bool().expand_as(stopped)
+    return stopped
+
+
+class StopOnText:
+    """A stopping criterion: a row is done once its decoded new text contains any of ``texts``."""
+
+    def __init__(self, tokenizer, texts: list[str], prompt_length: int) -> None:
+        if not texts or any(not text for text in texts):
+            raise ValueError(f"texts must be a non-empty list of non-empty strings, got {texts!r}")
+        self.tokenizer, self.texts, self.prompt_length = tokenizer, list(texts), prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
+        decoded = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :])
+        return torch.tensor([any(text in row for text in self.texts) for row in decoded])
 
 
 @torch.no_grad()
@@ -136,55 +256,203 @@ def generate(
     *,
     do_sample: bool = False,
     temperature: float = 1.0,
+    top_k: int = 50,
+    top_p: float = 1.0,
+    min_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    num_beams: int = 1,
+    length_penalty: float = 1.0,
+    early_stopping: bool | str = False,
+    num_return_sequences: int = 1,
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
     attention_mask: torch.Tensor | None = None,
+    use_cache: bool = False,
     generator: torch.Generator | None = None,
+    streamer=None,
+    stopping_criteria: list | None = None,
 ) -> torch.Tensor:
-    """Extend ``input_ids`` (B, T) by up to ``max_new_tokens`` tokens; returns (B, T + new).
+    """Extend ``input_ids`` (B, T) by up to ``max_new_tokens`` tokens; returns (B', T + new),
+    B' = B * num_return_sequences, prompt included.
 
-    Greedy (``do_sample=False``) picks the most likely token; sampling draws from
-    softmax(logits / temperature) with ``generator``. A row that produces ``eos_token_id`` is
-    finished: its later positions are filled with ``pad_token_id`` (default: the EOS id), and
-    generation stops when every row has finished. ``attention_mask`` (B, T) marks the real
-    tokens of a left-padded batch with 1.
+    Follows ``transformers``' ``model.generate()`` for the arguments they share:
+
+    - greedy (default): the most likely token each step; ``temperature``, ``top_k``, ``top_p``
+      and ``min_p`` are ignored, as in transformers;
+    - ``do_sample=True``: draw from the distribution after temperature, top-k (default 50, as
+      transformers' default generation config; 0 disables it), top-p and min-p, using
+      ``generator`` for reproducible draws;
+    - ``num_beams > 1``: beam search with ``length_penalty`` (scores are divided by
+      length ** length_penalty), ``early_stopping`` (True: stop once ``num_beams`` hypotheses
+      are finished; False: a heuristic; "never": only when no better one is possible) and
+      ``num_return_sequences`` best hypotheses per prompt;
+    - ``repetition_penalty`` (CTRL rule) over the prompt and the new tokens;
+      ``frequency_penalty`` and ``presence_penalty`` (OpenAI rule) over the new tokens;
+    - a row that emits ``eos_token_id`` (for a transformers model, default: its generation
+      config's) or meets a ``stopping_criteria`` callable
+      ``(input_ids, scores) -> (B,) bool`` is finished: its later positions hold ``pad_token_id``
+      (default: the EOS id) and generation stops when every row has finished;
+    - ``attention_mask`` (B, T) marks the real tokens of a left-padded batch with 1; positions are
+      counted from the first real token;
+    - ``streamer``: an object with ``put(token_ids)`` and ``end()``, such as transformers'
+      ``TextStreamer``; it receives the prompt, then each new token (batch size 1, no beams).
+
+    ``use_cache`` is accepted for compatibility; this loop recomputes the full sequence.
     """
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if do_sample and not temperature > 0:
-        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
-    if input_ids.dim() != 2:
-        raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
-    vocab_size = _vocab_size(model)
-    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
+    settings = GenerationSettings(
+        max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+        min_p=min_p, repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
+        presence_penalty=presence_penalty, num_beams=num_beams, length_penalty=length_penalty,
+        early_stopping=early_stopping, num_return_sequences=num_return_sequences,
+    )
+    _check_inputs(model, input_ids, max_new_tokens)
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
         raise ValueError(
-            f"input_ids must lie in [0, {vocab_size - 1}] (the model's vocabulary), got values "
-            f"from {int(input_ids.min())} to {int(input_ids.max())}"
+            f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+            f"got {tuple(attention_mask.shape)}"
         )
-    context = model_context(model)
-    if input_ids.shape[1] + max_new_tokens > context:
-        raise ValueError(
-            f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
-            f"model's context of {context} tokens"
-        )
+    if streamer is not None and (input_ids.shape[0] > 1 or num_beams > 1 or num_return_sequences > 1):
+        raise ValueError("streamer needs a batch of one prompt, num_beams=1 and num_return_sequences=1")
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+    # Like transformers: a model's own generation config supplies the EOS and padding ids.
+    defaults = getattr(model, "generation_config", None)
+    if eos_token_id is None and defaults is not None:
+        eos_token_id = _first_id(defaults.eos_token_id)
+    if pad_token_id is None and defaults is not None:
+        pad_token_id = _first_id(defaults.pad_token_id)
+    if settings.num_beams > 1:
+        return _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, stopping_criteria or [])
+    if num_return_sequences > 1:
+        input_ids = input_ids.repeat_interleave(num_return_sequences, dim=0)
+        mask = mask.repeat_interleave(num_return_sequences, dim=0)
+    return _sample_or_greedy(
+        model, input_ids, mask, settings, eos_token_id, pad_token_id, generator, streamer, stopping_criteria or []
+    )
+
+
+def _first_id(token_ids: int | list[int] | None) -> int | None:
+    return token_ids[0] if isinstance(token_ids, list) else token_ids
+
+
+def _sample_or_greedy(model, input_ids, mask, settings, eos_token_id, pad_token_id, generator, streamer, criteria):
+    """The plain loop: forward, last-position logits, process, pick, append, stop."""
     if pad_token_id is None:
         pad_token_id = eos_token_id
+    prompt_length = input_ids.shape[1]
     sequences = input_ids
-    mask = attention_mask
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-    for _ in range(max_new_tokens):
-        logits = next_token_logits(model, sequences, mask)
-        if do_sample:
-            probs = torch.softmax(logits / temperature, dim=-1)
-            next_tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    if streamer is not None:
+        streamer.put(input_ids.cpu())
+    for _ in range(settings.max_new_tokens):
+        logits = settings.process(next_token_logits(model, sequences, mask), sequences, mask, prompt_length)
+        if settings.do_sample:
+            next_tokens = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
         else:
             next_tokens = logits.argmax(dim=-1)
-        if eos_token_id is not None:
+        if pad_token_id is not None:
             next_tokens = torch.where(finished, torch.full_like(next_tokens, pad_token_id), next_tokens)
-            finished |= next_tokens == eos_token_id
         sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
-        if mask is not None:
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        if streamer is not None:
+            streamer.put(next_tokens.cpu())
+        if eos_token_id is not None:
+            finished |= next_tokens == eos_token_id
+        finished |= _is_stopped(criteria, sequences, logits)
         if finished.all():
             break
+    if streamer is not None:
+        streamer.end()
     return sequences
+
+
+def _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, criteria):
+    """Beam search with transformers' rules, for a batch of B prompts with K = num_beams beams each.
+
+    Each step every running beam is extended by every token: K * V candidates per prompt, scored
+    by their summed log-probabilities. The best 2K (enough to keep K running after some finish)
+    are taken. A candidate that ends in EOS (or meets a stopping criterion, or reaches the
+    length limit) and ranks among the top K is a finished hypothesis, scored by its sum divided
+    by (new tokens) ** length_penalty; the best K finished hypotheses per prompt are kept. The K
+    best unfinished candidates continue.
+    """
+    B, prompt_length = input_ids.shape
+    K = settings.num_beams
+    max_length = prompt_length + settings.max_new_tokens
+    n_keep = max(2, 1 + (eos_token_id is not None)) * K
+    fill = pad_token_id if pad_token_id else (eos_token_id if eos_token_id is not None else -1)
+    NEG = -1.0e9
+    running = input_ids.repeat_interleave(K, dim=0).view(B, K, prompt_length)  # (B, K, T)
+    running_mask = mask.repeat_interleave(K, dim=0)  # (B*K, T)
+    running_scores = torch.full((B, K), NEG)
+    running_scores[:, 0] = 0.0  # all beams start equal: keep only the first, or K copies would win
+    finished = torch.full((B, K, max_length), fill, dtype=torch.long)
+    finished[:, :, :prompt_length] = running  # placeholders: the prompt, scored -1e9, never returned
+    finished_lengths = torch.zeros(B, K, dtype=torch.long)  # new tokens in each finished hypothesis
+    finished_scores = torch.full((B, K), NEG)
+    finished_filled = torch.zeros(B, K, dtype=torch.bool)
+    improvable = torch.ones(B, dtype=torch.bool)  # may a running beam still beat the finished ones?
+    batch_index = torch.arange(B)[:, None]
+
+    for cur_len in range(prompt_length, max_length):
+        flat = running.reshape(B * K, cur_len)
+        log_probs = next_token_logits(model, flat, running_mask).log_softmax(dim=-1)
+        log_probs = settings.process(log_probs, flat, running_mask, prompt_length)
+        V = log_probs.shape[-1]
+        totals = (log_probs.view(B, K, V) + running_scores[:, :, None]).view(B, K * V)
+        top_scores, top_indices = torch.topk(totals, n_keep, dim=-1)  # (B, n_keep), best first
+        source_beam, token = top_indices // V, top_indices % V
+        candidates = torch.cat([running[batch_index, source_beam], token[:, :, None]], dim=-1)
+        candidate_mask = torch.cat(
+            [running_mask.view(B, K, -1)[batch_index, source_beam], torch.ones(B, n_keep, 1, dtype=running_mask.dtype)],
+            dim=-1,
+        )
+        ends = torch.full_like(token, cur_len + 1 == max_length, dtype=torch.bool)
+        if eos_token_id is not None:
+            ends |= token == eos_token_id
+        if criteria:
+            ends |= _is_stopped(criteria, candidates.view(B * n_keep, -1), log_probs).view(B, n_keep)
+
+        # The K best candidates that do not end keep running.
+        keep = torch.topk(top_scores + ends.float() * NEG, K, dim=-1).indices
+        new_running = candidates[batch_index, keep]
+        new_running_scores = (top_scores + ends.float() * NEG)[batch_index, keep]
+        running_mask = candidate_mask[batch_index, keep].view(B * K, -1)
+
+        # Ending candidates among the top K join the finished hypotheses if they beat them.
+        new_tokens = cur_len + 1 - prompt_length
+        normalised = top_scores / (new_tokens**settings.length_penalty)
+        eligible = ends & (torch.arange(n_keep) < K)[None, :] & improvable[:, None]
+        if settings.early_stopping is True:
+            eligible &= ~finished_filled.all(dim=1, keepdim=True)
+        normalised = torch.where(eligible, normalised, normalised + NEG)  # (score + -1e9, as transformers)
+        padded = torch.full((B, n_keep, max_length), fill, dtype=torch.long)
+        padded[:, :, : cur_len + 1] = candidates
+        merged = torch.cat([finished, padded], dim=1)
+        merged_scores = torch.cat([finished_scores, normalised], dim=1)
+        merged_filled = torch.cat([finished_filled, eligible], dim=1)
+        merged_lengths = torch.cat([finished_lengths, torch.full((B, n_keep), new_tokens)], dim=1)
+        best = torch.topk(merged_scores, K, dim=-1).indices
+        finished, finished_scores = merged[batch_index, best], merged_scores[batch_index, best]
+        finished_filled, finished_lengths = merged_filled[batch_index, best], merged_lengths[batch_index, best]
+        running, running_scores = new_running, new_running_scores
+
+        # Could the best running beam still beat the worst finished hypothesis?
+        if settings.early_stopping == "never" and settings.length_penalty > 0:
+            best_length = max_length - prompt_length
+        else:
+            best_length = new_tokens
+        best_possible = running_scores[:, 0] / (best_length**settings.length_penalty)
+        worst_finished = finished_scores.min(dim=1).values
+        beatable = torch.where(finished_filled, worst_finished[:, None], torch.full_like(finished_scores, NEG))
+        improvable &= (best_possible[:, None] > beatable).any(dim=1)
+
+        all_full = bool(finished_filled.all()) and settings.early_stopping is True
+        if not improvable.any() or all_full or bool(ends.all()):
+            break
+
+    n = settings.num_return_sequences
+    sequences = finished[:, :n].reshape(B * n, max_length)
+    length = prompt_length + int(finished_lengths[:, :n].max())
+    return sequences[:, :length]

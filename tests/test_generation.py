@@ -62,7 +62,7 @@ def test_seeded_sampling_repeats(hf_models):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(max_new_tokens=-1), "max_new_tokens must be >= 0"),
+    (dict(max_new_tokens=-1), "max_new_tokens must be an integer >= 0"),
     (dict(do_sample=True, temperature=0.0), "temperature must be > 0"),
     (dict(max_new_tokens=100), "exceeds the model's context of 48"),
 ])
@@ -74,3 +74,129 @@ def test_invalid_arguments_name_the_argument(hf_models, kwargs, match):
 def test_token_ids_beyond_the_vocabulary_are_refused(hf_models):
     with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 299\]"):
         generate(hf_models[0], torch.tensor([[5, 300]]), 2)
+
+
+BEAM_CASES = [
+    dict(num_beams=2, length_penalty=1.0, early_stopping=False, num_return_sequences=1),
+    dict(num_beams=3, length_penalty=0.5, early_stopping=True, num_return_sequences=2),
+    dict(num_beams=4, length_penalty=2.0, early_stopping="never", num_return_sequences=4),
+    dict(num_beams=5, length_penalty=-1.0, early_stopping=False, num_return_sequences=3),
+    dict(num_beams=5, length_penalty=1.0, early_stopping=True, num_return_sequences=1),
+]
+
+
+@pytest.mark.parametrize("case", BEAM_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("model_index", [0, 2])
+@pytest.mark.parametrize("hits_eos", [False, True])
+def test_beam_search_equals_transformers(hf_models, case, model_index, hits_eos):
+    hf_model = hf_models[model_index]
+    mini = MiniGPT.from_hf(hf_model)
+    V = hf_model.config.vocab_size
+    prompt = torch.randint(1, V, (2, 4), generator=torch.Generator().manual_seed(case["num_beams"]))
+    # An EOS the search really meets: a token its first beam emits mid-way; else a rare token.
+    eos = int(generate(mini, prompt, 10, num_beams=case["num_beams"])[0, 7]) if hits_eos else V - 1
+    arguments = dict(case, eos_token_id=eos, pad_token_id=0)
+    expected = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=10,
+                                 do_sample=False, **arguments)
+    got = generate(mini, prompt, 10, **arguments)
+    assert torch.equal(got, expected)  # with hits_eos, 6 of these 10 cases return EOS-ended beams
+
+
+def test_beam_search_on_a_left_padded_batch_equals_transformers(hf_models):
+    hf_model = hf_models[0]
+    mini = MiniGPT.from_hf(hf_model)
+    prompt = torch.randint(1, 300, (3, 6), generator=torch.Generator().manual_seed(11))
+    mask = torch.ones_like(prompt)
+    mask[1, :2] = 0
+    mask[2, :4] = 0
+    prompt = prompt.masked_fill(mask == 0, 0)
+    arguments = dict(num_beams=3, num_return_sequences=2, length_penalty=0.7, pad_token_id=0, eos_token_id=299)
+    expected = hf_model.generate(prompt, attention_mask=mask, max_new_tokens=8, do_sample=False, **arguments)
+    assert torch.equal(generate(mini, prompt, 8, attention_mask=mask, **arguments), expected)
+
+
+SAMPLING_CASES = [
+    dict(),  # transformers' defaults: temperature 1, top_k 50
+    dict(temperature=0.7, top_k=0),
+    dict(temperature=1.3, top_k=10, top_p=0.8),
+    dict(top_k=0, top_p=0.5),
+    dict(top_k=0, min_p=0.1, temperature=1.5),
+    dict(repetition_penalty=1.5, top_k=20),
+    dict(num_return_sequences=3, top_p=0.9),
+]
+
+
+@pytest.mark.parametrize("case", SAMPLING_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) or "defaults")
+def test_seeded_sampling_equals_transformers(hf_models, case):
+    """Same global seed, same processed distribution, same draws (no cache: bitwise-equal logits)."""
+    hf_model = hf_models[1]
+    prompt = torch.randint(0, 517, (2, 3), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(prompt)
+    torch.manual_seed(123)
+    expected = hf_model.generate(prompt, attention_mask=mask, max_new_tokens=12, do_sample=True, use_cache=False,
+                                 pad_token_id=0, **case)
+    torch.manual_seed(123)
+    got = generate(hf_model, prompt, 12, do_sample=True, attention_mask=mask, pad_token_id=0, **case)
+    assert torch.equal(got, expected)
+
+
+def test_greedy_with_repetition_penalty_equals_transformers(hf_models):
+    hf_model = hf_models[0]
+    mini = MiniGPT.from_hf(hf_model)
+    prompt = torch.randint(0, 300, (2, 5), generator=torch.Generator().manual_seed(4))
+    expected = hf_greedy(hf_model, prompt, 15, attention_mask=torch.ones_like(prompt), repetition_penalty=1.8)
+    assert torch.equal(generate(mini, prompt, 15, repetition_penalty=1.8, eos_token_id=299), expected)
+
+
+def test_stopping_criteria_finish_rows_like_eos(hf_models):
+    mini = MiniGPT.from_hf(hf_models[2])
+    prompt = torch.randint(0, 128, (3, 2), generator=torch.Generator().manual_seed(8))
+    free_run = generate(mini, prompt, 12)
+    stop_token = int(free_run[1, 5])
+
+    def stop_on_token(input_ids, scores):
+        return input_ids[:, -1] == stop_token
+
+    got = generate(mini, prompt, 12, stopping_criteria=[stop_on_token], pad_token_id=0)
+    assert torch.equal(got, generate(mini, prompt, 12, eos_token_id=stop_token, pad_token_id=0))
+
+
+def test_stop_on_text_and_streamer(hf_models):
+    from course_utils.generation import StopOnText
+    from course_utils.hub import load_tokenizer
+
+    tokenizer = load_tokenizer("shakespeare-gpt")
+    mini = MiniGPT.from_hf(hf_models[2])
+    prompt = torch.tensor([[5, 6]])
+    full = generate(mini, prompt, 12)
+    target_text = tokenizer.decode(full[0, 2:6])
+
+    class Collect:
+        def __init__(self):
+            self.pieces = []
+
+        def put(self, ids):
+            self.pieces.append(ids.tolist())
+
+        def end(self):
+            self.pieces.append("end")
+
+    streamer = Collect()
+    got = generate(mini, prompt, 12, stopping_criteria=[StopOnText(tokenizer, [target_text], 2)], streamer=streamer)
+    assert target_text in tokenizer.decode(got[0, 2:]) and got.shape[1] < full.shape[1]
+    assert streamer.pieces[0] == [[5, 6]] and streamer.pieces[-1] == "end"
+    assert [piece[0] for piece in streamer.pieces[1:-1]] == got[0, 2:].tolist()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(top_p=0.0, do_sample=True), r"top_p must be in \(0, 1\]"),
+    (dict(top_p=1.2, do_sample=True), r"top_p must be in \(0, 1\]"),
+    (dict(top_k=-1, do_sample=True), r"top_k must be an integer >= 0"),
+    (dict(min_p=1.5, do_sample=True), r"min_p must be in \[0, 1\]"),
+    (dict(temperature=-0.5), "temperature must be > 0"),
+    (dict(num_beams=0), "num_beams must be an integer >= 1"),
+    (dict(num_beams=2, num_return_sequences=3), r"num_return_sequences must be in \[1, num_beams=2\]"),
+])
+def test_more_invalid_arguments(hf_models, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generate(hf_models[0], torch.zeros(1, 2, dtype=torch.long), 3, **kwargs)
