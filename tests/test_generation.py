@@ -200,3 +200,35 @@ def test_stop_on_text_and_streamer(hf_models):
 def test_more_invalid_arguments(hf_models, kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate(hf_models[0], torch.zeros(1, 2, dtype=torch.long), 3, **kwargs)
+
+
+@pytest.mark.parametrize("case", [dict(temperature=0.8, top_k=0), dict(temperature=1.2, top_k=12, top_p=0.9),
+                                  dict(top_k=0, min_p=0.3), dict(top_k=5, temperature=2.0)])
+def test_twenty_thousand_draws_follow_the_filtered_distribution(case):
+    """Chi-square goodness of fit of 20,000 one-step draws against the filtered distribution."""
+    from course_utils import GPTConfig
+    from course_utils.generation import GenerationSettings
+
+    torch.manual_seed(0)
+    mini = MiniGPT(GPTConfig(vocab_size=40, context_length=8, n_layer=1, n_head=2, n_embd=16)).eval()
+    with torch.no_grad():
+        mini.wte.weight.mul_(4)  # an uneven distribution
+    prompt = torch.tensor([[3, 1]])
+    n = 20_000
+    draws = generate(mini, prompt.expand(n, 2), 1, do_sample=True, generator=torch.Generator().manual_seed(1), **case)
+    counts = torch.bincount(draws[:, -1], minlength=40).double()
+
+    settings = GenerationSettings(do_sample=True, **case)
+    with torch.no_grad():
+        logits = settings.process(mini(prompt)[:, -1], prompt, torch.ones_like(prompt), 2)
+    probs = logits.softmax(-1)[0].double()
+    assert counts[probs == 0].sum() == 0  # filtered tokens are never drawn
+    assert (probs > 0).sum() >= 3  # the test is not trivial
+    if case.get("top_k") or case.get("min_p"):
+        assert (probs == 0).any()  # ... and the filters did remove tokens
+    expected = probs * n
+    kept = expected > 0
+    statistic = ((counts[kept] - expected[kept]) ** 2 / expected[kept]).sum()
+    dof = int(kept.sum()) - 1
+    p_value = torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), statistic / 2)
+    assert p_value > 0.001, f"chi-square {statistic:.1f} with {dof} degrees of freedom: p = {p_value:.2g}"
