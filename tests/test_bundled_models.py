@@ -92,3 +92,37 @@ def test_evaluation_reproduces_the_published_metrics(bundled):
     draft_mini = MiniGPT.from_hf(bundled["shakespeare-gpt-draft"][0])
     rate = greedy_agreement(draft_mini, target_mini, tokenizer, validation, target.config.n_positions)
     assert rate == pytest.approx(metrics("shakespeare-gpt-draft")["greedy_agreement_with_teacher"], abs=2e-3)
+
+
+PROMPTS = ["ROMEO.\n", "KING LEAR.\nBlow, winds, and crack your cheeks!", "HAMLET.\nTo be, or not to be,"]
+
+
+@pytest.mark.parametrize("name", BUNDLED_MODELS)
+def test_greedy_and_beam_search_equal_transformers_on_bundled_models(bundled, name):
+    from course_utils import generate
+
+    hf_model, tokenizer = bundled[name]
+    mini = MiniGPT.from_hf(hf_model)
+    eos = tokenizer.eos_token_id
+    cases = [dict(num_beams=1), dict(num_beams=2, length_penalty=0.8), dict(num_beams=3, early_stopping=True,
+             num_return_sequences=2), dict(num_beams=5, length_penalty=1.5, num_return_sequences=5)]
+    for text in PROMPTS:
+        ids = tokenizer(text, return_tensors="pt").input_ids
+        for case in cases:
+            expected = hf_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False,
+                                         pad_token_id=eos, **case)
+            assert torch.equal(generate(mini, ids, 24, eos_token_id=eos, **case), expected), (text, case)
+
+
+def test_left_padded_batch_on_the_bundled_model_equals_transformers(bundled):
+    from course_utils import generate
+
+    hf_model, tokenizer = bundled["shakespeare-gpt"]
+    tokenizer.padding_side, tokenizer.pad_token = "left", tokenizer.eos_token
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    for case in (dict(num_beams=1), dict(num_beams=3, num_return_sequences=2, length_penalty=0.5)):
+        expected = hf_model.generate(**batch, max_new_tokens=16, do_sample=False, pad_token_id=tokenizer.eos_token_id,
+                                     **case)
+        got = generate(MiniGPT.from_hf(hf_model), batch.input_ids, 16, attention_mask=batch.attention_mask,
+                       eos_token_id=tokenizer.eos_token_id, **case)
+        assert torch.equal(got, expected), case
