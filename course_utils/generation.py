@@ -125,6 +125,8 @@ def next_token_logits(
     model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The logits (B, V) for the token after ``input_ids`` (B, T), as float32."""
+    if attention_mask is not None and bool(attention_mask.all()):
+        attention_mask = None  # no padding: the plain causal path is the same and faster
     if isinstance(model, MiniGPT):
         return model(input_ids, attention_mask=attention_mask)[:, -1, :].float()
     position_ids = None if attention_mask is None else positions_from_attention_mask(attention_mask)

@@ -275,26 +275,39 @@ for limits in (dict(max_length=long_prompt.shape[1] + 3), dict(max_length=24), d
         print(f"prompt of {long_prompt.shape[1]} tokens, {limits} -> ValueError: {error}")
 
 # %% [markdown]
-# **`attention_mask` and `pad_token_id`.** Call `generate` with bare `input_ids` and
-# `transformers` cannot tell padding from text, and has no padding token to fill finished rows
-# with (GPT-2 defines none). It guesses, and says so:
+# **`attention_mask` and `pad_token_id`.** For one unpadded prompt, `transformers` infers an
+# all-ones mask and pads finished rows with the EOS id, silently. The trap is a *padded batch*
+# without its mask: GPT-2's padding token is its EOS token, so padding cannot be told from text.
+# `transformers` warns, and the padded rows really do come out wrong — compare each row with
+# the same prompt generated alone:
 
 # %%
-_ = hf_model.generate(encode("ROMEO.\n"), max_new_tokens=5)
+tokenizer.padding_side = "left"  # why left: section 8
+tokenizer.pad_token = tokenizer.eos_token
+prompts = ["ROMEO.\n", "JULIET.\nO Romeo, Romeo!", "MERCUTIO.\nA plague o' both your houses!"]
+batch = tokenizer(prompts, return_tensors="pt", padding=True)
+without_mask = hf_model.generate(batch.input_ids, max_new_tokens=8, pad_token_id=EOS)
+with_mask = hf_model.generate(**batch, max_new_tokens=8, pad_token_id=EOS)
+for row, text in enumerate(prompts):
+    alone = hf_model.generate(encode(text), attention_mask=torch.ones_like(encode(text)), max_new_tokens=8,
+                              pad_token_id=EOS)[0, -8:]
+    print(f"row {row} ({int(batch.attention_mask[row].eq(0).sum())} pads): without mask "
+          f"{'ok   ' if torch.equal(without_mask[row, -8:], alone) else 'WRONG'} | with mask "
+          f"{'ok' if torch.equal(with_mask[row, -8:], alone) else 'WRONG'}")
+    assert torch.equal(with_mask[row, -8:], alone)
 
 # %% [markdown]
-# Passing both (as every call in this lesson does) silences the guess and makes it right for
-# padded batches (section 8).
-#
 # **`do_sample=False` ignores temperature.** Greedy and beam search never draw, so
-# `temperature`, `top_k` and `top_p` do nothing there; `transformers` warns, `generate`
-# simply ignores them, and the two agree:
+# `temperature`, `top_k` and `top_p` do nothing there. `transformers` says so in a warning
+# that is easy to miss; `generate` ignores them the same way:
 
 # %%
 plain = generate(model, prompt, max_new_tokens=15)
+theirs = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=15, temperature=0.1,
+                           pad_token_id=EOS)
 with_temperature = generate(model, prompt, max_new_tokens=15, temperature=0.1, top_k=3)
-assert torch.equal(plain, with_temperature)
-print("greedy with temperature=0.1, top_k=3 is still plain greedy")
+assert torch.equal(plain, with_temperature) and torch.equal(plain, theirs)
+print("greedy with temperature=0.1 (and top_k=3) is still plain greedy")
 
 # %% [markdown]
 # **What "deterministic" takes.** Greedy and beam search are deterministic by construction.
@@ -331,11 +344,7 @@ for bad_prompt in (torch.tensor([[5, 9000]]), prompt.to("meta")):
 # real token, so each row gives exactly what it gives alone.
 
 # %%
-tokenizer.padding_side = "left"
-tokenizer.pad_token = tokenizer.eos_token
-prompts = ["ROMEO.\n", "JULIET.\nO Romeo, Romeo!", "MERCUTIO.\nA plague o' both your houses!"]
-batch = tokenizer(prompts, return_tensors="pt", padding=True)
-print(batch.attention_mask)
+print(batch.attention_mask)  # the left-padded batch of section 7
 batched = generate(model, batch.input_ids, max_new_tokens=12, attention_mask=batch.attention_mask)
 for row, text in enumerate(prompts):
     alone = generate(model, encode(text), max_new_tokens=12)
@@ -346,7 +355,7 @@ print("each padded row equals its prompt generated alone")
 # %% [markdown]
 # **Streaming** prints text as it is generated, instead of after the last token; `generate`
 # accepts `transformers`' `TextStreamer`. **Stop strings** end generation once some text
-# appears, here at the end of the first line of verse.
+# appears: here the first line that ends with a full stop, an exclamation or a question mark.
 
 # %%
 prompt = encode("HAMLET.\n")
