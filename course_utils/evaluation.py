@@ -9,12 +9,11 @@ from the start-of-text marker and what precedes it. Plays longer than the contex
 with a sliding window whose stride is half the context, so every scored token after the first
 window sees at least half a context of history.
 
-Run ``python -m course_utils.evaluate --model shakespeare-gpt`` to print both numbers.
+``python -m course_utils.evaluate --model shakespeare-gpt`` prints both numbers.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable, Iterator
 
@@ -80,7 +79,7 @@ def bits_per_byte(model: torch.nn.Module, tokenizer, texts: list[str], context: 
     forward = logits_fn(model)
     total_nats, total_bytes = 0.0, 0
     for text in texts:
-        ids = [tokenizer.eos_token_id] + tokenizer.encode(text)
+        ids = [tokenizer.eos_token_id] + tokenizer.encode(text, verbose=False)
         total_nats += float(token_nll(forward, ids, context).sum())
         total_bytes += len(text.encode("utf-8"))
     return total_nats / math.log(2) / total_bytes
@@ -95,33 +94,10 @@ def greedy_agreement(
     draft_fn, target_fn = logits_fn(draft), logits_fn(target)
     agree = total = 0
     for text in texts:
-        ids = torch.tensor([tokenizer.eos_token_id] + tokenizer.encode(text))
+        ids = torch.tensor([tokenizer.eos_token_id] + tokenizer.encode(text, verbose=False))
         for start in range(0, len(ids), context):
             window = ids[start : start + context].unsqueeze(0)
             same = draft_fn(window).argmax(-1) == target_fn(window).argmax(-1)
             agree += int(same.sum())
             total += same.numel()
     return agree / total
-
-
-def main(argv: list[str] | None = None) -> None:
-    from .data import load_corpus
-    from .hub import load_model
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="shakespeare-gpt", help="bundled name, hub id or folder")
-    parser.add_argument("--draft", default=None, help="also report this draft's greedy agreement")
-    args = parser.parse_args(argv)
-    model, tokenizer = load_model(args.model)
-    texts = list(load_corpus().validation.values())
-    context = model_context(model)
-    print(f"{args.model}: {bits_per_byte(model, tokenizer, texts, context):.4f} bits per byte "
-          f"on the validation plays (context {context}, stride {context // 2})")
-    if args.draft:
-        draft, _ = load_model(args.draft)
-        rate = greedy_agreement(draft, model, tokenizer, texts, context)
-        print(f"{args.draft}: agrees with {args.model}'s greedy next token on {rate:.1%} of positions")
-
-
-if __name__ == "__main__":
-    main()

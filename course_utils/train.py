@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = train_bpe([corpus.train[name] for name in sorted(corpus.train)], config.model.vocab_size)
     hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END_OF_TEXT)
     validation = [corpus.validation[name] for name in sorted(corpus.validation)]
-    eval_ids = [hf_tokenizer.eos_token_id] + hf_tokenizer.encode(validation[0])[: config.eval_tokens]
+    eval_ids = [hf_tokenizer.eos_token_id] + hf_tokenizer.encode(validation[0], verbose=False)[: config.eval_tokens]
     eval_text = hf_tokenizer.decode(eval_ids[1:])
 
     teacher = None
