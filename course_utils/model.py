@@ -14,12 +14,14 @@ LM head whose weight is the token embedding (weight tying).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+# GPT-2 weights stored as Conv1D (in, out) in transformers; nn.Linear stores (out, in).
+CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # Activation names under which transformers' GPT-2 computes the tanh approximation of GELU.
 TANH_GELU_NAMES = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 
@@ -290,13 +292,12 @@ class MiniGPT(nn.Module):
         )
         model = cls(config)
         source = hf_model.state_dict()
-        conv1d_suffixes = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
         state = {}
         for name in model.state_dict():
             hf_value = source["transformer." + name] if name != "lm_head.weight" else source.get(
                 "lm_head.weight", source["transformer.wte.weight"]
             )
-            state[name] = hf_value.t() if name.endswith(conv1d_suffixes) else hf_value
+            state[name] = hf_value.t() if name.endswith(CONV1D_WEIGHTS) else hf_value
         model.load_state_dict(state)
         return model.to(next(hf_model.parameters()).dtype).eval()
 
@@ -316,16 +317,10 @@ class MiniGPT(nn.Module):
         from transformers import GPT2Config, GPT2LMHeadModel
 
         hf_model = GPT2LMHeadModel(GPT2Config(**self.hf_config_dict()))
-        conv1d_suffixes = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-        target = hf_model.state_dict()
         state = {}
         for name, value in self.state_dict().items():
             hf_name = name if name == "lm_head.weight" else "transformer." + name
-            if hf_name in target:
-                state[hf_name] = value.t().contiguous() if name.endswith(conv1d_suffixes) else value
-        hf_model.load_state_dict(state, strict=False)
+            state[hf_name] = value.t().contiguous() if name.endswith(CONV1D_WEIGHTS) else value
+        hf_model.load_state_dict(state)  # strict: every tensor maps onto exactly one tensor
         hf_model.tie_weights()
         return hf_model.eval()
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)
