@@ -19,13 +19,42 @@ def _check_logits(logits: torch.Tensor) -> None:
         raise ValueError(f"logits must have shape (batch, vocab), got {tuple(logits.shape)}")
 
 
+def _check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
+def _check_top_k(top_k: int) -> None:
+    if not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0 disables it), got {top_k}")
+
+
+def _check_top_p(top_p: float) -> None:
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+
+
+def _check_min_p(min_p: float) -> None:
+    if not 0 <= min_p <= 1:
+        raise ValueError(f"min_p must be in [0, 1], got {min_p}")
+
+
+def _check_repetition_penalty(penalty: float) -> None:
+    if not penalty > 0:
+        raise ValueError(f"repetition_penalty must be > 0, got {penalty}")
+
+
+def _check_openai_penalty(name: str, value: float) -> None:
+    if not -2 <= value <= 2:
+        raise ValueError(f"{name} must be in [-2, 2], got {value}")
+
+
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Divide logits (B, V) by ``temperature`` (> 0): below 1 sharpens, above 1 flattens.
 
     Rule of transformers' ``TemperatureLogitsWarper``.
     """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    _check_temperature(temperature)
     _check_logits(logits)
     return logits / temperature
 
@@ -37,8 +66,7 @@ def top_k_filter(logits: torch.Tensor, top_k: int, min_tokens_to_keep: int = 1) 
     ``top_k = 0`` keeps everything; at least ``min_tokens_to_keep`` tokens are kept.
     Rule of transformers' ``TopKLogitsWarper``.
     """
-    if not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"top_k must be an integer >= 0 (0 disables it), got {top_k}")
+    _check_top_k(top_k)
     _check_logits(logits)
     if top_k == 0:
         return logits
@@ -56,8 +84,7 @@ def top_p_filter(logits: torch.Tensor, top_p: float, min_tokens_to_keep: int = 1
     the ``min_tokens_to_keep`` most likely tokens are always kept. Rule of transformers'
     ``TopPLogitsWarper``.
     """
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    _check_top_p(top_p)
     _check_logits(logits)
     if top_p == 1:
         return logits
@@ -76,8 +103,7 @@ def min_p_filter(logits: torch.Tensor, min_p: float, min_tokens_to_keep: int = 1
     The ``min_tokens_to_keep`` most likely tokens are always kept. Rule of transformers'
     ``MinPLogitsWarper``.
     """
-    if not 0 <= min_p <= 1:
-        raise ValueError(f"min_p must be in [0, 1], got {min_p}")
+    _check_min_p(min_p)
     _check_logits(logits)
     probs = logits.softmax(dim=-1)
     remove = probs < min_p * probs.amax(dim=-1, keepdim=True)
@@ -94,8 +120,7 @@ def apply_repetition_penalty(
     no change, above 1 discourages repeats. Positions where ``attention_mask`` (B, T) is 0
     (padding) do not count. Rule of transformers' ``RepetitionPenaltyLogitsProcessor``.
     """
-    if not penalty > 0:
-        raise ValueError(f"repetition_penalty must be > 0, got {penalty}")
+    _check_repetition_penalty(penalty)
     _check_logits(logits)
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
@@ -112,9 +137,8 @@ def apply_frequency_presence_penalty(
     where count[j] is how often token j occurs in ``generated_ids`` (B, T). Penalties in [-2, 2];
     positive values discourage repeats, the frequency term more the more often a token appeared.
     """
-    for name, value in (("frequency_penalty", frequency_penalty), ("presence_penalty", presence_penalty)):
-        if not -2 <= value <= 2:
-            raise ValueError(f"{name} must be in [-2, 2], got {value}")
+    _check_openai_penalty("frequency_penalty", frequency_penalty)
+    _check_openai_penalty("presence_penalty", presence_penalty)
     _check_logits(logits)
     ones = torch.ones_like(generated_ids, dtype=logits.dtype)
     counts = torch.zeros_like(logits).scatter_add_(-1, generated_ids, ones)
@@ -155,19 +179,15 @@ class GenerationSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k must be an integer >= 0 (0 disables it), got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.min_p is not None and not 0 <= self.min_p <= 1:
-            raise ValueError(f"min_p must be in [0, 1], got {self.min_p}")
-        if not self.repetition_penalty > 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
-        for name in ("frequency_penalty", "presence_penalty"):
-            if not -2 <= getattr(self, name) <= 2:
-                raise ValueError(f"{name} must be in [-2, 2], got {getattr(self, name)}")
+        # The filters' own checks, run up front so that bad arguments fail before any forward pass.
+        _check_temperature(self.temperature)
+        _check_top_k(self.top_k)
+        _check_top_p(self.top_p)
+        if self.min_p is not None:
+            _check_min_p(self.min_p)
+        _check_repetition_penalty(self.repetition_penalty)
+        _check_openai_penalty("frequency_penalty", self.frequency_penalty)
+        _check_openai_penalty("presence_penalty", self.presence_penalty)
         if not isinstance(self.num_beams, int) or self.num_beams < 1:
             raise ValueError(f"num_beams must be an integer >= 1, got {self.num_beams}")
         if not isinstance(self.num_return_sequences, int) or self.num_return_sequences < 1:
