@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .evaluation import model_context
-from .model import MiniGPT, positions_from_attention_mask
+from .model import KVCache, MiniGPT, positions_from_attention_mask
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -146,13 +146,21 @@ def apply_frequency_presence_penalty(
 
 
 def next_token_logits(
-    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    cache: KVCache | None = None,
 ) -> torch.Tensor:
-    """The logits (B, V) for the token after ``input_ids`` (B, T), as float32."""
+    """The logits (B, V) for the token after ``input_ids`` (B, T), as float32.
+
+    With a MiniGPT and a ``cache`` holding the first T_past tokens, only the tokens after them
+    are run (all of the prompt in the first call, the prefill; then one token a step).
+    """
     if attention_mask is not None and bool(attention_mask.all()):
         attention_mask = None  # no padding: the plain causal path is the same and faster
     if isinstance(model, MiniGPT):
-        return model(input_ids, attention_mask=attention_mask)[:, -1, :].float()
+        new_ids = input_ids if cache is None else input_ids[:, len(cache):]
+        return model(new_ids, attention_mask=attention_mask, cache=cache)[:, -1, :].float()
     position_ids = None if attention_mask is None else positions_from_attention_mask(attention_mask)
     output = model(input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
     return output.logits[:, -1, :].float()
@@ -321,7 +329,9 @@ def generate(
     - ``streamer``: an object with ``put(token_ids)`` and ``end()``, such as transformers'
       ``TextStreamer``; it receives the prompt, then each new token (batch size 1, no beams).
 
-    ``use_cache`` is accepted for compatibility; this loop recomputes the full sequence.
+    ``use_cache=True`` with a MiniGPT keeps a ``KVCache``: the prompt is run once, then each step
+    runs only the new token (beam search reorders the cache as beams swap). Transformers models
+    are always run on the full sequence here; their own ``generate()`` has its cache.
     """
     settings = GenerationSettings(
         max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -344,13 +354,16 @@ def generate(
         eos_token_id = _first_id(defaults.eos_token_id)
     if pad_token_id is None and defaults is not None:
         pad_token_id = _first_id(defaults.pad_token_id)
+    cache = KVCache() if use_cache and isinstance(model, MiniGPT) else None
     if settings.num_beams > 1:
-        return _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, stopping_criteria or [])
+        criteria = stopping_criteria or []
+        return _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, criteria, cache)
     if num_return_sequences > 1:
         input_ids = input_ids.repeat_interleave(num_return_sequences, dim=0)
         mask = mask.repeat_interleave(num_return_sequences, dim=0)
     return _sample_or_greedy(
-        model, input_ids, mask, settings, eos_token_id, pad_token_id, generator, streamer, stopping_criteria or []
+        model, input_ids, mask, settings, eos_token_id, pad_token_id, generator, streamer, stopping_criteria or [],
+        cache,
     )
 
 
@@ -358,7 +371,9 @@ def _first_id(token_ids: int | list[int] | None) -> int | None:
     return token_ids[0] if isinstance(token_ids, list) else token_ids
 
 
-def _sample_or_greedy(model, input_ids, mask, settings, eos_token_id, pad_token_id, generator, streamer, criteria):
+def _sample_or_greedy(
+    model, input_ids, mask, settings, eos_token_id, pad_token_id, generator, streamer, criteria, cache
+):
     """The plain loop: forward, last-position logits, process, pick, append, stop."""
     if pad_token_id is None:
         pad_token_id = eos_token_id
@@ -368,7 +383,7 @@ def _sample_or_greedy(model, input_ids, mask, settings, eos_token_id, pad_token_
     if streamer is not None:
         streamer.put(input_ids.cpu())
     for _ in range(settings.max_new_tokens):
-        logits = settings.process(next_token_logits(model, sequences, mask), sequences, mask, prompt_length)
+        logits = settings.process(next_token_logits(model, sequences, mask, cache), sequences, mask, prompt_length)
         if settings.do_sample:
             next_tokens = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
         else:
@@ -389,7 +404,7 @@ def _sample_or_greedy(model, input_ids, mask, settings, eos_token_id, pad_token_
     return sequences
 
 
-def _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, criteria):
+def _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, criteria, cache):
     """Beam search with transformers' rules, for a batch of B prompts with K = num_beams beams each.
 
     Each step every running beam is extended by every token: K * V candidates per prompt, scored
@@ -419,7 +434,7 @@ def _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, c
 
     for cur_len in range(prompt_length, max_length):
         flat = running.reshape(B * K, cur_len)
-        log_probs = next_token_logits(model, flat, running_mask).log_softmax(dim=-1)
+        log_probs = next_token_logits(model, flat, running_mask, cache).log_softmax(dim=-1)
         log_probs = settings.process(log_probs, flat, running_mask, prompt_length)
         V = log_probs.shape[-1]
         totals = (log_probs.view(B, K, V) + running_scores[:, :, None]).view(B, K * V)
@@ -438,6 +453,8 @@ def _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, c
 
         # The K best candidates that do not end keep running.
         keep = torch.topk(top_scores + ends.float() * NEG, K, dim=-1).indices
+        if cache is not None:  # each kept candidate continues the cache row of the beam it extends
+            cache.reorder((batch_index * K + source_beam)[batch_index, keep].flatten())
         new_running = candidates[batch_index, keep]
         new_running_scores = (top_scores + ends.float() * NEG)[batch_index, keep]
         running_mask = candidate_mask[batch_index, keep].view(B * K, -1)

@@ -54,13 +54,49 @@ class GPTConfig:
         return self.n_embd // self.n_head
 
 
-def causal_mask(seq_len: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """Boolean (T, T) mask, True where query i may attend to key j, i.e. where j <= i.
+def causal_mask(seq_len: int, device: torch.device | str | None = None, n_past: int = 0) -> torch.Tensor:
+    """Boolean (T, n_past + T) mask, True where query i may attend to key j, i.e. where
+    j <= n_past + i. With no cached past it is the square (T, T) mask of j <= i.
 
     Built with ``triu``: the strict upper triangle (the future) is what must be hidden.
     """
-    future = torch.triu(torch.ones(seq_len, seq_len, dtype=torch.bool, device=device), diagonal=1)
-    return ~future
+    ones = torch.ones(seq_len, n_past + seq_len, dtype=torch.bool, device=device)
+    return ~torch.triu(ones, diagonal=n_past + 1)
+
+
+class KVCache:
+    """The keys and values every layer has computed so far, so that a new token's forward pass
+    needs only that token: per layer, keys and values of shape (B, H, T_past, D).
+
+    This is the growing form: each step concatenates the new keys and values.
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def __len__(self) -> int:
+        """How many positions are cached."""
+        return self.keys[0].shape[2] if self.keys else 0
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this step's k, v (B, H, T_new, D) for ``layer``; return all of them so far."""
+        if layer == len(self.keys):
+            self.keys.append(k)
+            self.values.append(v)
+        else:
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
+            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
+        return self.keys[layer], self.values[layer]
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep batch rows ``rows`` (in that order), as beam search does when beams swap."""
+        self.keys = [k[rows] for k in self.keys]
+        self.values = [v[rows] for v in self.values]
+
+    def nbytes(self) -> int:
+        """Bytes held by the cached tensors."""
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
 
 
 def positions_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -100,26 +136,36 @@ class CausalSelfAttention(nn.Module):
         x: torch.Tensor,
         key_mask: torch.Tensor | None = None,
         return_attention: bool = False,
+        cache: KVCache | None = None,
+        layer: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: (B, T, C). key_mask: bool (B, 1, T, T), True where attending is allowed, or None
-        for the plain causal mask. Returns the output (B, T, C) and, when asked, the attention
-        weights (B, H, T, T)."""
+        """x: (B, T, C). key_mask: bool (B, 1, T, T_all), True where attending is allowed, or
+        None for the plain causal mask (T_all = T_past + T keys when ``cache`` holds T_past
+        positions of this ``layer``). Returns the output (B, T, C) and, when asked, the attention
+        weights (B, H, T, T_all)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, H, T, D): each head sees its own D-dimensional slice.
         q, k, v = (t.view(B, T, self.n_head, self.head_size).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:
+            k, v = cache.extend(layer, k, v)  # new queries attend to all cached keys too
+        n_past = k.shape[2] - T
         weights = None
         if return_attention:
             # The explicit path: scores, mask, softmax, weighted sum. Same result, slower.
-            mask = causal_mask(T, x.device) if key_mask is None else key_mask
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, H, T, T)
+            mask = causal_mask(T, x.device, n_past) if key_mask is None else key_mask
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, H, T, T_all)
             scores = scores.masked_fill(~mask, float("-inf"))
             weights = F.softmax(scores, dim=-1)
             y = weights @ v
-        elif key_mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
+        elif key_mask is not None:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        elif n_past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif T == 1:
+            y = F.scaled_dot_product_attention(q, k, v)  # one new query: every key is in its past
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, x.device, n_past))
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y)), weights
 
@@ -149,9 +195,14 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, return_attention: bool = False
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        return_attention: bool = False,
+        cache: KVCache | None = None,
+        layer: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attn(self.ln_1(x), key_mask, return_attention)
+        attended, weights = self.attn(self.ln_1(x), key_mask, return_attention, cache, layer)
         x = x + attended
         x = x + self.mlp(self.ln_2(x))
         return x, weights
@@ -187,13 +238,13 @@ class MiniGPT(nn.Module):
         """Trainable parameters, the tied embedding counted once."""
         return sum(p.numel() for p in self.parameters())
 
-    def _check_input_ids(self, input_ids: torch.Tensor) -> None:
+    def _check_input_ids(self, input_ids: torch.Tensor, n_past: int = 0) -> None:
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
-        T = input_ids.shape[1]
+        T = n_past + input_ids.shape[1]
         if T > self.config.context_length:
             raise ValueError(
-                f"input_ids has {T} tokens but the model's context_length is "
+                f"input_ids has {T} tokens (cached ones included) but the model's context_length is "
                 f"{self.config.context_length}; pass at most {self.config.context_length} tokens"
             )
         if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
@@ -207,27 +258,33 @@ class MiniGPT(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None,
         return_attention: bool,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Final hidden states (B, T, C) and, when asked, each layer's attention (B, H, T, T)."""
-        self._check_input_ids(input_ids)
-        T = input_ids.shape[1]
+        """Final hidden states (B, T, C) and, when asked, each layer's attention (B, H, T, T_all)."""
+        n_past = len(cache) if cache is not None else 0
+        self._check_input_ids(input_ids, n_past)
+        B, T = input_ids.shape
+        device = input_ids.device
         if attention_mask is None:
-            positions = torch.arange(T, device=input_ids.device).unsqueeze(0)
+            positions = torch.arange(n_past, n_past + T, device=device).unsqueeze(0)
             key_mask = None
         else:
-            if attention_mask.shape != input_ids.shape:
+            if attention_mask.shape != (B, n_past + T):
                 raise ValueError(
-                    f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+                    f"attention_mask must have shape (batch, cached + new tokens) = {(B, n_past + T)}, "
                     f"got {tuple(attention_mask.shape)}"
                 )
-            positions = positions_from_attention_mask(attention_mask)
+            positions = positions_from_attention_mask(attention_mask)[:, n_past:]
             # Causal and not padding; a padding query attends to itself so no row is all -inf.
-            allowed = causal_mask(T, input_ids.device) & attention_mask.bool()[:, None, None, :]
-            key_mask = allowed | torch.eye(T, dtype=torch.bool, device=input_ids.device)
+            allowed = causal_mask(T, device, n_past) & attention_mask.bool()[:, None, None, :]
+            rows = torch.arange(T, device=device)
+            itself = torch.zeros(T, n_past + T, dtype=torch.bool, device=device)
+            itself[rows, n_past + rows] = True
+            key_mask = allowed | itself
         x = self.drop(self.wte(input_ids) + self.wpe(positions))
         attentions = []
-        for block in self.h:
-            x, weights = block(x, key_mask, return_attention)
+        for layer, block in enumerate(self.h):
+            x, weights = block(x, key_mask, return_attention, cache, layer)
             if weights is not None:
                 attentions.append(weights)
         return self.ln_f(x), attentions
@@ -237,15 +294,18 @@ class MiniGPT(nn.Module):
         input_ids: torch.Tensor,
         targets: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
         """input_ids: (B, T) token ids, T <= context_length.
 
         Returns the logits (B, T, V) for the next token at every position; or, when
         ``targets`` (B, T) is given, the mean cross-entropy loss (a scalar) against them,
         ignoring targets equal to -100. ``attention_mask`` (B, T) marks real tokens with 1 and
-        (left) padding with 0.
+        (left) padding with 0; with a cache it covers the cached tokens too, (B, T_past + T).
+        ``cache``: a ``KVCache`` holding the keys and values of the tokens before ``input_ids``;
+        it is extended with this call's, so the next call passes only the tokens after these.
         """
-        hidden, _ = self._run(input_ids, attention_mask, return_attention=False)
+        hidden, _ = self._run(input_ids, attention_mask, return_attention=False, cache=cache)
         logits = self.lm_head(hidden)
         if targets is None:
             return logits

@@ -232,3 +232,46 @@ def test_twenty_thousand_draws_follow_the_filtered_distribution(case):
     dof = int(kept.sum()) - 1
     p_value = torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), statistic / 2)
     assert p_value > 0.001, f"chi-square {statistic:.1f} with {dof} degrees of freedom: p = {p_value:.2g}"
+
+
+CACHE_CASES = [
+    dict(),
+    dict(do_sample=True, temperature=0.9, top_p=0.9),
+    dict(num_beams=3, num_return_sequences=2, length_penalty=0.7),
+    dict(num_beams=4, early_stopping=True, repetition_penalty=1.3),
+]
+
+
+@pytest.mark.parametrize("case", CACHE_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) or "greedy")
+@pytest.mark.parametrize("padded", [False, True])
+def test_cached_generation_gives_the_same_tokens(hf_models, case, padded):
+    mini = MiniGPT.from_hf(hf_models[0])
+    prompt = torch.randint(1, 300, (2, 6), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(prompt)
+    if padded:
+        mask[1, :3] = 0
+        prompt = prompt.masked_fill(mask == 0, 0)
+
+    def run(use_cache):
+        return generate(mini, prompt, 14, attention_mask=mask, eos_token_id=7, use_cache=use_cache,
+                        generator=torch.Generator().manual_seed(0), **case)
+
+    assert torch.equal(run(True), run(False))
+
+
+def test_cached_logits_match_a_full_forward_pass():
+    from course_utils import GPTConfig
+    from course_utils.model import KVCache
+
+    torch.manual_seed(0)
+    mini = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=2, n_head=2, n_embd=16)).eval()
+    ids = torch.randint(0, 50, (2, 20))
+    cache = KVCache()
+    with torch.no_grad():
+        full = mini(ids)
+        pieces = [mini(ids[:, :8], cache=cache)] + [mini(ids[:, t : t + 1], cache=cache) for t in range(8, 20)]
+    assert (torch.cat(pieces, dim=1) - full).abs().max() < 1e-5
+    assert len(cache) == 20
+    assert cache.nbytes() == 2 * 2 * 2 * 20 * 16 * 4  # keys and values x layers x batch x T x C x float32
+    with pytest.raises(ValueError, match="cached ones included"):
+        mini(torch.zeros(2, 13, dtype=torch.long), cache=cache)
