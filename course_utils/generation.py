@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .evaluation import model_context
-from .model import KVCache, MiniGPT, positions_from_attention_mask
+from .model import KVCache, MiniGPT, check_token_ids, positions_from_attention_mask
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -235,20 +235,13 @@ class GenerationSettings:
 
 
 def _check_inputs(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int) -> None:
-    if input_ids.dim() != 2:
-        raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
     model_device = next(model.parameters()).device
-    if input_ids.device != model_device:
+    if input_ids.device != model_device:  # first: ids on another device cannot even be compared
         raise ValueError(
             f"input_ids is on {input_ids.device} but the model is on {model_device}; "
             f"move one of them, e.g. input_ids.to({str(model_device)!r})"
         )
-    vocab_size = model.config.vocab_size
-    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
-        raise ValueError(
-            f"input_ids must lie in [0, {vocab_size - 1}] (the model's vocabulary), got values "
-            f"from {int(input_ids.min())} to {int(input_ids.max())}"
-        )
+    check_token_ids(input_ids, model.config.vocab_size)
     context = model_context(model)
     if input_ids.shape[1] + max_new_tokens > context:
         raise ValueError(

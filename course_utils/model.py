@@ -99,6 +99,17 @@ class KVCache:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
 
 
+def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+    """Refuse ``input_ids`` that are not (batch, seq) or hold ids outside [0, vocab_size)."""
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
+    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
+        raise ValueError(
+            f"input_ids must lie in [0, {vocab_size - 1}] (the model's vocabulary), got values "
+            f"from {int(input_ids.min())} to {int(input_ids.max())}"
+        )
+
+
 def positions_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids (B, T) for a left-padded batch: count only real tokens, as GPT-2 does.
 
@@ -239,18 +250,12 @@ class MiniGPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def _check_input_ids(self, input_ids: torch.Tensor, n_past: int = 0) -> None:
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
+        check_token_ids(input_ids, self.config.vocab_size)
         T = n_past + input_ids.shape[1]
         if T > self.config.context_length:
             raise ValueError(
                 f"input_ids has {T} tokens (cached ones included) but the model's context_length is "
                 f"{self.config.context_length}; pass at most {self.config.context_length} tokens"
-            )
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-            raise ValueError(
-                f"input_ids must lie in [0, {self.config.vocab_size - 1}] (the vocabulary), got "
-                f"values from {int(input_ids.min())} to {int(input_ids.max())}"
             )
 
     def _run(
