@@ -2,11 +2,11 @@
 
     python -m course_utils.bench generation [--model shakespeare-gpt] [--runs 5] [--batch 1]
 
-``generation`` times greedy decoding from a short prompt up to the model's full context, three
+``generation`` times greedy decoding from a short prompt up to the model's full context, four
 ways in the same run, interleaved round by round so that machine noise hits all of them: our
-``generate`` with the KV cache, our ``generate`` without it, and ``transformers``' own
-``model.generate()`` (which uses its cache). One warm-up round is discarded. Only generated
-tokens count: the prompt is not.
+``generate`` with the preallocated KV cache (the default), with the growing one, without a cache,
+and ``transformers``' own ``model.generate()`` (which uses its cache). One warm-up round is
+discarded. Only generated tokens count: the prompt is not.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from transformers import StoppingCriteria
 
 from .generation import generate
 from .hub import load_model
@@ -31,6 +34,70 @@ def machine_summary() -> str:
             f"{torch.get_num_threads()} threads")
 
 
+def median_seconds(run: Callable[[], object], runs: int = 5) -> float:
+    """Median wall time of ``runs`` calls of ``run`` after one warm-up call."""
+    run()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def memory_bandwidth(megabytes: int = 512, runs: int = 5) -> float:
+    """This machine's memory bandwidth in GB/s: a copy of ``megabytes`` MB (far larger than the
+    CPU caches) reads and writes every byte, so bandwidth = 2 x bytes / median copy time."""
+    source = torch.ones(megabytes * 2**20 // 4)
+    target = torch.empty_like(source)
+    seconds = median_seconds(lambda: target.copy_(source), runs)
+    return 2 * source.numel() * source.element_size() / seconds / 1e9
+
+
+class StepTimer(StoppingCriteria):
+    """A stopping criterion that never stops: it records ``time.perf_counter()`` each time the
+    generation loop asks it, once per generated token. Works with our ``generate`` and with
+    ``transformers``' (``stopping_criteria=[timer]``)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        self.times.append(time.perf_counter())
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+def count_flops(run: Callable[[], object]) -> dict[str, int]:
+    """Floating-point operations (2 per multiply-add) of the matrix products ``run()`` performs,
+    by kind: "linear" (matrix multiplies of weights: projections, MLP, LM head) and "attention"
+    (query-key scores and the weighted sum of values). Counted by torch's ``FlopCounterMode``,
+    taught to count CPU fused attention, which it otherwise skips."""
+    fused = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+
+    def fused_attention(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    with FlopCounterMode(display=False, custom_mapping={fused: fused_attention}) as counter:
+        run()
+    by_op = counter.get_flop_counts()["Global"]
+    attention = sum(flops for op, flops in by_op.items() if op in (fused, torch.ops.aten.bmm))
+    return {"linear": counter.get_total_flops() - attention, "attention": attention}
+
+
+def interleaved_rates(ways: dict[str, Callable[[], object]], units: int, runs: int) -> dict[str, list[float]]:
+    """Run each way once as a warm-up, then ``runs`` rounds of all of them in turn; returns each
+    way's ``units`` per second, one value per timed round."""
+    rates: dict[str, list[float]] = {name: [] for name in ways}
+    for round_index in range(runs + 1):
+        for name, run in ways.items():
+            started = time.perf_counter()
+            run()
+            seconds = time.perf_counter() - started
+            if round_index > 0:
+                rates[name].append(units / seconds)
+    return rates
+
+
 def generation_benchmark(model_name: str, runs: int, batch: int) -> dict[str, float]:
     """Median generated tokens per second of each way of decoding; prints the table."""
     hf_model, tokenizer = load_model(model_name)
@@ -38,31 +105,29 @@ def generation_benchmark(model_name: str, runs: int, batch: int) -> dict[str, fl
     prompt = tokenizer([PROMPT] * batch, return_tensors="pt").input_ids
     new_tokens = hf_model.config.n_positions - prompt.shape[1]
     mask = torch.ones_like(prompt)
+    # A MiniGPT has no EOS unless told, and min_new_tokens keeps transformers going: all
+    # four ways generate exactly new_tokens tokens.
     ways = {
-        "ours, KV cache": lambda: generate(mini, prompt, new_tokens, use_cache=True),
+        "ours, preallocated cache": lambda: generate(mini, prompt, new_tokens),
+        "ours, growing cache": lambda: generate(mini, prompt, new_tokens,
+                                                cache_implementation="growing"),
         "ours, no cache": lambda: generate(mini, prompt, new_tokens, use_cache=False),
         "transformers generate()": lambda: hf_model.generate(
             prompt, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
             pad_token_id=tokenizer.eos_token_id),
     }
-    rates: dict[str, list[float]] = {name: [] for name in ways}
     print(f"machine: {machine_summary()}")
     print(f"model: {model_name}, batch {batch}, prompt {prompt.shape[1]} tokens, {new_tokens} generated tokens "
           f"(to the full context of {hf_model.config.n_positions}), greedy; {runs} runs after 1 warm-up")
-    for round_index in range(runs + 1):
-        for name, run in ways.items():
-            started = time.perf_counter()
-            out = run()
-            seconds = time.perf_counter() - started
-            assert out.shape[1] - prompt.shape[1] == new_tokens, name  # every way generated them all
-            if round_index > 0:
-                rates[name].append(batch * new_tokens / seconds)
+    rates = interleaved_rates(ways, batch * new_tokens, runs)
     medians = {name: statistics.median(values) for name, values in rates.items()}
     for name, value in medians.items():
         spread = f"{min(rates[name]):.0f}-{max(rates[name]):.0f}"
         print(f"{name:>26}: median {value:7.1f} tokens/s (range {spread})")
-    print(f"KV cache vs no cache:          {medians['ours, KV cache'] / medians['ours, no cache']:.2f}x")
-    print(f"ours (cache) vs transformers:  {medians['ours, KV cache'] / medians['transformers generate()']:.2f}x")
+    ours = medians["ours, preallocated cache"]
+    print(f"preallocated vs growing cache: {ours / medians['ours, growing cache']:.2f}x")
+    print(f"KV cache vs no cache:          {ours / medians['ours, no cache']:.2f}x")
+    print(f"ours (cache) vs transformers:  {ours / medians['transformers generate()']:.2f}x")
     return medians
 
 

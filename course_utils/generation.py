@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .evaluation import model_context
-from .model import KVCache, MiniGPT, check_token_ids, positions_from_attention_mask
+from .model import GrowingKVCache, KVCache, MiniGPT, PreallocatedKVCache, check_token_ids, positions_from_attention_mask
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -271,6 +271,9 @@ class StopOnText:
         return torch.tensor([any(text in row for text in self.texts) for row in decoded])
 
 
+CACHE_IMPLEMENTATIONS = ("preallocated", "growing")
+
+
 @torch.no_grad()
 def generate(
     model: torch.nn.Module,
@@ -292,7 +295,8 @@ def generate(
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
     attention_mask: torch.Tensor | None = None,
-    use_cache: bool = False,
+    use_cache: bool = True,
+    cache_implementation: str = "preallocated",
     generator: torch.Generator | None = None,
     streamer=None,
     stopping_criteria: list | None = None,
@@ -322,9 +326,13 @@ def generate(
     - ``streamer``: an object with ``put(token_ids)`` and ``end()``, such as transformers'
       ``TextStreamer``; it receives the prompt, then each new token (batch size 1, no beams).
 
-    ``use_cache=True`` with a MiniGPT keeps a ``KVCache``: the prompt is run once, then each step
-    runs only the new token (beam search reorders the cache as beams swap). Transformers models
-    are always run on the full sequence here; their own ``generate()`` has its cache.
+    ``use_cache=True`` (the default, as in transformers) with a MiniGPT keeps a KV cache: the
+    prompt is run once, then each step runs only the new token (beam search reorders the cache as
+    beams swap). ``cache_implementation`` picks its form: "preallocated" (buffers for prompt +
+    max_new_tokens positions, written in place; faster here, see ``course_utils.bench``) or
+    "growing" (concatenated each step). ``use_cache=False`` re-runs the whole sequence every step.
+    Transformers models are always run on the full sequence here; their own ``generate()`` has
+    its cache.
     """
     settings = GenerationSettings(
         max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -347,7 +355,12 @@ def generate(
         eos_token_id = _first_id(defaults.eos_token_id)
     if pad_token_id is None and defaults is not None:
         pad_token_id = _first_id(defaults.pad_token_id)
-    cache = KVCache() if use_cache and isinstance(model, MiniGPT) else None
+    if cache_implementation not in CACHE_IMPLEMENTATIONS:
+        raise ValueError(f"cache_implementation must be one of {CACHE_IMPLEMENTATIONS}, got {cache_implementation!r}")
+    cache = None
+    if use_cache and isinstance(model, MiniGPT):
+        total = input_ids.shape[1] + max_new_tokens
+        cache = PreallocatedKVCache(total) if cache_implementation == "preallocated" else GrowingKVCache()
     if settings.num_beams > 1:
         criteria = stopping_criteria or []
         return _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, criteria, cache)

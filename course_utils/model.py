@@ -64,11 +64,12 @@ def causal_mask(seq_len: int, device: torch.device | str | None = None, n_past: 
     return ~torch.triu(ones, diagonal=n_past + 1)
 
 
-class KVCache:
+class GrowingKVCache:
     """The keys and values every layer has computed so far, so that a new token's forward pass
     needs only that token: per layer, keys and values of shape (B, H, T_past, D).
 
-    This is the growing form: each step concatenates the new keys and values.
+    The growing form: each step concatenates the new keys and values onto the old ones, so every
+    step allocates and copies the whole cache again, and memory is only what is used.
     """
 
     def __init__(self) -> None:
@@ -97,6 +98,58 @@ class KVCache:
     def nbytes(self) -> int:
         """Bytes held by the cached tensors."""
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+
+class PreallocatedKVCache:
+    """The same cache in buffers of ``max_length`` positions, allocated at the first call and
+    written in place: per layer, keys and values of shape (B, H, max_length, D), of which the first
+    ``len(cache)`` positions are filled. Each step writes only the new positions and hands
+    attention a view of the filled part; no step allocates or copies the past.
+    (``transformers`` calls this a static cache, and the growing one dynamic.)
+    """
+
+    def __init__(self, max_length: int) -> None:
+        if not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length must be a positive int (positions to hold), got {max_length!r}")
+        self.max_length = max_length
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.lengths: list[int] = []  # filled positions, per layer
+
+    def __len__(self) -> int:
+        """How many positions are cached."""
+        return self.lengths[0] if self.lengths else 0
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this step's k, v (B, H, T_new, D) for ``layer``; return views of all filled positions."""
+        if layer == len(self.keys):
+            B, H, _, D = k.shape
+            self.keys.append(k.new_empty(B, H, self.max_length, D))
+            self.values.append(v.new_empty(B, H, self.max_length, D))
+            self.lengths.append(0)
+        start, end = self.lengths[layer], self.lengths[layer] + k.shape[2]
+        if end > self.max_length:
+            raise ValueError(f"the cache holds at most max_length={self.max_length} positions; {end} were asked for")
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        self.lengths[layer] = end
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep batch rows ``rows`` (in that order), as beam search does when beams swap."""
+        for buffers in (self.keys, self.values):
+            for layer, old in enumerate(buffers):
+                new = old.new_empty(len(rows), *old.shape[1:])
+                new[:, :, : self.lengths[layer]] = old[rows, :, : self.lengths[layer]]
+                buffers[layer] = new
+
+    def nbytes(self) -> int:
+        """Bytes held by the buffers: all ``max_length`` positions, however many are filled."""
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+
+# Either form: both have len(), extend, reorder and nbytes.
+KVCache = GrowingKVCache | PreallocatedKVCache
 
 
 def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
@@ -129,6 +182,12 @@ def multiply_adds_per_token(config: GPTConfig, n_past: int = 0) -> int:
     C = config.n_embd
     per_layer = 12 * C * C + 2 * (n_past + 1) * C
     return config.n_layer * per_layer + C * config.vocab_size
+
+
+def kv_cache_bytes(config: GPTConfig, seq_len: int, batch: int = 1, bytes_per_value: int = 4) -> int:
+    """Bytes of keys and values for ``seq_len`` positions of ``batch`` sequences:
+    2 (keys and values) x layers x batch x seq_len x heads x head size x bytes per value."""
+    return 2 * config.n_layer * batch * seq_len * config.n_head * config.head_size * bytes_per_value
 
 
 class CausalSelfAttention(nn.Module):

@@ -10,10 +10,12 @@ def test_generation_benchmark_prints_medians_and_ratios(tmp_path, capsys):
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(f"{resolve('shakespeare-gpt')}/{name}", folder)
     medians = generation_benchmark(str(folder), runs=1, batch=2)
-    assert set(medians) == {"ours, KV cache", "ours, no cache", "transformers generate()"}
+    assert set(medians) == {"ours, preallocated cache", "ours, growing cache", "ours, no cache",
+                            "transformers generate()"}
     assert all(rate > 0 for rate in medians.values())
     printed = capsys.readouterr().out
-    assert "threads" in printed and "KV cache vs no cache:" in printed and "vs transformers:" in printed
+    assert "threads" in printed and "KV cache vs no cache:" in printed
+    assert "vs growing cache:" in printed and "vs transformers:" in printed
 
 
 def test_bad_arguments_are_refused(capsys):
@@ -22,3 +24,51 @@ def test_bad_arguments_are_refused(capsys):
     with pytest.raises(SystemExit):
         main(["generation", "--runs", "0"])
     assert "--runs and --batch must be at least 1" in capsys.readouterr().err
+
+
+def test_step_timer_records_one_time_per_generated_token_in_both_loops(tmp_path):
+    import torch
+
+    from course_utils import MiniGPT, generate
+    from course_utils.bench import StepTimer
+
+    hf_model = __import__("transformers").GPT2LMHeadModel.from_pretrained(
+        make_random_gpt2(tmp_path / "m", vocab_size=50, n_positions=32, n_embd=16, n_layer=1, n_head=2))
+    prompt = torch.tensor([[1, 2, 3]])
+    ours, theirs = StepTimer(), StepTimer()
+    generate(MiniGPT.from_hf(hf_model), prompt, 7, stopping_criteria=[ours])
+    hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=7, min_new_tokens=7,
+                      do_sample=False, pad_token_id=0, stopping_criteria=[theirs])
+    for timer in (ours, theirs):
+        assert len(timer.times) == 7
+        assert timer.times == sorted(timer.times)
+
+
+def test_count_flops_counts_fused_attention_and_matches_the_formula():
+    import torch
+
+    from course_utils import GPTConfig, MiniGPT
+    from course_utils.bench import count_flops
+    from course_utils.model import PreallocatedKVCache, multiply_adds_per_token
+
+    config = GPTConfig(vocab_size=64, context_length=40, n_layer=2, n_head=2, n_embd=32)
+    mini = MiniGPT(config).eval()
+    ids = torch.randint(0, 64, (1, 30))
+    cache = PreallocatedKVCache(30)
+    with torch.no_grad():
+        mini(ids[:, :-1], cache=cache)
+        step = count_flops(lambda: mini(ids[:, -1:], cache=cache))
+        full = count_flops(lambda: mini(ids))
+    assert sum(step.values()) == 2 * multiply_adds_per_token(config, n_past=29)
+    assert step["attention"] == 2 * 2 * 30 * 32 * 2  # layers x (scores + weighted sum) x 30 keys x C x 2 flops
+    # the fused causal kernel is charged for the whole T x T square, as torch counts it
+    assert full["attention"] == 2 * 2 * 30 * 30 * 32 * 2
+
+
+def test_memory_bandwidth_and_median_seconds_are_positive():
+    from course_utils.bench import median_seconds, memory_bandwidth
+
+    calls = []
+    assert median_seconds(lambda: calls.append(1), runs=3) >= 0
+    assert len(calls) == 4  # one warm-up, three timed
+    assert memory_bandwidth(megabytes=8, runs=1) > 0

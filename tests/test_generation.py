@@ -244,7 +244,8 @@ CACHE_CASES = [
 
 @pytest.mark.parametrize("case", CACHE_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) or "greedy")
 @pytest.mark.parametrize("padded", [False, True])
-def test_cached_generation_gives_the_same_tokens(hf_models, case, padded):
+@pytest.mark.parametrize("implementation", ["preallocated", "growing"])
+def test_cached_generation_gives_the_same_tokens(hf_models, case, padded, implementation):
     mini = MiniGPT.from_hf(hf_models[0])
     prompt = torch.randint(1, 300, (2, 6), generator=torch.Generator().manual_seed(3))
     mask = torch.ones_like(prompt)
@@ -254,24 +255,47 @@ def test_cached_generation_gives_the_same_tokens(hf_models, case, padded):
 
     def run(use_cache):
         return generate(mini, prompt, 14, attention_mask=mask, eos_token_id=7, use_cache=use_cache,
-                        generator=torch.Generator().manual_seed(0), **case)
+                        cache_implementation=implementation, generator=torch.Generator().manual_seed(0), **case)
 
     assert torch.equal(run(True), run(False))
 
 
-def test_cached_logits_match_a_full_forward_pass():
+@pytest.mark.parametrize("preallocated", [False, True], ids=["growing", "preallocated"])
+def test_cached_logits_match_a_full_forward_pass(preallocated):
     from course_utils import GPTConfig
-    from course_utils.model import KVCache
+    from course_utils.model import GrowingKVCache, PreallocatedKVCache
 
     torch.manual_seed(0)
     mini = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=2, n_head=2, n_embd=16)).eval()
     ids = torch.randint(0, 50, (2, 20))
-    cache = KVCache()
+    cache = PreallocatedKVCache(24) if preallocated else GrowingKVCache()
     with torch.no_grad():
         full = mini(ids)
         pieces = [mini(ids[:, :8], cache=cache)] + [mini(ids[:, t : t + 1], cache=cache) for t in range(8, 20)]
     assert (torch.cat(pieces, dim=1) - full).abs().max() < 1e-5
     assert len(cache) == 20
-    assert cache.nbytes() == 2 * 2 * 2 * 20 * 16 * 4  # keys and values x layers x batch x T x C x float32
+    held = 24 if preallocated else 20  # a preallocated cache holds all its positions from the start
+    assert cache.nbytes() == 2 * 2 * 2 * held * 16 * 4  # keys and values x layers x batch x T x C x float32
     with pytest.raises(ValueError, match="cached ones included"):
         mini(torch.zeros(2, 13, dtype=torch.long), cache=cache)
+
+
+def test_a_preallocated_cache_refuses_to_overflow_and_bad_sizes():
+    from course_utils import GPTConfig
+    from course_utils.model import PreallocatedKVCache
+
+    mini = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    cache = PreallocatedKVCache(4)
+    with torch.no_grad():
+        mini(torch.zeros(1, 3, dtype=torch.long), cache=cache)
+        with pytest.raises(ValueError, match="max_length=4"):
+            mini(torch.zeros(1, 2, dtype=torch.long), cache=cache)
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="max_length must be a positive int"):
+            PreallocatedKVCache(bad)
+
+
+def test_generate_refuses_an_unknown_cache_implementation(hf_models):
+    mini = MiniGPT.from_hf(hf_models[0])
+    with pytest.raises(ValueError, match="cache_implementation must be one of"):
+        generate(mini, torch.ones(1, 3, dtype=torch.long), 2, cache_implementation="static")

@@ -117,3 +117,18 @@ def test_multiply_adds_formula_matches_torch_flop_counter_for_one_token():
     with FlopCounterMode(display=False) as counter:  # the explicit attention path: plain matmuls
         mini.forward_with_attention(torch.zeros(1, 1, dtype=torch.long))
     assert counter.get_total_flops() == 2 * multiply_adds_per_token(config, n_past=0)
+
+
+def test_kv_cache_bytes_formula_matches_both_caches_exactly():
+    from course_utils.model import GrowingKVCache, PreallocatedKVCache, kv_cache_bytes
+
+    config = GPTConfig(vocab_size=40, context_length=24, n_layer=3, n_head=4, n_embd=32)
+    mini = MiniGPT(config).eval()
+    growing, preallocated = GrowingKVCache(), PreallocatedKVCache(24)
+    with torch.no_grad():
+        for cache in (growing, preallocated):
+            mini(torch.zeros(2, 10, dtype=torch.long), cache=cache)
+            mini(torch.zeros(2, 1, dtype=torch.long), cache=cache)
+    assert growing.nbytes() == kv_cache_bytes(config, 11, batch=2)
+    assert preallocated.nbytes() == kv_cache_bytes(config, 24, batch=2)
+    assert kv_cache_bytes(config, 11, batch=2, bytes_per_value=2) * 2 == growing.nbytes()

@@ -1,0 +1,542 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 04 — The KV cache, and generation as fast as the hardware allows
+#
+# In lesson 03 every step of `generate()` ran the model on the *whole* sequence so far, to use
+# only the logits of its last position. That is wasteful: the keys and values of the earlier
+# tokens are the same at every step, because a causal model never lets a token look at what
+# comes after it. The **KV cache** keeps them. In this lesson we:
+#
+# 1. count the work each step does with and without a cache;
+# 2. build a cached attention step by hand, including the mask for several new tokens;
+# 3. compare two ways to store the cache: growing and preallocated;
+# 4. check that the cache changes nothing: same tokens, same logits;
+# 5. compute what it costs in memory, for our model and for GPT-2 Large;
+# 6. measure the speed-up against generated length, against `transformers`, and across batch
+#    sizes, and see where the time goes;
+# 7. measure this machine's memory bandwidth and how close our loop gets to its limit;
+# 8. see what happens at the end of the context window.
+
+# %%
+import copy
+import inspect
+import time
+from functools import partial
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from course_utils import MiniGPT, generate, load_model
+from course_utils.bench import StepTimer, count_flops, median_seconds, memory_bandwidth
+from course_utils.lesson import setup
+from course_utils.model import GPTConfig, GrowingKVCache, PreallocatedKVCache, causal_mask, kv_cache_bytes
+
+generator = setup(seed=0)
+torch.set_grad_enabled(False)  # this lesson only runs models: no gradients anywhere
+hf_model, tokenizer = load_model()
+model = MiniGPT.from_hf(hf_model)
+config = model.config
+H, D, C = config.n_head, config.head_size, config.n_embd
+print(config)
+
+
+def encode(text: str) -> torch.Tensor:
+    return tokenizer(text, return_tensors="pt").input_ids
+
+
+# %% [markdown]
+# ## 1. The redundancy, counted
+#
+# Without a cache, the step that predicts token T+1 runs all T tokens through every layer: T
+# rows of every projection and MLP, and T × T attention scores per head. With a cache it runs
+# one token: one row of each matrix product, and one query against T keys.
+#
+# We do not estimate this; we count it. `count_flops` runs a call under torch's
+# `FlopCounterMode`, which records the floating-point operations of every matrix product
+# (2 per multiply-add), split into the weight matrix products ("linear") and attention itself.
+
+# %%
+# 512 tokens of text to work with: the model's own Shakespeare, sampled.
+hamlet = encode("HAMLET.\n")
+text_ids = generate(model, hamlet, config.context_length - hamlet.shape[1], do_sample=True, generator=generator)
+print(f"{'T':>4} | {'no cache: linear':>16} {'attention':>10} | {'cache: linear':>14} {'attention':>10} | ratio")
+step_flops = {}
+for T in (8, 64, 256, 512):
+    ids = text_ids[:, :T]
+    without = count_flops(partial(model, ids))  # the whole sequence again
+    cache = PreallocatedKVCache(T)
+    model(ids[:, :-1], cache=cache)  # the first T-1 tokens are already cached...
+    with_cache = count_flops(partial(model, ids[:, -1:], cache=cache))  # ...so the step runs one token
+    step_flops[T] = (sum(without.values()), sum(with_cache.values()))
+    print(f"{T:>4} | {without['linear'] / 1e6:>14.1f} M {without['attention'] / 1e6:>8.1f} M | "
+          f"{with_cache['linear'] / 1e6:>12.2f} M {with_cache['attention'] / 1e6:>8.2f} M | "
+          f"{step_flops[T][0] / step_flops[T][1]:>5.0f}x")
+
+# %% [markdown]
+# With the cache the linear work per step is constant and the attention work grows by one key per
+# step; without it both grow with T, and attention grows with T². The ratio is roughly T: the
+# cache turns generation from quadratic into linear work.
+#
+# The counted numbers match a formula we can write down: per layer, 12 C² multiply-adds for the
+# projections and MLP plus 2 (n_past + 1) C for attention, and C × V for the LM head
+# (`multiply_adds_per_token` in `course_utils.model`).
+
+# %%
+from course_utils.model import multiply_adds_per_token  # noqa: E402
+
+for T, (_, cached) in step_flops.items():
+    assert cached == 2 * multiply_adds_per_token(config, n_past=T - 1)
+total_without = sum(2 * multiply_adds_per_token(config, n_past=t) * (t + 1) for t in range(512))
+total_with = sum(2 * multiply_adds_per_token(config, n_past=t) for t in range(512))
+print("the counted cached steps equal the formula")
+print(f"generating 512 tokens: about {total_without / 1e9:.0f} GFLOP without a cache, "
+      f"{total_with / 1e9:.1f} GFLOP with one")
+
+# %% [markdown]
+# (The no-cache total is an estimate: it charges step t the cost of t+1 tokens at the last
+# token's attention cost, an upper bound; the table above is the exact count per step.)
+#
+# ## 2. A cached attention step, by hand
+#
+# Take the first layer. Without a cache, attention over T tokens computes queries, keys and
+# values for all of them, then lets each query attend to its past.
+
+# %%
+block = model.h[0]
+T = 12
+ids = text_ids[:, :T]
+x = block.ln_1(model.wte(ids) + model.wpe(torch.arange(T)))  # (1, T, C): the layer's input
+
+
+def heads(t: torch.Tensor) -> torch.Tensor:
+    """(1, T, C) -> (1, H, T, D): each head gets its own D-dimensional slice."""
+    return t.view(1, -1, H, D).transpose(1, 2)
+
+
+q, k, v = (heads(t) for t in block.attn.c_attn(x).split(C, dim=2))
+full = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (1, H, T, D)
+
+# %% [markdown]
+# With a cache, the keys and values of the first T−1 tokens are stored. The new token alone goes
+# through the projection; its key and value are appended; its query attends to **all** the keys.
+# It needs no mask: every key in the cache is in its past.
+
+# %%
+cached_k, cached_v = k[:, :, :-1], v[:, :, :-1]  # what the cache holds after T-1 tokens
+q_new, k_new, v_new = (heads(t) for t in block.attn.c_attn(x[:, -1:]).split(C, dim=2))  # one token
+keys = torch.cat([cached_k, k_new], dim=2)  # (1, H, T, D)
+values = torch.cat([cached_v, v_new], dim=2)
+scores = q_new @ keys.transpose(-2, -1) / D**0.5  # (1, H, 1, T): one query, T keys
+step = scores.softmax(dim=-1) @ values  # (1, H, 1, D)
+difference = (step - full[:, :, -1:]).abs().max().item()
+print(f"cached step vs last row of the full computation: max difference {difference:.1e}")
+assert difference < 1e-6
+
+# %% [markdown]
+# Several new tokens at once (the prompt after a cached prefix, or a draft model's guesses in
+# lesson 09) need a mask again: new query i may see all the cached keys and the new keys up to
+# itself. It is the causal mask shifted right by the number of cached positions.
+
+# %%
+n_past, n_new = T - 3, 3
+mask = causal_mask(n_new, n_past=n_past)  # (3, 12): True where query i may attend to key j
+print(mask.int())
+q_chunk = q[:, :, n_past:]  # the three new queries
+chunk = F.scaled_dot_product_attention(q_chunk, k, v, attn_mask=mask)
+unmasked = F.scaled_dot_product_attention(q_chunk, k, v)
+print(f"with the mask:    max difference {(chunk - full[:, :, n_past:]).abs().max().item():.1e}")
+print(f"without the mask: max difference {(unmasked - full[:, :, n_past:]).abs().max().item():.1e} "
+      "(the first two new tokens see their future)")
+assert torch.allclose(chunk, full[:, :, n_past:], atol=1e-6)
+assert not torch.allclose(unmasked, full[:, :, n_past:], atol=1e-3)
+
+# %% [markdown]
+# `MiniGPT` does this in every layer when it is given a cache: the first call (the **prefill**)
+# runs the prompt and fills the cache; each later call passes only the new tokens. Positions
+# continue from the number of cached tokens.
+
+# %%
+prompt = encode("ROMEO.\n")
+cache = PreallocatedKVCache(max_length=prompt.shape[1] + 3)
+logits = model(prompt, cache=cache)  # prefill: (1, T_prompt, V)
+tokens = prompt
+for _ in range(3):
+    next_token = logits[:, -1].argmax(dim=-1, keepdim=True)
+    tokens = torch.cat([tokens, next_token], dim=1)
+    logits = model(next_token, cache=cache)  # one token in, (1, 1, V) out
+    print(f"cache holds {len(cache)} positions; generated so far: {tokenizer.decode(tokens[0, prompt.shape[1]:])!r}")
+
+# %% [markdown]
+# ## 3. Growing or preallocated?
+#
+# There are two natural ways to store the cache, and `course_utils.model` has both:
+#
+# - **growing** (`GrowingKVCache`): concatenate the new keys and values onto the old ones. Simple,
+#   and it holds only what is used — but every step allocates new tensors and copies the whole
+#   cache into them, so copying grows with the length.
+# - **preallocated** (`PreallocatedKVCache`): allocate buffers for the longest sequence once, write
+#   each step's keys and values in place, and hand attention a view of the filled part. No
+#   copies of the past, but memory for the full length from the start. `transformers` calls these
+#   *dynamic* and *static* caches.
+#
+# Here is the preallocated one's whole `extend`, the method each layer calls:
+
+# %%
+print(inspect.getsource(PreallocatedKVCache.extend))
+
+# %% [markdown]
+# The difference is visible in where the keys live: the growing cache's tensor moves to new
+# memory every step, the preallocated one's never does.
+
+# %%
+for cache in (GrowingKVCache(), PreallocatedKVCache(16)):
+    addresses = []
+    model(prompt, cache=cache)
+    for token in text_ids[0, :4]:
+        model(token.view(1, 1), cache=cache)
+        addresses.append(cache.keys[0].data_ptr())
+    print(f"{type(cache).__name__:>20}: layer-0 keys at {len(set(addresses))} different address(es) in 4 steps")
+
+# %% [markdown]
+# `generate(use_cache=True)` (the default, as in `transformers`) uses the preallocated form,
+# sized to prompt + `max_new_tokens`, because it measured faster here (section 6 and
+# `python -m course_utils.bench generation`); `cache_implementation="growing"` picks the other.
+#
+# ## 4. The cache changes nothing
+#
+# A cache is an optimisation, so it must not change a single token. We check greedy decoding,
+# seeded sampling and beam search (where the cache rows are reordered as beams swap), with both
+# cache forms, against no cache at all.
+
+# %%
+prompt = encode("JULIET.\nO Romeo, Romeo!")
+cases = {
+    "greedy": dict(),
+    "seeded sampling": dict(do_sample=True, temperature=0.9, top_p=0.95),
+    "beam search": dict(num_beams=4, num_return_sequences=2),
+}
+for name, arguments in cases.items():
+    outputs = [
+        generate(model, prompt, 60, use_cache=use_cache, cache_implementation=implementation,
+                 generator=torch.Generator().manual_seed(1), **arguments)
+        for use_cache, implementation in ((False, "preallocated"), (True, "preallocated"), (True, "growing"))
+    ]
+    assert all(torch.equal(outputs[0], other) for other in outputs[1:])
+    print(f"{name:>16}: identical tokens without a cache, with a preallocated and with a growing one")
+
+# %% [markdown]
+# And the logits themselves: a full forward pass over 300 tokens against the same tokens fed one
+# at a time through the cache.
+
+# %%
+def cache_vs_full(model: MiniGPT, ids: torch.Tensor) -> float:
+    """Largest difference between the logits of one full pass and of a token-by-token cached run."""
+    cache = PreallocatedKVCache(ids.shape[1])
+    stepwise = torch.cat([model(ids[:, t : t + 1], cache=cache) for t in range(ids.shape[1])], dim=1)
+    return (stepwise - model(ids)).abs().max().item()
+
+
+ids = text_ids[:, :300]
+in_float32 = cache_vs_full(model, ids)
+in_float64 = cache_vs_full(copy.deepcopy(model).double(), ids)
+ours_vs_transformers = (model(ids) - hf_model(ids).logits).abs().max().item()
+print(f"largest logit difference, cached vs full, float32: {in_float32:.1e} "
+      f"(logits up to {model(ids).abs().max().item():.0f} in size)")
+print(f"largest logit difference, cached vs full, float64: {in_float64:.1e}")
+print(f"for scale: our full pass vs transformers' full pass, float32: {ours_vs_transformers:.1e}")
+assert in_float64 < 1e-5 and in_float32 < 1e-4
+
+# %% [markdown]
+# In float64 the two computations agree to within rounding of 1e-12 or so: the cache computes
+# exactly the same function. In float32 they differ in the fifth decimal, because one row
+# through a matrix multiply is summed in a different order than 300 rows at once; that is the
+# same size as the difference between two correct implementations (ours and `transformers`') of
+# the same full pass, and far too small to change which token wins, as the identical tokens above
+# show.
+#
+# ## 5. What the cache costs in memory
+#
+# Each layer keeps a key and a value vector of H heads × D dimensions per position, so for a
+# batch of B sequences of T positions:
+#
+# $$\text{bytes} = 2 \cdot \text{layers} \cdot B \cdot T \cdot H \cdot D \cdot \text{bytes per value}$$
+#
+# `kv_cache_bytes` is that formula. We check it against the bytes the cache tensors actually hold,
+# for both forms (the preallocated one holds its full `max_length` from the start) and for
+# `transformers`' own cache on the same model.
+
+# %%
+batch, T = 3, 100
+batch_ids = text_ids[:, :T].repeat(batch, 1)
+growing, preallocated = GrowingKVCache(), PreallocatedKVCache(max_length=config.context_length)
+model(batch_ids, cache=growing)
+model(batch_ids, cache=preallocated)
+past = hf_model(batch_ids, use_cache=True).past_key_values
+hf_bytes = sum(t.numel() * t.element_size() for layer in past.layers for t in (layer.keys, layer.values))
+rows = [
+    ("growing, 100 positions", growing.nbytes(), kv_cache_bytes(config, T, batch)),
+    ("preallocated, 512 positions", preallocated.nbytes(), kv_cache_bytes(config, config.context_length, batch)),
+    ("transformers, 100 positions", hf_bytes, kv_cache_bytes(config, T, batch)),
+]
+for name, measured, formula in rows:
+    print(f"{name:>28}: measured {measured:>10,} bytes, formula {formula:>10,} bytes")
+    assert measured == formula
+
+# %% [markdown]
+# For our small model at its full context of 512 tokens this is small next to the weights. For a
+# bigger model it is not. GPT-2 Large's configuration (from its `config.json` on the Hugging Face
+# hub: 36 layers, 20 heads, 1280 dimensions, 1024 positions) gives, at its full context:
+
+# %%
+gpt2_large = GPTConfig(vocab_size=50257, context_length=1024, n_layer=36, n_head=20, n_embd=1280)
+with torch.device("meta"):  # shapes only: counts the parameters without allocating 3 GB
+    n_params = MiniGPT(gpt2_large).num_parameters()
+print(f"GPT-2 Large: {n_params:,} parameters")
+for precision, size in (("float32", 4), ("float16", 2)):
+    print(f"GPT-2 Large, 1024 tokens, {precision}: {kv_cache_bytes(gpt2_large, 1024, 1, size) / 1e6:.0f} MB "
+          f"per sequence (weights: {n_params * size / 1e9:.2f} GB)")
+print(f"our model, 512 tokens, float32: {kv_cache_bytes(config, 512) / 1e6:.1f} MB per sequence "
+      f"(weights: {model.num_parameters() * 4 / 1e6:.1f} MB)")
+
+# %% [markdown]
+# In half precision that is the 189 MB usually quoted for GPT-2 Large; in float32 twice as much.
+# The cache grows with the batch and the length, the weights do not: serving 16 sequences of
+# 1024 tokens with GPT-2 Large in float16 needs 16 × 189 MB ≈ 3 GB of cache, more than the 1.5 GB
+# of weights. That is why long contexts and large batches are limited by cache memory.
+#
+# ## 6. Speed
+#
+# ### Tokens per second against generated length
+#
+# We time every step of greedy generation up to the full context, for our `generate` with each
+# cache form and without one, and for `transformers`' `generate()` on the same weights (with its
+# own cache). `StepTimer` is a stopping criterion that never stops: both loops call it once per
+# generated token, so it records when each token was ready. Each way runs a short warm-up, then
+# three full runs, interleaved; we keep the median time of every step.
+
+# %%
+prompt = encode("ROMEO.\n")
+new_tokens = config.context_length - prompt.shape[1]
+
+
+def timed_steps(run, n: int) -> np.ndarray:
+    """Seconds each of the n generated tokens took (the first includes the prefill)."""
+    timer = StepTimer()
+    started = time.perf_counter()
+    run(timer, n)
+    return np.diff([started, *timer.times])
+
+
+ways = {
+    "ours, preallocated cache": lambda timer, n: generate(model, prompt, n, stopping_criteria=[timer]),
+    "ours, growing cache": lambda timer, n: generate(
+        model, prompt, n, cache_implementation="growing", stopping_criteria=[timer]),
+    "ours, no cache": lambda timer, n: generate(model, prompt, n, use_cache=False, stopping_criteria=[timer]),
+    "transformers generate()": lambda timer, n: hf_model.generate(
+        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n, min_new_tokens=n, do_sample=False,
+        pad_token_id=tokenizer.eos_token_id, stopping_criteria=[timer]),
+}
+for run in ways.values():
+    timed_steps(run, 32)  # warm-up
+runs = {name: [] for name in ways}
+for _ in range(3):
+    for name, run in ways.items():
+        steps = timed_steps(run, new_tokens)
+        assert len(steps) == new_tokens  # every way generated every token
+        runs[name].append(steps)
+step_seconds = {name: np.median(np.stack(values), axis=0) for name, values in runs.items()}
+tokens_per_second = {name: np.arange(1, new_tokens + 1) / np.cumsum(s) for name, s in step_seconds.items()}
+
+# %%
+fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+for name, seconds in step_seconds.items():
+    _ = left.plot(np.arange(1, new_tokens + 1), seconds * 1e3, label=name)
+    _ = right.plot(np.arange(1, new_tokens + 1), tokens_per_second[name], label=name)
+left.set(xlabel="generated token", ylabel="ms for this token", yscale="log", title="time per step")
+right.set(xlabel="tokens generated", ylabel="tokens per second so far", title="throughput against length")
+right.legend()
+plt.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"{'tokens generated':>26}" + "".join(f"{n:>9}" for n in (32, 128, 256, new_tokens)))
+for name, rates in tokens_per_second.items():
+    print(f"{name:>26}" + "".join(f"{rates[n - 1]:>9.0f}" for n in (32, 128, 256, new_tokens)))
+full = {name: rates[-1] for name, rates in tokens_per_second.items()}
+print(f"at {new_tokens} tokens: cache {full['ours, preallocated cache'] / full['ours, no cache']:.1f}x faster than no "
+      f"cache; preallocated {full['ours, preallocated cache'] / full['ours, growing cache']:.2f}x the growing cache; "
+      f"ours {full['ours, preallocated cache'] / full['transformers generate()']:.2f}x transformers")
+
+# %% [markdown]
+# Without the cache each step costs more than the one before (it reruns a longer sequence), so
+# throughput keeps falling; with it, steps cost almost the same from first to last. Our loop is
+# faster than `transformers`' here because it does less per step: no general-purpose logits
+# processors, cache classes or mask builders, just the model and an `argmax`.
+
+# %%
+assert full["ours, preallocated cache"] > 2 * full["ours, no cache"]  # the cache pays, even on a noisy machine
+
+# %% [markdown]
+# ### Batch size
+#
+# Each step reads all the weights once whatever the batch, so generating for several sequences at
+# once should cost little more per step than for one. We generate 128 tokens for batches of 1 to
+# 64 copies of the prompt (median of three runs after a warm-up).
+
+# %%
+batch_sizes = [1, 2, 4, 8, 16, 32, 64]
+batch_rates, step_ms = [], []
+for batch in batch_sizes:
+    batch_prompt = prompt.repeat(batch, 1)
+    seconds = median_seconds(partial(generate, model, batch_prompt, 128), runs=3)
+    batch_rates.append(batch * 128 / seconds)
+    step_ms.append(seconds / 128 * 1e3)
+fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+_ = left.plot(batch_sizes, batch_rates, "o-")
+left.set(xscale="log", xlabel="batch size", ylabel="generated tokens per second", title="throughput")
+_ = right.plot(batch_sizes, step_ms, "o-")
+right.set(xscale="log", xlabel="batch size", ylabel="ms per step", title="time per step")
+plt.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+for batch, rate, ms in zip(batch_sizes, batch_rates, step_ms):
+    print(f"batch {batch:>2}: {rate:>7.0f} tokens/s, {ms:.2f} ms per step")
+
+# %% [markdown]
+# Throughput climbs with the batch while the time per step grows far more slowly: at batch 1 a
+# step does too little work to keep the machine busy. That is why servers batch requests.
+#
+# ### Where the time goes
+#
+# The profiler records every torch operation of 100 cached steps. We compare the time spent
+# inside operations with the wall time: the rest is Python and dispatch overhead between them.
+# (The two log lines it prints on stderr are the profiler starting and stopping.)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+generate(model, prompt, 100)  # warm-up
+with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+    started = time.perf_counter()
+    generate(model, prompt, 100)
+    wall = time.perf_counter() - started
+events = profiler.key_averages()
+print(events.table(sort_by="self_cpu_time_total", row_limit=10))
+self_seconds = {event.key: event.self_cpu_time_total / 1e6 for event in events}
+matmul = sum(seconds for key, seconds in self_seconds.items() if key in ("aten::addmm", "aten::mm"))
+in_ops = sum(self_seconds.values())
+print(f"per step: {wall / 100 * 1e3:.2f} ms wall (profiled), {in_ops / 100 * 1e3:.2f} ms inside torch operations, "
+      f"{matmul / 100 * 1e3:.2f} ms of them in matrix multiplies")
+
+# %% [markdown]
+# Matrix multiplies are the real work; the many small operations around them (layer norms, GELU,
+# views, the cache writes, the `argmax`) and the Python between them take a large share of each
+# step at batch 1. (The profiler itself adds overhead, so the wall time here is higher than in the
+# benchmark.)
+#
+# ## 7. The limit: memory bandwidth
+#
+# At batch 1 each step must read every weight once and the cache once. Reading memory has a
+# speed limit, the machine's **memory bandwidth**. We measure it with a large copy (512 MB, far
+# larger than the CPU caches: every byte read and written once), and from it the fastest any
+# batch-1 loop could possibly go: bandwidth ÷ bytes per token.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+bandwidth = memory_bandwidth(megabytes=512)
+weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())  # the tied matrix once
+mean_cache_bytes = np.mean([kv_cache_bytes(config, t) for t in range(prompt.shape[1], config.context_length)])
+bytes_per_token = weight_bytes + mean_cache_bytes
+ceiling = bandwidth * 1e9 / bytes_per_token
+ours = full["ours, preallocated cache"]
+print(f"memory bandwidth (512 MB copy, median of 5): {bandwidth:.1f} GB/s")
+print(f"bytes read per token: {weight_bytes / 1e6:.1f} MB of weights + {mean_cache_bytes / 1e6:.1f} MB of cache "
+      f"on average = {bytes_per_token / 1e6:.1f} MB")
+print(f"bandwidth-bound ceiling: {ceiling:.0f} tokens/s; our loop: {ours:.0f} tokens/s = {ours / ceiling:.0%} of it")
+print(f"per token: {1e3 / ours:.2f} ms taken, {1e3 / ceiling:.2f} ms needed to move the bytes")
+print(f"batch 64 reaches {batch_rates[-1]:.0f} tokens/s = {batch_rates[-1] / ceiling:.1f}x the batch-1 ceiling")
+
+# %% [markdown]
+# The difference between the time a token takes and the time its bytes need is per-step
+# overhead: launching a hundred-odd small operations and the Python between them (the profile
+# above). A bigger model moves the loop closer to the ceiling, because its matrix multiplies grow
+# while the overhead stays put. Batching "breaks" the batch-1 ceiling because one read of the
+# weights serves every sequence in the batch. (Our 24 MB of weights can partly stay in the CPU's
+# own caches between steps, which are faster than main memory, so this ceiling is a guide rather
+# than a wall.)
+#
+# ## 8. The end of the context window
+#
+# The model has learned position embeddings for 512 positions and no more. `generate` refuses a
+# request that would go past them, before doing any work:
+
+# %%
+long_prompt = text_ids[:, :500]
+try:
+    generate(model, long_prompt, max_new_tokens=30)
+except ValueError as error:
+    print("ValueError:", error)
+
+# %% [markdown]
+# `transformers` warns, then fails inside the model when it looks up position 512:
+
+# %%
+try:
+    hf_model.generate(long_prompt, attention_mask=torch.ones_like(long_prompt), max_new_tokens=30, do_sample=False,
+                      pad_token_id=tokenizer.eos_token_id)
+except IndexError as error:
+    print("IndexError:", error)
+
+# %% [markdown]
+# To keep writing past the window, one has to drop the oldest tokens and carry on with the last
+# ones (a *sliding window*). With learned absolute positions the cache cannot simply slide with
+# it: every cached key was computed at its old position. Here is the same token's key in the first
+# layer, computed once at position 50 and once at position 49 (the window moved by one):
+
+# %%
+def first_layer_keys(ids: torch.Tensor) -> torch.Tensor:
+    x = model.h[0].ln_1(model.wte(ids) + model.wpe(torch.arange(ids.shape[1])))
+    return model.h[0].attn.c_attn(x).split(C, dim=2)[1]  # (1, T, C)
+
+
+at_50 = first_layer_keys(text_ids[:, :100])[0, 50]
+at_49 = first_layer_keys(text_ids[:, 1:101])[0, 49]  # the same token, one position earlier
+print(f"same token, positions 50 and 49: max key difference {(at_50 - at_49).abs().max().item():.2f} "
+      f"(typical key size {at_50.abs().mean().item():.2f})")
+assert not torch.allclose(at_50, at_49, atol=1e-2)
+
+# %% [markdown]
+# So a sliding window means recomputing the cache for the kept tokens (a new prefill) each time
+# the window moves, for example by half a window at a time so that the cost is paid rarely.
+#
+# ## Check your understanding
+#
+# 1. Without a cache, generating N tokens costs work proportional to what power of N? With one?
+#    Which rows of the table in section 1 show it?
+# 2. Why does a single new token need no attention mask when attending to the cache, while three
+#    new tokens do? Which entries of the printed mask stop them seeing their future?
+# 3. GPT-2 Large serves 8 users with 1024-token contexts in float16. How much cache memory is
+#    that? Check your answer with `kv_cache_bytes`.
+# 4. The preallocated cache was faster here. What does it give up in exchange, and when would a
+#    growing cache be the better choice?
+# 5. At batch 1 our loop does not reach the bandwidth ceiling. Name two things that would bring
+#    it closer, and explain why a batch of 64 can exceed it.
+# 6. Why can a cache not simply slide along with the window in a model with learned absolute
+#    position embeddings?
