@@ -1,30 +1,42 @@
 """Benchmarks, printed as medians and side-by-side ratios (never asserted in tests).
 
     python -m course_utils.bench generation [--model shakespeare-gpt] [--runs 5] [--batch 1]
+    python -m course_utils.bench training [--preset shakespeare-gpt] [--runs 5] [--steps 2]
 
 ``generation`` times greedy decoding from a short prompt up to the model's full context, four
 ways in the same run, interleaved round by round so that machine noise hits all of them: our
 ``generate`` with the preallocated KV cache (the default), with the growing one, without a cache,
 and ``transformers``' own ``model.generate()`` (which uses its cache). One warm-up round is
 discarded. Only generated tokens count: the prompt is not.
+
+``training`` times training steps (forward, loss, backward, clipping, AdamW) of a preset's
+model and batch, in the same run: ``MiniGPT`` as ``course_utils.train`` runs it (bfloat16
+autocast, fused AdamW, all threads), ``transformers``' ``GPT2LMHeadModel`` holding the same
+weights with the same settings, and ``MiniGPT`` with one speed-up taken away at a time (float32,
+attention written out instead of the fused kernel, the for-each AdamW, one thread). Training
+tokens per second: batch x context x steps / seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from transformers import StoppingCriteria
 
 from .generation import generate
 from .hub import load_model
 from .model import MiniGPT
+from .train import PRESETS, TrainConfig, make_optimizer, update
 
 PROMPT = "ROMEO.\n"
 
@@ -131,17 +143,85 @@ def generation_benchmark(model_name: str, runs: int, batch: int) -> dict[str, fl
     return medians
 
 
+def training_benchmark(config: TrainConfig, runs: int, steps: int) -> dict[str, float]:
+    """Median training tokens per second of MiniGPT, GPT2LMHeadModel and the ablations; prints the table."""
+    torch.manual_seed(config.seed)
+    mini = MiniGPT(config.model)
+    hf_model = mini.to_hf()  # the same weights and configuration (no dropout on attention weights)
+    hf_model.loss_type = "ForCausalLM"  # the loss transformers picks for this class; set, so it need not warn
+    B, T = config.batch_size, config.model.context_length
+    windows = torch.randint(0, config.model.vocab_size, (steps, B, T + 1), generator=torch.Generator().manual_seed(0))
+    batches = [(w[:, :-1].contiguous(), w[:, 1:].contiguous()) for w in windows]
+    threads = torch.get_num_threads()
+
+    def hf_loss(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # shift_labels: targets are already the next tokens, exactly as MiniGPT's loss takes them
+        return hf_model(input_ids=inputs, labels=targets, shift_labels=targets).loss
+
+    def trainer(model, loss_fn, bf16=True, fused=True, n_threads=threads, fused_attention=True) -> Callable[[], None]:
+        optimizer = make_optimizer(model, config, fused=fused)
+        # The math backend is attention written out: scores, mask, softmax, weighted sum.
+        backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH] if fused_attention else [SDPBackend.MATH]
+
+        def run() -> None:
+            torch.set_num_threads(n_threads)
+            model.train()
+            with sdpa_kernel(backends):
+                for inputs, targets in batches:
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        loss = loss_fn(inputs, targets)
+                    update(model, optimizer, loss, config.grad_clip)
+            torch.set_num_threads(threads)
+
+        return run
+
+    def mini_way(**settings) -> Callable[[], None]:
+        model = copy.deepcopy(mini)  # each way trains its own copy: no way changes another's weights
+        return trainer(model, model, **settings)
+
+    ways = {
+        "MiniGPT": mini_way(),
+        "transformers GPT2LMHeadModel": trainer(hf_model, hf_loss),
+        "MiniGPT, float32": mini_way(bf16=False),
+        "MiniGPT, unfused attention": mini_way(fused_attention=False),
+        "MiniGPT, for-each AdamW": mini_way(fused=False),
+        "MiniGPT, 1 thread": mini_way(n_threads=1),
+    }
+    print(f"machine: {machine_summary()}")
+    print(f"model: {config.model.n_layer} layers x {config.model.n_embd}, {mini.num_parameters():,} parameters; "
+          f"batch {B} x {T} tokens, {steps} steps per run; {runs} runs after 1 warm-up")
+    rates = interleaved_rates(ways, steps * B * T, runs)
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    for name, value in medians.items():
+        spread = f"{min(rates[name]):.0f}-{max(rates[name]):.0f}"
+        print(f"{name:>30}: median {value:8.0f} training tokens/s (range {spread})")
+    ours = medians["MiniGPT"]
+    print(f"MiniGPT vs transformers:        {ours / medians['transformers GPT2LMHeadModel']:.2f}x")
+    for name in ("MiniGPT, float32", "MiniGPT, unfused attention", "MiniGPT, for-each AdamW", "MiniGPT, 1 thread"):
+        print(f"gain over {name[9:]:<21} {ours / medians[name]:.2f}x")
+    return medians
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("benchmark", choices=["generation"])
-    parser.add_argument("--model", default="shakespeare-gpt")
+    parser.add_argument("benchmark", choices=["generation", "training"])
+    parser.add_argument("--model", default="shakespeare-gpt", help="generation: the model to decode with")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="shakespeare-gpt",
+                        help="training: the model configuration and batch of this training preset")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per way (median reported), at least 1")
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: 1, or the preset's)")
+    parser.add_argument("--steps", type=int, default=2, help="training: steps per timed run")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.batch < 1:
-        parser.error("--runs and --batch must be at least 1")
-    with torch.no_grad():
-        generation_benchmark(args.model, args.runs, args.batch)
+    if args.runs < 1 or (args.batch is not None and args.batch < 1) or args.steps < 1:
+        parser.error("--runs, --batch and --steps must be at least 1")
+    if args.benchmark == "generation":
+        with torch.no_grad():
+            generation_benchmark(args.model, args.runs, args.batch or 1)
+    else:
+        config = PRESETS[args.preset]
+        if args.batch:
+            config = replace(config, batch_size=args.batch)
+        training_benchmark(config, args.runs, args.steps)
 
 
 if __name__ == "__main__":

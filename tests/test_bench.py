@@ -23,7 +23,7 @@ def test_bad_arguments_are_refused(capsys):
 
     with pytest.raises(SystemExit):
         main(["generation", "--runs", "0"])
-    assert "--runs and --batch must be at least 1" in capsys.readouterr().err
+    assert "--runs, --batch and --steps must be at least 1" in capsys.readouterr().err
 
 
 def test_step_timer_records_one_time_per_generated_token_in_both_loops(tmp_path):
@@ -72,3 +72,21 @@ def test_memory_bandwidth_and_median_seconds_are_positive():
     assert median_seconds(lambda: calls.append(1), runs=3) >= 0
     assert len(calls) == 4  # one warm-up, three timed
     assert memory_bandwidth(megabytes=8, runs=1) > 0
+
+
+def test_training_benchmark_times_both_models_and_the_ablations(capsys):
+    import torch
+
+    from course_utils import GPTConfig
+    from course_utils.bench import training_benchmark
+    from course_utils.train import TrainConfig
+
+    config = TrainConfig(model=GPTConfig(vocab_size=64, context_length=16, n_layer=1, n_head=2, n_embd=16),
+                         batch_size=2, max_steps=10, warmup_steps=1)
+    threads = torch.get_num_threads()
+    medians = training_benchmark(config, runs=1, steps=1)
+    assert set(medians) == {"MiniGPT", "transformers GPT2LMHeadModel", "MiniGPT, float32",
+                            "MiniGPT, unfused attention", "MiniGPT, for-each AdamW", "MiniGPT, 1 thread"}
+    assert all(rate > 0 for rate in medians.values())
+    assert torch.get_num_threads() == threads  # the one-thread way restores the setting
+    assert "MiniGPT vs transformers:" in capsys.readouterr().out
