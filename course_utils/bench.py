@@ -199,7 +199,22 @@ def training_benchmark(config: TrainConfig, runs: int, steps: int) -> dict[str, 
     print(f"MiniGPT vs transformers:        {ours / medians['transformers GPT2LMHeadModel']:.2f}x")
     for name in ("MiniGPT, float32", "MiniGPT, unfused attention", "MiniGPT, for-each AdamW", "MiniGPT, 1 thread"):
         print(f"gain over {name[9:]:<21} {ours / medians[name]:.2f}x")
+    optimizer_ms = optimizer_step_milliseconds(mini, config, runs)
+    print(f"the AdamW step alone: fused {optimizer_ms['fused']:.1f} ms, for-each {optimizer_ms['for-each']:.1f} ms "
+          f"(a whole training step: {1e3 * B * T / ours:.0f} ms)")
     return medians
+
+
+def optimizer_step_milliseconds(model: torch.nn.Module, config: TrainConfig, runs: int) -> dict[str, float]:
+    """Median milliseconds of one AdamW step over ``model``'s parameters, fused and for-each."""
+    model = copy.deepcopy(model)
+    for parameter in model.parameters():
+        parameter.grad = torch.randn_like(parameter)
+    result = {}
+    for name, fused in (("fused", True), ("for-each", False)):
+        optimizer = make_optimizer(model, config, fused=fused)
+        result[name] = 1e3 * median_seconds(optimizer.step, runs=max(runs, 5))
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -202,7 +202,7 @@ class Trainer:
     out: Path
     eval_fn: object = None  # callable(model) -> bits per byte, or None
     teacher_model: MiniGPT | None = None  # required when config.distill_weight > 0
-    progress: bool = True
+    progress: bool = True  # a progress bar, and a line per evaluation
     history: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": [], "eval_step": [], "val_bpb": []})
 
     def __post_init__(self) -> None:
@@ -287,7 +287,8 @@ class Trainer:
             postfix = {"loss": f"{loss:.3f}"}
             if self.eval_fn is not None and (self.step % config.eval_interval == 0 or self.step == config.max_steps):
                 postfix["val_bpb"] = f"{self.evaluate():.3f}"
-                bar.write(f"step {self.step}: loss {loss:.4f}, val bpb {self.history['val_bpb'][-1]:.4f}")
+                if self.progress:
+                    bar.write(f"step {self.step}: loss {loss:.4f}, val bpb {self.history['val_bpb'][-1]:.4f}")
             bar.set_postfix(postfix)
             bar.update(1)
             if self.step % config.checkpoint_interval == 0 or self.step == last:
