@@ -110,6 +110,14 @@ def interleaved_rates(ways: dict[str, Callable[[], object]], units: int, runs: i
     return rates
 
 
+def print_medians(rates: dict[str, list[float]], unit: str) -> dict[str, float]:
+    """Each way's median rate, printed with its range; returns the medians."""
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    for name, value in medians.items():
+        print(f"{name:>30}: median {value:8.1f} {unit} (range {min(rates[name]):.0f}-{max(rates[name]):.0f})")
+    return medians
+
+
 def generation_benchmark(model_name: str, runs: int, batch: int) -> dict[str, float]:
     """Median generated tokens per second of each way of decoding; prints the table."""
     hf_model, tokenizer = load_model(model_name)
@@ -131,11 +139,7 @@ def generation_benchmark(model_name: str, runs: int, batch: int) -> dict[str, fl
     print(f"machine: {machine_summary()}")
     print(f"model: {model_name}, batch {batch}, prompt {prompt.shape[1]} tokens, {new_tokens} generated tokens "
           f"(to the full context of {hf_model.config.n_positions}), greedy; {runs} runs after 1 warm-up")
-    rates = interleaved_rates(ways, batch * new_tokens, runs)
-    medians = {name: statistics.median(values) for name, values in rates.items()}
-    for name, value in medians.items():
-        spread = f"{min(rates[name]):.0f}-{max(rates[name]):.0f}"
-        print(f"{name:>26}: median {value:7.1f} tokens/s (range {spread})")
+    medians = print_medians(interleaved_rates(ways, batch * new_tokens, runs), "tokens/s")
     ours = medians["ours, preallocated cache"]
     print(f"preallocated vs growing cache: {ours / medians['ours, growing cache']:.2f}x")
     print(f"KV cache vs no cache:          {ours / medians['ours, no cache']:.2f}x")
@@ -193,10 +197,7 @@ def training_benchmark(config: TrainConfig, runs: int, steps: int) -> dict[str, 
     # Changing the thread count slows whatever runs next (measured: ~8%), so the one-thread way
     # runs on its own afterwards instead of in the interleaved rounds.
     rates.update(interleaved_rates({"MiniGPT, 1 thread": mini_way(n_threads=1)}, steps * B * T, runs))
-    medians = {name: statistics.median(values) for name, values in rates.items()}
-    for name, value in medians.items():
-        spread = f"{min(rates[name]):.0f}-{max(rates[name]):.0f}"
-        print(f"{name:>30}: median {value:8.0f} training tokens/s (range {spread})")
+    medians = print_medians(rates, "training tokens/s")
     ours = medians["MiniGPT"]
     print(f"MiniGPT vs transformers:        {ours / medians['transformers GPT2LMHeadModel']:.2f}x")
     for name in ("MiniGPT, float32", "MiniGPT, unfused attention", "MiniGPT, for-each AdamW", "MiniGPT, 1 thread"):
