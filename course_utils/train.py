@@ -217,6 +217,9 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         checkpoint = self.out / CHECKPOINT_NAME
+        # A process killed while writing leaves its temporary file behind (never the checkpoint).
+        for stale in self.out.glob(f".{CHECKPOINT_NAME}.*"):
+            stale.unlink()
         if checkpoint.exists():
             self.restore(load_checkpoint(checkpoint))
 

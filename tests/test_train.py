@@ -119,3 +119,47 @@ def test_distilled_run_needs_its_teacher(tmp_path):
     trainer = Trainer(config, TOKENS, tmp_path / "run", progress=False, teacher_model=teacher)
     trainer.run()
     assert trainer.step == 4 and all(loss >= 0 for loss in trainer.history["loss"])
+
+
+KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+import torch
+sys.path.insert(0, {tests!r})
+from test_train import TINY, TOKENS
+from course_utils.train import Trainer
+
+trainer = Trainer(TINY, TOKENS, Path({out!r}), progress=False)
+trainer.run(stop_after=5)  # a good checkpoint at step 5
+write = torch.save
+
+def slow_save(obj, path):  # the real write, then a stall: the process is killed in there
+    write(obj, path)
+    with open(path, "r+b") as handle:
+        handle.truncate(100)
+    print("writing", flush=True)
+    time.sleep(60)
+
+torch.save = slow_save
+trainer.run(stop_after=10)
+"""
+
+
+def test_a_process_killed_while_writing_leaves_the_previous_checkpoint(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    code = KILLED_WRITER.format(tests=str(Path(__file__).parent), out=str(out))
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "writing"
+    finally:
+        process.kill()  # SIGKILL: no finally clause, no clean-up in the child
+        process.wait()
+    assert len(list(out.iterdir())) == 2  # the checkpoint and the half-written temporary file
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 5
+    resumed = Trainer(TINY, TOKENS, out, progress=False)
+    assert resumed.step == 5
+    assert [p.name for p in out.iterdir()] == ["checkpoint.pt"]  # the stale temporary file is gone
