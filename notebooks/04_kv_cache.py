@@ -149,7 +149,7 @@ assert difference < 1e-6
 
 # %% [markdown]
 # Several new tokens at once (the prompt after a cached prefix, or a draft model's guesses in
-# lesson 09) need a mask again: new query i may see all the cached keys and the new keys up to
+# speculative decoding) need a mask again: new query i may see all the cached keys and the new keys up to
 # itself. It is the causal mask shifted right by the number of cached positions.
 
 # %%
@@ -461,14 +461,22 @@ print(f"per step: {wall / 100 * 1e3:.2f} ms wall (profiled), {in_ops / 100 * 1e3
 # %%
 # NBVAL_IGNORE_OUTPUT
 bandwidth = memory_bandwidth(megabytes=512)
-weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())  # the tied matrix once
-mean_cache_bytes = np.mean([kv_cache_bytes(config, t) for t in range(prompt.shape[1], config.context_length)])
-bytes_per_token = weight_bytes + mean_cache_bytes
-ceiling = bandwidth * 1e9 / bytes_per_token
+
+
+def bytes_per_token(model: MiniGPT) -> tuple[int, float]:
+    """Bytes a batch-1 step reads: all the weights (the tied matrix once), and the cache, averaged
+    over a generation from our prompt to the full context."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    lengths = range(prompt.shape[1], model.config.context_length)
+    return weights, float(np.mean([kv_cache_bytes(model.config, t) for t in lengths]))
+
+
+weight_bytes, mean_cache_bytes = bytes_per_token(model)
+ceiling = bandwidth * 1e9 / (weight_bytes + mean_cache_bytes)
 ours = full["ours, preallocated cache"]
 print(f"memory bandwidth (512 MB copy, median of 5): {bandwidth:.1f} GB/s")
 print(f"bytes read per token: {weight_bytes / 1e6:.1f} MB of weights + {mean_cache_bytes / 1e6:.1f} MB of cache "
-      f"on average = {bytes_per_token / 1e6:.1f} MB")
+      f"on average = {(weight_bytes + mean_cache_bytes) / 1e6:.1f} MB")
 print(f"bandwidth-bound ceiling: {ceiling:.0f} tokens/s; our loop: {ours:.0f} tokens/s = {ours / ceiling:.0%} of it")
 print(f"per token: {1e3 / ours:.2f} ms taken, {1e3 / ceiling:.2f} ms needed to move the bytes")
 print(f"batch 64 reaches {batch_rates[-1]:.0f} tokens/s = {batch_rates[-1] / ceiling:.1f}x the batch-1 ceiling")
@@ -476,11 +484,26 @@ print(f"batch 64 reaches {batch_rates[-1]:.0f} tokens/s = {batch_rates[-1] / cei
 # %% [markdown]
 # The difference between the time a token takes and the time its bytes need is per-step
 # overhead: launching a hundred-odd small operations and the Python between them (the profile
-# above). A bigger model moves the loop closer to the ceiling, because its matrix multiplies grow
-# while the overhead stays put. Batching "breaks" the batch-1 ceiling because one read of the
-# weights serves every sequence in the batch. (Our 24 MB of weights can partly stay in the CPU's
-# own caches between steps, which are faster than main memory, so this ceiling is a guide rather
-# than a wall.)
+# above). That overhead hardly depends on the model's size, while the bytes do, so a smaller model
+# should land further from its ceiling. The draft model made for speculative decoding (2 layers
+# × 128, a sixth of the bytes) lets us check:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+draft = MiniGPT.from_hf(load_model("shakespeare-gpt-draft")[0])
+draft_rate = new_tokens / median_seconds(partial(generate, draft, prompt, new_tokens), runs=3)
+draft_ceiling = bandwidth * 1e9 / sum(bytes_per_token(draft))
+print(f"draft: {sum(bytes_per_token(draft)) / 1e6:.1f} MB per token, ceiling {draft_ceiling:.0f} tokens/s, "
+      f"our loop {draft_rate:.0f} tokens/s = {draft_rate / draft_ceiling:.0%} of it")
+print(f"target: {ours / ceiling:.0%} of its ceiling")
+assert draft_rate / draft_ceiling < ours / ceiling
+
+# %% [markdown]
+# The draft is faster in tokens per second but further from what its bytes allow: its steps are
+# mostly overhead. Batching "breaks" the batch-1 ceiling because one read of the weights serves
+# every sequence in the batch. (Our 24 MB of weights can partly stay in the CPU's own caches
+# between steps, which are faster than main memory, so this ceiling is a guide rather than a
+# wall.)
 #
 # ## 8. The end of the context window
 #
