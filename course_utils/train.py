@@ -164,10 +164,15 @@ def update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch
     optimizer.zero_grad(set_to_none=True)
 
 
+def temporary_name_prefix(path: Path) -> str:
+    """How ``save_atomically`` names the temporary files it writes before renaming to ``path``."""
+    return f".{path.name}."
+
+
 def save_atomically(obj: dict, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=temporary_name_prefix(path), dir=path.parent)
     os.close(handle)
     try:
         torch.save(obj, temporary)
@@ -218,7 +223,7 @@ class Trainer:
         self.elapsed = 0.0
         checkpoint = self.out / CHECKPOINT_NAME
         # A process killed while writing leaves its temporary file behind (never the checkpoint).
-        for stale in self.out.glob(f".{CHECKPOINT_NAME}.*"):
+        for stale in self.out.glob(temporary_name_prefix(checkpoint) + "*"):
             stale.unlink()
         if checkpoint.exists():
             self.restore(load_checkpoint(checkpoint))
