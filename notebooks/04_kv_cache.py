@@ -118,9 +118,16 @@ print(f"generating 512 tokens: about {total_without / 1e9:.0f} GFLOP without a c
 
 # %%
 block = model.h[0]
+
+
+def first_layer_input(ids: torch.Tensor) -> torch.Tensor:
+    """(1, T) ids -> (1, T, C): token plus position embeddings, through the first layer's LayerNorm."""
+    return block.ln_1(model.wte(ids) + model.wpe(torch.arange(ids.shape[1])))
+
+
 T = 12
 ids = text_ids[:, :T]
-x = block.ln_1(model.wte(ids) + model.wpe(torch.arange(T)))  # (1, T, C): the layer's input
+x = first_layer_input(ids)
 
 
 def heads(t: torch.Tensor) -> torch.Tensor:
@@ -535,8 +542,7 @@ except IndexError as error:
 
 # %%
 def first_layer_keys(ids: torch.Tensor) -> torch.Tensor:
-    x = model.h[0].ln_1(model.wte(ids) + model.wpe(torch.arange(ids.shape[1])))
-    return model.h[0].attn.c_attn(x).split(C, dim=2)[1]  # (1, T, C)
+    return block.attn.c_attn(first_layer_input(ids)).split(C, dim=2)[1]  # (1, T, C)
 
 
 at_50 = first_layer_keys(text_ids[:, :100])[0, 50]

@@ -328,9 +328,10 @@ ids = [tokenizer.eos_token_id] + backend.encode(excerpt).ids
 nll = token_nll(logits_fn(model), ids, context=model.config.context_length)  # nats, one per predicted token
 mean_nll = nll.mean().item()
 by_hand = nll.sum().item() / math.log(2) / len(excerpt.encode())
+ours_bpb = validation_bpb(model)
 print(f"loss {mean_nll:.3f} nats per token -> perplexity {math.exp(mean_nll):.1f}")
-print(f"bits per byte: by hand {by_hand:.4f}, bits_per_byte() {validation_bpb(model):.4f}")
-assert abs(by_hand - validation_bpb(model)) < 1e-9
+print(f"bits per byte: by hand {by_hand:.4f}, bits_per_byte() {ours_bpb:.4f}")
+assert abs(by_hand - ours_bpb) < 1e-9
 
 # %% [markdown]
 # The bundled `shakespeare-gpt` was trained by the same code for longer: a model of 6 layers × 256
@@ -339,7 +340,6 @@ assert abs(by_hand - validation_bpb(model)) < 1e-9
 # %%
 bundled, _ = load_model("shakespeare-gpt")
 bundled_bpb = bits_per_byte(bundled, tokenizer, [excerpt])
-ours_bpb = validation_bpb(model)
 print(f"{'':>22} {'bits/byte':>9} {'parameters':>11}")
 print(f"{'uniform over tokens':>22} {math.log2(tokenizer.vocab_size) * len(ids[1:]) / len(excerpt.encode()):>9.2f}")
 print(f"{'our 500-step run':>22} {ours_bpb:>9.2f} {model.num_parameters():>11,}")
