@@ -1,7 +1,7 @@
 """Benchmarks, printed as medians and side-by-side ratios (never asserted in tests).
 
-    python -m course_utils.bench generation [--model shakespeare-gpt] [--runs 5] [--batch 1]
-    python -m course_utils.bench training [--preset shakespeare-gpt] [--runs 5] [--steps 2]
+    python -m course_utils.bench generation [--model shakespeare-gpt] [--runs 5] [--batch 1] [--device cpu]
+    python -m course_utils.bench training [--preset shakespeare-gpt] [--runs 5] [--steps 2] [--precision auto]
 
 ``generation`` times greedy decoding from a short prompt up to the model's full context, four
 ways in the same run, interleaved round by round so that machine noise hits all of them: our
@@ -10,11 +10,14 @@ and ``transformers``' own ``model.generate()`` (which uses its cache). One warm-
 discarded. Only generated tokens count: the prompt is not.
 
 ``training`` times training steps (forward, loss, backward, clipping, AdamW) of a preset's
-model and batch, in the same run: ``MiniGPT`` as ``course_utils.train`` runs it (bfloat16
-autocast, fused AdamW, all threads), ``transformers``' ``GPT2LMHeadModel`` holding the same
-weights with the same settings, and ``MiniGPT`` with one speed-up taken away at a time (float32,
-attention written out instead of the fused kernel, the for-each AdamW, one thread). Training
-tokens per second: batch x context x steps / seconds.
+model and batch, in the same run: ``MiniGPT`` as ``course_utils.train`` runs it (the precision
+``--precision`` resolves to on this machine, fused attention, fused AdamW, all threads),
+``transformers``' ``GPT2LMHeadModel`` holding the same weights with the same settings, and
+``MiniGPT`` with one setting changed at a time (attention written out instead of the fused
+kernel, the for-each AdamW, one thread, the other precision). Where the other precision is
+bfloat16 emulated in software (a bfloat16 matmul over four times slower than float32), it is
+timed with one step of an eighth of the batch, so that the command still finishes in minutes.
+Training tokens per second: batch x context x steps / seconds.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from transformers import StoppingCriteria
 
 from .generation import generate
+from .hardware import DEVICES, PRECISIONS, PrecisionChoice, choose_precision, resolve_device
 from .hub import load_model
 from .model import MiniGPT
 from .train import PRESETS, TrainConfig, make_optimizer, update
@@ -118,11 +122,13 @@ def print_medians(rates: dict[str, list[float]], unit: str) -> dict[str, float]:
     return medians
 
 
-def generation_benchmark(model_name: str, runs: int, batch: int) -> dict[str, float]:
+def generation_benchmark(model_name: str, runs: int, batch: int, device: str = "cpu") -> dict[str, float]:
     """Median generated tokens per second of each way of decoding; prints the table."""
+    device = resolve_device(device)
     hf_model, tokenizer = load_model(model_name)
+    hf_model.to(device)
     mini = MiniGPT.from_hf(hf_model)
-    prompt = tokenizer([PROMPT] * batch, return_tensors="pt").input_ids
+    prompt = tokenizer([PROMPT] * batch, return_tensors="pt").input_ids.to(device)
     new_tokens = hf_model.config.n_positions - prompt.shape[1]
     mask = torch.ones_like(prompt)
     # A MiniGPT has no EOS unless told, and min_new_tokens keeps transformers going: all
@@ -136,7 +142,7 @@ def generation_benchmark(model_name: str, runs: int, batch: int) -> dict[str, fl
             prompt, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
             pad_token_id=tokenizer.eos_token_id),
     }
-    print(f"machine: {machine_summary()}")
+    print(f"machine: {machine_summary()}, device {device.type}")
     print(f"model: {model_name}, batch {batch}, prompt {prompt.shape[1]} tokens, {new_tokens} generated tokens "
           f"(to the full context of {hf_model.config.n_positions}), greedy; {runs} runs after 1 warm-up")
     medians = print_medians(interleaved_rates(ways, batch * new_tokens, runs), "tokens/s")
@@ -147,22 +153,29 @@ def generation_benchmark(model_name: str, runs: int, batch: int) -> dict[str, fl
     return medians
 
 
-def training_benchmark(config: TrainConfig, runs: int, steps: int) -> dict[str, float]:
+SLOW_BFLOAT16 = 0.25  # a bfloat16 matmul below this fraction of float32's speed is emulated in software
+
+
+def training_benchmark(config: TrainConfig, runs: int, steps: int, device: str = "cpu") -> dict[str, float]:
     """Median training tokens per second of MiniGPT, GPT2LMHeadModel and the ablations; prints the table."""
+    device = resolve_device(device)
+    choice = choose_precision(config.precision, device, config.model.n_embd)
+    other = "float32" if choice.precision == "bfloat16" else "bfloat16"
     torch.manual_seed(config.seed)
-    mini = MiniGPT(config.model)
-    hf_model = mini.to_hf()  # the same weights and configuration (no dropout on attention weights)
+    mini = MiniGPT(config.model).to(device)
+    hf_model = mini.to_hf().to(device)  # the same weights and configuration (no dropout on attention weights)
     hf_model.loss_type = "ForCausalLM"  # the loss transformers picks for this class; set, so it need not warn
     B, T = config.batch_size, config.model.context_length
     windows = torch.randint(0, config.model.vocab_size, (steps, B, T + 1), generator=torch.Generator().manual_seed(0))
-    batches = [(w[:, :-1].contiguous(), w[:, 1:].contiguous()) for w in windows]
+    batches = [(w[:, :-1].contiguous().to(device), w[:, 1:].contiguous().to(device)) for w in windows]
     threads = torch.get_num_threads()
 
     def hf_loss(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         # shift_labels: targets are already the next tokens, exactly as MiniGPT's loss takes them
         return hf_model(input_ids=inputs, labels=targets, shift_labels=targets).loss
 
-    def trainer(model, loss_fn, bf16=True, fused=True, n_threads=threads, fused_attention=True) -> Callable[[], None]:
+    def trainer(model, loss_fn, precision=choice.precision, fused=True, n_threads=threads, fused_attention=True,
+                rows=B, n_steps=steps) -> Callable[[], None]:
         optimizer = make_optimizer(model, config, fused=fused)
         # The math backend is attention written out: scores, mask, softmax, weighted sum.
         backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH] if fused_attention else [SDPBackend.MATH]
@@ -171,9 +184,9 @@ def training_benchmark(config: TrainConfig, runs: int, steps: int) -> dict[str, 
             torch.set_num_threads(n_threads)
             model.train()
             with sdpa_kernel(backends):
-                for inputs, targets in batches:
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                        loss = loss_fn(inputs, targets)
+                for inputs, targets in batches[:n_steps]:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                        loss = loss_fn(inputs[:rows], targets[:rows])
                     update(model, optimizer, loss, config.grad_clip)
             torch.set_num_threads(threads)
 
@@ -186,26 +199,44 @@ def training_benchmark(config: TrainConfig, runs: int, steps: int) -> dict[str, 
     ways = {
         "MiniGPT": mini_way(),
         "transformers GPT2LMHeadModel": trainer(hf_model, hf_loss),
-        "MiniGPT, float32": mini_way(bf16=False),
         "MiniGPT, unfused attention": mini_way(fused_attention=False),
         "MiniGPT, for-each AdamW": mini_way(fused=False),
     }
-    print(f"machine: {machine_summary()}")
+    print(f"machine: {machine_summary()}, device {device.type}")
+    print(f"precision: {choice.precision} ({choice.reason})")
     print(f"model: {config.model.n_layer} layers x {config.model.n_embd}, {mini.num_parameters():,} parameters; "
           f"batch {B} x {T} tokens, {steps} steps per run; {runs} runs after 1 warm-up")
     rates = interleaved_rates(ways, steps * B * T, runs)
     # Changing the thread count slows whatever runs next (measured: ~8%), so the one-thread way
     # runs on its own afterwards instead of in the interleaved rounds.
     rates.update(interleaved_rates({"MiniGPT, 1 thread": mini_way(n_threads=1)}, steps * B * T, runs))
+    other_name = f"MiniGPT, {other}"
+    if other == "bfloat16" and is_emulated_bfloat16(choice, config.model.n_embd, device):
+        rows = max(1, B // 8)
+        print(f"{other_name}: emulated in software here, so timed with 1 step of {rows} x {T} tokens")
+        rates[other_name] = interleaved_rates({other_name: mini_way(precision=other, rows=rows, n_steps=1)},
+                                              rows * T, 1)[other_name]
+    else:
+        rates.update(interleaved_rates({other_name: mini_way(precision=other)}, steps * B * T, runs))
     medians = print_medians(rates, "training tokens/s")
     ours = medians["MiniGPT"]
     print(f"MiniGPT vs transformers:        {ours / medians['transformers GPT2LMHeadModel']:.2f}x")
-    for name in ("MiniGPT, float32", "MiniGPT, unfused attention", "MiniGPT, for-each AdamW", "MiniGPT, 1 thread"):
+    for name in ("MiniGPT, unfused attention", "MiniGPT, for-each AdamW", "MiniGPT, 1 thread", other_name):
         print(f"gain over {name[9:]:<21} {ours / medians[name]:.2f}x")
     optimizer_ms = optimizer_step_milliseconds(mini, config, runs)
     print(f"the AdamW step alone: fused {optimizer_ms['fused']:.1f} ms, for-each {optimizer_ms['for-each']:.1f} ms "
           f"(a whole training step: {1e3 * B * T / ours:.0f} ms)")
     return medians
+
+
+def is_emulated_bfloat16(choice: PrecisionChoice, width: int, device: torch.device) -> bool:
+    """Whether bfloat16 matmuls run far slower than float32 here (software emulation)."""
+    if device.type != "cpu":
+        return False
+    speedup = choice.bfloat16_speedup
+    if speedup is None:  # an explicit choice measured nothing: measure now
+        speedup = choose_precision("auto", device, width).bfloat16_speedup
+    return speedup < SLOW_BFLOAT16
 
 
 def optimizer_step_milliseconds(model: torch.nn.Module, config: TrainConfig, runs: int) -> dict[str, float]:
@@ -229,17 +260,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=5, help="timed runs per way (median reported), at least 1")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: 1, or the preset's)")
     parser.add_argument("--steps", type=int, default=2, help="training: steps per timed run")
+    parser.add_argument("--device", choices=DEVICES, default="cpu", help="where to run (auto: a GPU if any)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="training: float32, bfloat16 autocast, or auto (bfloat16 where it is faster here)")
     args = parser.parse_args(argv)
     if args.runs < 1 or (args.batch is not None and args.batch < 1) or args.steps < 1:
         parser.error("--runs, --batch and --steps must be at least 1")
     if args.benchmark == "generation":
         with torch.no_grad():
-            generation_benchmark(args.model, args.runs, args.batch or 1)
+            generation_benchmark(args.model, args.runs, args.batch or 1, args.device)
     else:
-        config = PRESETS[args.preset]
+        config = replace(PRESETS[args.preset], precision=args.precision)
         if args.batch:
             config = replace(config, batch_size=args.batch)
-        training_benchmark(config, args.runs, args.steps)
+        training_benchmark(config, args.runs, args.steps, args.device)
 
 
 if __name__ == "__main__":

@@ -58,14 +58,22 @@ def sliding_windows(n_tokens: int, context: int) -> Iterator[tuple[int, int, int
         start = end - (context - stride)
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device ``model``'s parameters are on."""
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
-def token_nll(forward: LogitsFn, ids: list[int], context: int) -> torch.Tensor:
-    """Negative log-likelihood in nats of each of ``ids[1:]`` given what precedes it (float64)."""
+def token_nll(
+    forward: LogitsFn, ids: list[int], context: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Negative log-likelihood in nats of each of ``ids[1:]`` given what precedes it (float64, on
+    the CPU); the windows are run on ``device``, where the model is."""
     tokens = torch.tensor(ids, dtype=torch.long)
     nll = torch.empty(len(ids) - 1, dtype=torch.float64)
     for start, end, first_scored in sliding_windows(len(ids), context):
-        window = tokens[start:end].unsqueeze(0)
-        logits = forward(window)[0, :-1].float()  # predictions for positions start+1 .. end-1
+        window = tokens[start:end].unsqueeze(0).to(device)
+        logits = forward(window)[0, :-1].float().cpu()  # predictions for positions start+1 .. end-1
         targets = tokens[start + 1 : end]
         losses = F.cross_entropy(logits, targets, reduction="none").double()
         offset = first_scored - (start + 1)
@@ -80,7 +88,7 @@ def bits_per_byte(model: torch.nn.Module, tokenizer, texts: list[str], context: 
     total_nats, total_bytes = 0.0, 0
     for text in texts:
         ids = [tokenizer.eos_token_id] + tokenizer.encode(text, verbose=False)
-        total_nats += float(token_nll(forward, ids, context).sum())
+        total_nats += float(token_nll(forward, ids, context, model_device(model)).sum())
         total_bytes += len(text.encode("utf-8"))
     return total_nats / math.log(2) / total_bytes
 
@@ -96,7 +104,7 @@ def greedy_agreement(
     for text in texts:
         ids = torch.tensor([tokenizer.eos_token_id] + tokenizer.encode(text, verbose=False))
         for start in range(0, len(ids), context):
-            window = ids[start : start + context].unsqueeze(0)
+            window = ids[start : start + context].unsqueeze(0).to(model_device(target))
             same = draft_fn(window).argmax(-1) == target_fn(window).argmax(-1)
             agree += int(same.sum())
             total += same.numel()

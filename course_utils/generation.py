@@ -421,6 +421,7 @@ def _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, c
     best unfinished candidates continue.
     """
     B, prompt_length = input_ids.shape
+    device = input_ids.device
     K = settings.num_beams
     max_length = prompt_length + settings.max_new_tokens
     n_keep = max(2, 1 + (eos_token_id is not None)) * K
@@ -428,15 +429,15 @@ def _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, c
     NEG = -1.0e9
     running = input_ids.repeat_interleave(K, dim=0).view(B, K, prompt_length)  # (B, K, T)
     running_mask = mask.repeat_interleave(K, dim=0)  # (B*K, T)
-    running_scores = torch.full((B, K), NEG)
+    running_scores = torch.full((B, K), NEG, device=device)
     running_scores[:, 0] = 0.0  # all beams start equal: keep only the first, or K copies would win
-    finished = torch.full((B, K, max_length), fill, dtype=torch.long)
+    finished = torch.full((B, K, max_length), fill, dtype=torch.long, device=device)
     finished[:, :, :prompt_length] = running  # placeholders: the prompt, scored -1e9, never returned
-    finished_lengths = torch.zeros(B, K, dtype=torch.long)  # new tokens in each finished hypothesis
-    finished_scores = torch.full((B, K), NEG)
-    finished_filled = torch.zeros(B, K, dtype=torch.bool)
-    improvable = torch.ones(B, dtype=torch.bool)  # may a running beam still beat the finished ones?
-    batch_index = torch.arange(B)[:, None]
+    finished_lengths = torch.zeros(B, K, dtype=torch.long, device=device)  # new tokens in each finished hypothesis
+    finished_scores = torch.full((B, K), NEG, device=device)
+    finished_filled = torch.zeros(B, K, dtype=torch.bool, device=device)
+    improvable = torch.ones(B, dtype=torch.bool, device=device)  # may a running beam still beat the finished ones?
+    batch_index = torch.arange(B, device=device)[:, None]
 
     for cur_len in range(prompt_length, max_length):
         flat = running.reshape(B * K, cur_len)
@@ -447,10 +448,8 @@ def _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, c
         top_scores, top_indices = torch.topk(totals, n_keep, dim=-1)  # (B, n_keep), best first
         source_beam, token = top_indices // V, top_indices % V
         candidates = torch.cat([running[batch_index, source_beam], token[:, :, None]], dim=-1)
-        candidate_mask = torch.cat(
-            [running_mask.view(B, K, -1)[batch_index, source_beam], torch.ones(B, n_keep, 1, dtype=running_mask.dtype)],
-            dim=-1,
-        )
+        new_token_mask = torch.ones(B, n_keep, 1, dtype=running_mask.dtype, device=device)
+        candidate_mask = torch.cat([running_mask.view(B, K, -1)[batch_index, source_beam], new_token_mask], dim=-1)
         ends = torch.full_like(token, cur_len + 1 == max_length, dtype=torch.bool)
         if eos_token_id is not None:
             ends |= token == eos_token_id
@@ -468,16 +467,16 @@ def _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, c
         # Ending candidates among the top K join the finished hypotheses if they beat them.
         new_tokens = cur_len + 1 - prompt_length
         normalised = top_scores / (new_tokens**settings.length_penalty)
-        eligible = ends & (torch.arange(n_keep) < K)[None, :] & improvable[:, None]
+        eligible = ends & (torch.arange(n_keep, device=device) < K)[None, :] & improvable[:, None]
         if settings.early_stopping is True:
             eligible &= ~finished_filled.all(dim=1, keepdim=True)
         normalised = torch.where(eligible, normalised, normalised + NEG)  # (score + -1e9, as transformers)
-        padded = torch.full((B, n_keep, max_length), fill, dtype=torch.long)
+        padded = torch.full((B, n_keep, max_length), fill, dtype=torch.long, device=device)
         padded[:, :, : cur_len + 1] = candidates
         merged = torch.cat([finished, padded], dim=1)
         merged_scores = torch.cat([finished_scores, normalised], dim=1)
         merged_filled = torch.cat([finished_filled, eligible], dim=1)
-        merged_lengths = torch.cat([finished_lengths, torch.full((B, n_keep), new_tokens)], dim=1)
+        merged_lengths = torch.cat([finished_lengths, torch.full((B, n_keep), new_tokens, device=device)], dim=1)
         best = torch.topk(merged_scores, K, dim=-1).indices
         finished, finished_scores = merged[batch_index, best], merged_scores[batch_index, best]
         finished_filled, finished_lengths = merged_filled[batch_index, best], merged_lengths[batch_index, best]

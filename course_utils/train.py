@@ -9,8 +9,9 @@ the same command again continues from it. At the end the model is saved in Huggi
 and ``metrics.json``.
 
 The recipe: AdamW (weight decay on matrices only), linear warm-up then cosine decay to
-``min_lr``, gradient clipping, bfloat16 autocast on the CPU for speed (weights and optimizer
-stay float32), and evaluation in bits per byte on the validation plays as it goes.
+``min_lr``, gradient clipping, bfloat16 autocast where this machine runs it faster (weights and
+optimizer stay float32; ``--precision``, see ``course_utils.hardware``), and evaluation in bits
+per byte on the validation plays as it goes. ``--device auto`` trains on a GPU when there is one.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .data import load_corpus
 from .evaluation import bits_per_byte
+from .hardware import DEVICES, PRECISIONS, PrecisionChoice, choose_precision, lesson_device, resolve_device
 from .model import GPTConfig, MiniGPT
 from .tokenizer import END_OF_TEXT, save_for_transformers, train_bpe
 
@@ -54,7 +56,8 @@ class TrainConfig:
     eval_tokens: int = 16384  # validation tokens scored at each periodic evaluation
     checkpoint_interval: int = 100
     seed: int = 1337
-    bf16: bool = True
+    # "auto": bfloat16 autocast only where this machine runs it faster (course_utils.hardware).
+    precision: str = "auto"
     # Knowledge distillation: the model to imitate (a name load_model accepts) and the weight of
     # the KL term; the loss is (1 - w) * cross-entropy(data) + w * KL(teacher || model).
     teacher: str | None = None
@@ -72,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if self.distill_weight > 0 and not self.teacher:
             raise ValueError("distill_weight > 0 needs a teacher")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0 < self.min_lr <= self.learning_rate:
             raise ValueError(f"min_lr must be in (0, learning_rate={self.learning_rate}], got {self.min_lr}")
 
@@ -200,7 +205,11 @@ def load_checkpoint(path: Path) -> dict:
 
 @dataclass
 class Trainer:
-    """A resumable training run; ``run()`` trains to ``config.max_steps``."""
+    """A resumable training run; ``run()`` trains to ``config.max_steps``.
+
+    ``device``: where to train ("auto", "cpu", "cuda", "mps"); None means ``$COURSE_DEVICE``, else
+    the CPU. The precision is ``config.precision`` resolved for that device (``self.precision``).
+    """
 
     config: TrainConfig
     train_tokens: torch.Tensor
@@ -208,15 +217,20 @@ class Trainer:
     eval_fn: object = None  # callable(model) -> bits per byte, or None
     teacher_model: MiniGPT | None = None  # required when config.distill_weight > 0
     progress: bool = True  # a progress bar, and a line per evaluation
+    device: str | torch.device | None = None
     history: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": [], "eval_step": [], "val_bpb": []})
 
     def __post_init__(self) -> None:
         if (self.teacher_model is None) != (self.config.distill_weight == 0):
             raise ValueError("pass teacher_model exactly when config.distill_weight > 0")
+        self.device = lesson_device() if self.device is None else resolve_device(self.device)
+        self.precision: PrecisionChoice = choose_precision(self.config.precision, self.device, self.config.model.n_embd)
+        if self.progress:
+            print(f"training on {self.device.type} in {self.precision.precision} ({self.precision.reason})")
         if self.teacher_model is not None:
-            self.teacher_model.eval().requires_grad_(False)
+            self.teacher_model.to(self.device).eval().requires_grad_(False)
         torch.manual_seed(self.config.seed)
-        self.model = MiniGPT(self.config.model)
+        self.model = MiniGPT(self.config.model).to(self.device)
         self.optimizer = make_optimizer(self.model, self.config)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.step = 0
@@ -235,6 +249,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
+            "precision": self.precision.precision,
             "elapsed": self.elapsed,
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -244,6 +259,11 @@ class Trainer:
     def restore(self, state: dict) -> None:
         if json.loads(state["config"]) != json.loads(json.dumps(asdict(self.config))):
             raise CheckpointError(f"{self.out / CHECKPOINT_NAME} was written by a run with another configuration")
+        trained_in = state.get("precision", self.precision.precision)
+        if trained_in != self.precision.precision:  # only "auto" can differ: the checkpoint came from another machine
+            print(f"{self.out / CHECKPOINT_NAME} was trained in {trained_in}; this machine continues in "
+                  f"{self.precision.precision} ({self.precision.reason}), so the run will not exactly match "
+                  f"an uninterrupted one. Set precision={trained_in!r} to keep it.")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
@@ -263,8 +283,10 @@ class Trainer:
         inputs, targets = random_batch(
             self.train_tokens, config.batch_size, config.model.context_length, self.generator
         )
+        inputs, targets = inputs.to(self.device), targets.to(self.device)
         self.model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        autocast = self.precision.autocast_dtype
+        with torch.autocast(self.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             if self.teacher_model is None:
                 loss = self.model(inputs, targets)
             else:
@@ -336,7 +358,7 @@ Tokenizer: byte-level BPE (GPT-2's scheme), {vocab} tokens, trained on the train
 
 {steps} steps of {batch} x {context} tokens ({seen:,} tokens, {epochs:.1f} passes over the training
 texts), AdamW (lr {lr}, warm-up {warmup}, cosine to {min_lr}, weight decay {wd}), gradient clipping
-at {clip}, dropout {dropout}, bfloat16 autocast.{distillation} Training time: {minutes:.1f} minutes on
+at {clip}, dropout {dropout}, {precision}.{distillation} Training time: {minutes:.1f} minutes on
 {machine}.
 
 ## Metrics (validation plays: Hamlet, The Tempest)
@@ -365,7 +387,8 @@ def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: 
         hf_model.save_pretrained(staging)
         save_for_transformers(tokenizer, staging, config.model.context_length)
         metrics = {"parameters": trainer.model.num_parameters(), "training_minutes": round(trainer.elapsed / 60, 1),
-                   "machine": describe_machine(), **extra_metrics}
+                   "machine": describe_machine(), "device": trainer.device.type,
+                   "precision": trainer.precision.precision, **extra_metrics}
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         seen = config.max_steps * config.batch_size * config.model.context_length
         (staging / "README.md").write_text(MODEL_CARD.format(
@@ -376,6 +399,8 @@ def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: 
             epochs=seen / len(trainer.train_tokens), lr=config.learning_rate, warmup=config.warmup_steps,
             min_lr=config.min_lr, wd=config.weight_decay, clip=config.grad_clip, dropout=config.model.dropout,
             minutes=trainer.elapsed / 60, machine=describe_machine(), half=config.model.context_length // 2,
+            precision=("bfloat16 autocast (weights and optimizer in float32)"
+                       if trainer.precision.precision == "bfloat16" else "float32"),
             distillation=(
                 f" Distilled from `{config.teacher}`: loss = {1 - config.distill_weight:g} x cross-entropy"
                 f" + {config.distill_weight:g} x KL(teacher || model)." if config.teacher else ""
@@ -398,6 +423,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/<preset>)")
     parser.add_argument("--max-steps", type=int, default=None, help="override the preset's step count")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train (auto: a GPU if any)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="float32, bfloat16 autocast, or auto (bfloat16 where it is faster here; the default)")
     parser.add_argument("--teacher", default=None,
                         help="override the preset's teacher (distillation), e.g. a run's model folder")
     args = parser.parse_args(argv)
@@ -408,6 +436,8 @@ def main(argv: list[str] | None = None) -> None:
         config = replace(config, max_steps=args.max_steps, warmup_steps=min(config.warmup_steps, args.max_steps))
     if args.teacher:
         config = replace(config, teacher=args.teacher)
+    if args.precision:
+        config = replace(config, precision=args.precision)
     out = args.out or Path("runs") / args.preset
 
     corpus = load_corpus()
@@ -428,6 +458,7 @@ def main(argv: list[str] | None = None) -> None:
     trainer = Trainer(
         config, encode_plays(tokenizer, corpus.train), out,
         eval_fn=lambda model: bits_per_byte(model, hf_tokenizer, [eval_text]), teacher_model=teacher,
+        device=args.device,
     )
     trainer.run()
     trainer.model.eval()

@@ -39,7 +39,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from course_utils import MiniGPT, generate, load_model
 from course_utils.hub import model_name
-from course_utils.lesson import setup
+from course_utils.lesson import check_below, setup
 
 generator = setup(seed=0)
 hf_model, tokenizer = load_model()  # a transformers GPT2LMHeadModel
@@ -112,9 +112,7 @@ with torch.no_grad():
     by_hand = block.attn.c_proj(heads.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
     module_output, _ = block.attn(h_in)
 print(f"q, k, v per head: {tuple(q.shape)}; attention weights: {tuple(weights.shape)}")
-difference = (by_hand - module_output).abs().max().item()
-print(f"by hand vs MiniGPT's attention module: largest difference {difference:.1e}")
-assert difference < 1e-5
+check_below("by hand vs MiniGPT's attention module: largest difference", (by_hand - module_output).abs().max(), 1e-6)
 
 # %% [markdown]
 # Each head has its own attention pattern over the same tokens: different heads learn to look
@@ -264,9 +262,7 @@ ids = tokenizer(prompt, return_tensors="pt").input_ids
 with torch.no_grad():
     theirs = hf_model(ids).logits
     ours = model(ids)
-difference = (theirs - ours).abs().max().item()
-print(f"logits {tuple(ours.shape)}: largest difference {difference:.1e}")
-assert difference < 1e-4
+check_below(f"logits {tuple(ours.shape)}: largest difference", (theirs - ours).abs().max(), 1e-4)
 
 # %%
 ours_ids = generate(model, ids, max_new_tokens=40)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from course_utils import MiniGPT, generate, load_model
 from course_utils.bench import StepTimer, count_flops, median_seconds, memory_bandwidth
-from course_utils.lesson import setup
+from course_utils.lesson import check_below, setup
 from course_utils.model import GPTConfig, GrowingKVCache, PreallocatedKVCache, causal_mask, kv_cache_bytes
 
 generator = setup(seed=0)
@@ -150,9 +150,7 @@ keys = torch.cat([cached_k, k_new], dim=2)  # (1, H, T, D)
 values = torch.cat([cached_v, v_new], dim=2)
 scores = q_new @ keys.transpose(-2, -1) / D**0.5  # (1, H, 1, T): one query, T keys
 step = scores.softmax(dim=-1) @ values  # (1, H, 1, D)
-difference = (step - full[:, :, -1:]).abs().max().item()
-print(f"cached step vs last row of the full computation: max difference {difference:.1e}")
-assert difference < 1e-6
+check_below("cached step vs last row of the full computation: max difference", (step - full[:, :, -1:]).abs().max(), 1e-6)
 
 # %% [markdown]
 # Several new tokens at once (the prompt after a cached prefix, or a draft model's guesses in
@@ -166,10 +164,9 @@ print(mask.int())
 q_chunk = q[:, :, n_past:]  # the three new queries
 chunk = F.scaled_dot_product_attention(q_chunk, k, v, attn_mask=mask)
 unmasked = F.scaled_dot_product_attention(q_chunk, k, v)
-print(f"with the mask:    max difference {(chunk - full[:, :, n_past:]).abs().max().item():.1e}")
-print(f"without the mask: max difference {(unmasked - full[:, :, n_past:]).abs().max().item():.1e} "
+check_below("with the mask:    max difference", (chunk - full[:, :, n_past:]).abs().max(), 1e-6)
+print(f"without the mask: max difference {(unmasked - full[:, :, n_past:]).abs().max().item():.1f} "
       "(the first two new tokens see their future)")
-assert torch.allclose(chunk, full[:, :, n_past:], atol=1e-6)
 assert not torch.allclose(unmasked, full[:, :, n_past:], atol=1e-3)
 
 # %% [markdown]
@@ -262,15 +259,15 @@ ids = text_ids[:, :300]
 in_float32 = cache_vs_full(model, ids)
 in_float64 = cache_vs_full(copy.deepcopy(model).double(), ids)
 ours_vs_transformers = (model(ids) - hf_model(ids).logits).abs().max().item()
-print(f"largest logit difference, cached vs full, float32: {in_float32:.1e} "
-      f"(logits up to {model(ids).abs().max().item():.0f} in size)")
-print(f"largest logit difference, cached vs full, float64: {in_float64:.1e}")
-print(f"for scale: our full pass vs transformers' full pass, float32: {ours_vs_transformers:.1e}")
-assert in_float64 < 1e-5 and in_float32 < 1e-4
+print(f"logits up to {model(ids).abs().max().item():.0f} in size")
+check_below("largest logit difference, cached vs full, float64", in_float64, 1e-12)
+check_below("largest logit difference, cached vs full, float32", in_float32, 1e-4)
+check_below("for scale: our full pass vs transformers' full pass, float32", ours_vs_transformers, 1e-4)
 
 # %% [markdown]
-# In float64 the two computations agree to within rounding of 1e-12 or so: the cache computes
-# exactly the same function. In float32 they differ in the fifth decimal, because one row
+# In float64 the two computations agree to far below 1e-12: the cache computes exactly the same
+# function. In float32 they differ around the fifth decimal (the exact digits change from one CPU
+# to another, which is why the lesson prints bounds rather than digits), because one row
 # through a matrix multiply is summed in a different order than 300 rows at once; that is the
 # same size as the difference between two correct implementations (ours and `transformers`') of
 # the same full pass, and far too small to change which token wins, as the identical tokens above
@@ -403,17 +400,17 @@ assert full["ours, preallocated cache"] > 2 * full["ours, no cache"]  # the cach
 # ### Batch size
 #
 # Each step reads all the weights once whatever the batch, so generating for several sequences at
-# once should cost little more per step than for one. We generate 128 tokens for batches of 1 to
+# once should cost little more per step than for one. We generate 64 tokens for batches of 1 to
 # 64 copies of the prompt (median of three runs after a warm-up).
 
 # %%
-batch_sizes = [1, 2, 4, 8, 16, 32, 64]
+batch_sizes = [1, 4, 16, 64]
 batch_rates, step_ms = [], []
 for batch in batch_sizes:
     batch_prompt = prompt.repeat(batch, 1)
-    seconds = median_seconds(partial(generate, model, batch_prompt, 128), runs=3)
-    batch_rates.append(batch * 128 / seconds)
-    step_ms.append(seconds / 128 * 1e3)
+    seconds = median_seconds(partial(generate, model, batch_prompt, 64), runs=3)
+    batch_rates.append(batch * 64 / seconds)
+    step_ms.append(seconds / 64 * 1e3)
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
 _ = left.plot(batch_sizes, batch_rates, "o-")
 left.set(xscale="log", xlabel="batch size", ylabel="generated tokens per second", title="throughput")
@@ -503,14 +500,17 @@ draft_ceiling = bandwidth * 1e9 / sum(bytes_per_token(draft))
 print(f"draft: {sum(bytes_per_token(draft)) / 1e6:.1f} MB per token, ceiling {draft_ceiling:.0f} tokens/s, "
       f"our loop {draft_rate:.0f} tokens/s = {draft_rate / draft_ceiling:.0%} of it")
 print(f"target: {ours / ceiling:.0%} of its ceiling")
-assert draft_rate / draft_ceiling < ours / ceiling
+assert draft_rate > ours  # fewer bytes and operations per token: faster, on any CPU
 
 # %% [markdown]
-# The draft is faster in tokens per second but further from what its bytes allow: its steps are
-# mostly overhead. Batching "breaks" the batch-1 ceiling because one read of the weights serves
-# every sequence in the batch. (Our 24 MB of weights can partly stay in the CPU's own caches
-# between steps, which are faster than main memory, so this ceiling is a guide rather than a
-# wall.)
+# Which of the two lands closer to its ceiling depends on the CPU, so compare the two fractions on
+# yours. On a CPU with AMX matrix units, where the course was first built, the target reached
+# about 60% of its ceiling and the draft about 35%: the draft's steps are mostly overhead. On an
+# AMD EPYC with AVX-512 but no AMX, the target reached about 21% and the draft 25%: there the
+# target's multiplies cost more than its bytes, and both land far below the bound. Either way the ceiling is a bound, not a forecast. Batching "breaks" the
+# batch-1 ceiling because one read of the weights serves every sequence in the batch. (Our 24 MB
+# of weights can partly stay in the CPU's own caches between steps, which are faster than main
+# memory, so this ceiling is a guide rather than a wall.)
 #
 # ## 8. The end of the context window
 #

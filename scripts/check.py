@@ -1,8 +1,12 @@
 """Run every check CI runs: lint, notebook pairing, unit tests, and every lesson under nbval.
 
-    python scripts/check.py            # everything
-    python scripts/check.py --fast     # skip nbval (the lessons)
+    python scripts/check.py                    # everything
+    python scripts/check.py --fast             # skip nbval (the lessons)
+    python scripts/check.py --lessons --cpu avx2   # only the lessons, on an emulated plain-AVX2 CPU
 
+Each lesson runs in its own nbval session and its time is printed. ``--cpu avx2`` limits
+PyTorch, oneDNN and MKL to AVX2 (no AVX-512, no AMX, no native bfloat16), as on many laptops:
+the stored outputs must hold there too, and training must pick float32 (checked first).
 Nothing reaches a model hub: HF_HUB_OFFLINE=1 is set for every step.
 """
 
@@ -16,35 +20,55 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NBVAL = [
-    "-m", "pytest", "--nbval", "--nbval-current-env",
-    "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "notebooks/",
-]
-STEPS = [
-    ("lint", ["-m", "ruff", "check", "course_utils", "tests", "scripts", "notebooks", "conftest.py"]),
-    ("unit tests (with the notebook pairing check)", ["-m", "pytest", "tests"]),
-    ("lessons under nbval", NBVAL),
-]
+NBVAL = ["-m", "pytest", "--nbval", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-q"]
+LINT = ["-m", "ruff", "check", "course_utils", "tests", "scripts", "notebooks", "conftest.py"]
+UNIT_TESTS = ["-m", "pytest", "tests"]
+# What a CPU with only AVX2 gives PyTorch: its own kernels, oneDNN's and MKL's.
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+AUTO_PICKS_FLOAT32 = (
+    "from course_utils.hardware import choose_precision; choice = choose_precision('auto', 'cpu', 256); "
+    "print('precision auto ->', choice.precision, '|', choice.reason); assert choice.precision == 'float32'"
+)
+
+
+def run_step(name: str, command: list[str], env: dict[str, str]) -> bool:
+    print(f"==> {name}", flush=True)
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, *command], cwd=ROOT, env=env)
+    print(f"==> {name}: {'ok' if result.returncode == 0 else 'FAILED'} in {time.perf_counter() - started:.0f} s",
+          flush=True)
+    return result.returncode == 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fast", action="store_true", help="skip running the lessons under nbval")
+    parser.add_argument("--lessons", action="store_true", help="run only the lessons under nbval")
+    parser.add_argument("--cpu", choices=["native", "avx2"], default="native",
+                        help="avx2: run on an emulated CPU with only AVX2 (x86 only)")
     args = parser.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0"}
     env.pop("COURSE_MODEL", None)  # stored outputs come from the bundled default
     env.pop("COURSE_DRAFT_MODEL", None)
-    for name, command in STEPS:
-        if args.fast and command is NBVAL:
-            continue
-        print(f"==> {name}", flush=True)
-        started = time.perf_counter()
-        result = subprocess.run([sys.executable, *command], cwd=ROOT, env=env)
-        print(f"==> {name}: {'ok' if result.returncode == 0 else 'FAILED'} "
-              f"in {time.perf_counter() - started:.0f} s", flush=True)
-        if result.returncode != 0:
-            return result.returncode
-    return 0
+    env.pop("COURSE_DEVICE", None)
+    if args.cpu == "avx2":
+        env.update(AVX2_ONLY)
+    steps: list[tuple[str, list[str]]] = []
+    if not args.lessons:
+        steps += [("lint", LINT), ("unit tests (with the notebook pairing check)", UNIT_TESTS)]
+    if args.cpu == "avx2":
+        steps.append(("precision 'auto' on this CPU", ["-c", AUTO_PICKS_FLOAT32]))
+    if not args.fast:
+        lessons = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        steps += [(f"lesson {p.stem} under nbval ({args.cpu} CPU)", [*NBVAL, str(p.relative_to(ROOT))])
+                  for p in lessons]
+    started = time.perf_counter()
+    failed = [name for name, command in steps if not run_step(name, command, env)]
+    for name in failed:
+        print(f"==> FAILED: {name}")
+    print(f"==> all steps took {time.perf_counter() - started:.0f} s")
+    print(f"check: {len(steps) - len(failed)} passed, {len(failed)} failed", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

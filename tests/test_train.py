@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ from course_utils.train import (
 
 TINY = TrainConfig(
     model=GPTConfig(vocab_size=64, context_length=16, n_layer=1, n_head=2, n_embd=16, dropout=0.1),
-    batch_size=4, max_steps=12, warmup_steps=3, eval_interval=4, checkpoint_interval=5,
+    batch_size=4, max_steps=12, warmup_steps=3, eval_interval=4, checkpoint_interval=5, precision="float32",
 )
 TOKENS = torch.randint(0, 64, (2000,), generator=torch.Generator().manual_seed(0))
 
@@ -163,3 +165,44 @@ def test_a_process_killed_while_writing_leaves_the_previous_checkpoint(tmp_path)
     resumed = Trainer(TINY, TOKENS, out, progress=False)
     assert resumed.step == 5
     assert [p.name for p in out.iterdir()] == ["checkpoint.pt"]  # the stale temporary file is gone
+
+
+def test_the_trainer_says_which_precision_and_device_it_uses(tmp_path, capsys):
+    trainer = Trainer(TINY, TOKENS, tmp_path / "run", progress=True, device="cpu")
+    assert trainer.device == torch.device("cpu") and trainer.precision.precision == "float32"
+    assert "training on cpu in float32 (asked for)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp16")
+
+
+def test_bfloat16_training_runs_under_autocast(tmp_path, monkeypatch):
+    entered = []
+    real_autocast = torch.autocast
+
+    def recording_autocast(device_type, dtype=None, enabled=True):
+        entered.append((device_type, dtype, enabled))
+        return real_autocast(device_type, dtype=dtype, enabled=enabled)
+
+    monkeypatch.setattr(torch, "autocast", recording_autocast)
+    for precision in ("bfloat16", "float32"):
+        config = TrainConfig(model=TINY.model, batch_size=2, max_steps=1, warmup_steps=0, precision=precision)
+        Trainer(config, TOKENS, tmp_path / precision, progress=False).run()
+    assert entered == [("cpu", torch.bfloat16, True), ("cpu", torch.bfloat16, False)]
+
+
+def test_resuming_an_auto_run_in_another_precision_is_stated(tmp_path, monkeypatch, capsys):
+    from course_utils import train
+    from course_utils.hardware import PrecisionChoice
+
+    auto = TrainConfig(model=TINY.model, batch_size=4, max_steps=12, warmup_steps=3, checkpoint_interval=5)
+    monkeypatch.setattr(train, "choose_precision", lambda *args: PrecisionChoice("bfloat16", "auto: fast here"))
+    Trainer(auto, TOKENS, tmp_path / "run", progress=False).run(stop_after=5)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["precision"] == "bfloat16"
+    monkeypatch.setattr(train, "choose_precision", lambda *args: PrecisionChoice("float32", "auto: slow here"))
+    resumed = Trainer(auto, TOKENS, tmp_path / "run", progress=False)
+    said = capsys.readouterr().out
+    assert resumed.step == 5 and "was trained in bfloat16; this machine continues in float32" in said
+    # An explicit precision is part of the configuration: another one is refused outright.
+    Trainer(TINY, TOKENS, tmp_path / "explicit", progress=False).run(stop_after=5)
+    with pytest.raises(CheckpointError, match="another configuration"):
+        Trainer(replace(TINY, precision="bfloat16"), TOKENS, tmp_path / "explicit", progress=False)
