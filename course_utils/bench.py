@@ -1,7 +1,7 @@
 """Benchmarks, printed as medians and side-by-side ratios (never asserted in tests).
 
-    python -m course_utils.bench generation [--model shakespeare-gpt] [--runs 5] [--batch 1] [--device cpu]
-    python -m course_utils.bench training [--preset shakespeare-gpt] [--runs 5] [--steps 2] [--precision auto]
+    python -m course_utils.bench generation [--model shakespeare-gpt] [--runs 3] [--batch 1] [--device cpu]
+    python -m course_utils.bench training [--preset shakespeare-gpt] [--runs 3] [--steps 1] [--precision auto]
 
 ``generation`` times greedy decoding from a short prompt up to the model's full context, four
 ways in the same run, interleaved round by round so that machine noise hits all of them: our
@@ -257,9 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="shakespeare-gpt", help="generation: the model to decode with")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="shakespeare-gpt",
                         help="training: the model configuration and batch of this training preset")
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per way (median reported), at least 1")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per way (median reported), at least 1")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: 1, or the preset's)")
-    parser.add_argument("--steps", type=int, default=2, help="training: steps per timed run")
+    parser.add_argument("--steps", type=int, default=1, help="training: steps per timed run")
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="where to run (auto: a GPU if any)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="training: float32, bfloat16 autocast, or auto (bfloat16 where it is faster here)")

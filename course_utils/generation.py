@@ -188,7 +188,10 @@ class GenerationSettings:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens}")
         # The filters' own checks, run up front so that bad arguments fail before any forward pass.
-        _check_temperature(self.temperature)
+        # Greedy and beam search ignore the temperature, so, as in transformers, only sampling
+        # refuses temperature=0.
+        if self.do_sample:
+            _check_temperature(self.temperature)
         _check_top_k(self.top_k)
         _check_top_p(self.top_p)
         if self.min_p is not None:
@@ -272,26 +275,46 @@ class StopOnText:
 
 
 CACHE_IMPLEMENTATIONS = ("preallocated", "growing")
+# The arguments a transformers model's generation_config can set, with transformers' own defaults
+# (max_new_tokens: 20 new tokens; transformers' max_length=20 would count the prompt too).
+GENERATION_CONFIG_DEFAULTS = dict(
+    max_new_tokens=20, do_sample=False, temperature=1.0, top_k=50, top_p=1.0, min_p=None, repetition_penalty=1.0,
+    num_beams=1, length_penalty=1.0, early_stopping=False, num_return_sequences=1,
+)
+
+
+def resolve_generation_arguments(model: torch.nn.Module, explicit: dict) -> dict:
+    """Each of ``GENERATION_CONFIG_DEFAULTS``' arguments: the value passed (not None), else the
+    model's ``generation_config`` value (a transformers model), else transformers' default, as
+    ``model.generate()`` does."""
+    config = getattr(model, "generation_config", None)
+    resolved = {}
+    for name, default in GENERATION_CONFIG_DEFAULTS.items():
+        value = explicit.get(name)
+        if value is None and config is not None:
+            value = getattr(config, name, None)
+        resolved[name] = default if value is None else value
+    return resolved
 
 
 @torch.no_grad()
 def generate(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
-    max_new_tokens: int = 20,
+    max_new_tokens: int | None = None,
     *,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 50,
-    top_p: float = 1.0,
+    do_sample: bool | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
     min_p: float | None = None,
-    repetition_penalty: float = 1.0,
+    repetition_penalty: float | None = None,
     frequency_penalty: float = 0.0,
     presence_penalty: float = 0.0,
-    num_beams: int = 1,
-    length_penalty: float = 1.0,
-    early_stopping: bool | str = False,
-    num_return_sequences: int = 1,
+    num_beams: int | None = None,
+    length_penalty: float | None = None,
+    early_stopping: bool | str | None = None,
+    num_return_sequences: int | None = None,
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
     attention_mask: torch.Tensor | None = None,
@@ -304,10 +327,13 @@ def generate(
     """Extend ``input_ids`` (B, T) by up to ``max_new_tokens`` tokens; returns (B', T + new),
     B' = B * num_return_sequences, prompt included.
 
-    Follows ``transformers``' ``model.generate()`` for the arguments they share:
+    Follows ``transformers``' ``model.generate()`` for the arguments they share. An argument left
+    at None takes the model's ``generation_config`` value when the model is a transformers model
+    (so a model whose config turns sampling on samples by default), else transformers' default:
+    20 new tokens, greedy, temperature 1, top-k 50, top-p 1, one beam. Explicit arguments win.
 
-    - greedy (default): the most likely token each step; ``temperature``, ``top_k``, ``top_p``
-      and ``min_p`` are ignored, as in transformers;
+    - greedy (default): the most likely token each step; ``temperature`` (even 0), ``top_k``,
+      ``top_p`` and ``min_p`` are ignored, as in transformers;
     - ``do_sample=True``: draw from the distribution after temperature, top-k (default 50, as
       transformers' default generation config; 0 disables it), top-p and min-p, using
       ``generator`` for reproducible draws;
@@ -334,11 +360,16 @@ def generate(
     Transformers models are always run on the full sequence here; their own ``generate()`` has
     its cache.
     """
-    settings = GenerationSettings(
+    arguments = resolve_generation_arguments(model, dict(
         max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-        min_p=min_p, repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
-        presence_penalty=presence_penalty, num_beams=num_beams, length_penalty=length_penalty,
+        min_p=min_p, repetition_penalty=repetition_penalty, num_beams=num_beams, length_penalty=length_penalty,
         early_stopping=early_stopping, num_return_sequences=num_return_sequences,
+    ))
+    settings = GenerationSettings(
+        **arguments, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty
+    )
+    max_new_tokens, num_beams, num_return_sequences = (
+        settings.max_new_tokens, settings.num_beams, settings.num_return_sequences
     )
     _check_inputs(model, input_ids, max_new_tokens)
     if attention_mask is not None and attention_mask.shape != input_ids.shape:

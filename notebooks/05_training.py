@@ -232,7 +232,8 @@ assert honest["shift 0 (bug)"] > math.log(tokenizer.vocab_size) > honest["shift 
 #
 # %%
 # NBVAL_IGNORE_OUTPUT
-print(choose_precision("auto", "cpu", width=256))
+choice = choose_precision("auto", "cpu", width=256)
+print(f"precision='auto' picks {choice.precision} here: {choice.reason[len('auto: '):]}")
 
 # %% [markdown]
 # The schedule, for the bundled model's recipe:
@@ -466,7 +467,7 @@ assert spiky.history["loss"][-1] > careful["loss"][-1]
 tiny_data = train_tokens[:5000]
 tiny_text = tokenizer.decode(tiny_data[1:])  # the text of those tokens, to score in bits per byte
 overfit = TrainConfig(model=lesson.model, batch_size=16, max_steps=200, learning_rate=2e-3, min_lr=2e-4,
-                      warmup_steps=20, eval_interval=25, precision="float32")
+                      warmup_steps=20, eval_interval=40, precision="float32")
 curves = {"training text": [], "validation text": []}
 
 

@@ -82,7 +82,7 @@ def test_training_benchmark_times_both_models_and_the_ablations(capsys):
     from course_utils.train import TrainConfig
 
     config = TrainConfig(model=GPTConfig(vocab_size=64, context_length=16, n_layer=1, n_head=2, n_embd=16),
-                         batch_size=2, max_steps=10, warmup_steps=1)
+                         batch_size=2, max_steps=10, warmup_steps=1, precision="bfloat16")
     threads = torch.get_num_threads()
     medians = training_benchmark(config, runs=1, steps=1)
     assert set(medians) == {"MiniGPT", "transformers GPT2LMHeadModel", "MiniGPT, float32",
@@ -90,3 +90,32 @@ def test_training_benchmark_times_both_models_and_the_ablations(capsys):
     assert all(rate > 0 for rate in medians.values())
     assert torch.get_num_threads() == threads  # the one-thread way restores the setting
     assert "MiniGPT vs transformers:" in capsys.readouterr().out
+
+
+TINY_TRAINING = dict(vocab_size=64, context_length=16, n_layer=1, n_head=2, n_embd=16)
+
+
+def test_training_benchmark_reports_its_precision_and_the_other_ones_rate(capsys):
+    from course_utils.bench import training_benchmark
+    from course_utils.model import GPTConfig
+    from course_utils.train import TrainConfig
+
+    config = TrainConfig(model=GPTConfig(**TINY_TRAINING), batch_size=8, precision="float32")
+    medians = training_benchmark(config, runs=1, steps=1)
+    printed = capsys.readouterr().out
+    assert "precision: float32 (asked for)" in printed
+    assert "MiniGPT, bfloat16" in medians and "gain over bfloat16" in printed
+    assert all(rate > 0 for rate in medians.values())
+
+
+def test_an_emulated_bfloat16_is_timed_briefly(monkeypatch, capsys):
+    from course_utils import bench
+    from course_utils.model import GPTConfig
+    from course_utils.train import TrainConfig
+
+    monkeypatch.setattr(bench, "is_emulated_bfloat16", lambda *args: True)
+    config = TrainConfig(model=GPTConfig(**TINY_TRAINING), batch_size=16, precision="float32")
+    medians = bench.training_benchmark(config, runs=2, steps=2)
+    printed = capsys.readouterr().out
+    assert "MiniGPT, bfloat16: emulated in software here, so timed with 1 step of 2 x 16 tokens" in printed
+    assert medians["MiniGPT, bfloat16"] > 0

@@ -193,7 +193,7 @@ def test_stop_on_text_and_streamer(hf_models):
     (dict(top_p=1.2, do_sample=True), r"top_p must be in \(0, 1\]"),
     (dict(top_k=-1, do_sample=True), r"top_k must be an integer >= 0"),
     (dict(min_p=1.5, do_sample=True), r"min_p must be in \[0, 1\]"),
-    (dict(temperature=-0.5), "temperature must be > 0"),
+    (dict(temperature=-0.5, do_sample=True), "temperature must be > 0"),
     (dict(num_beams=0), "num_beams must be an integer >= 1"),
     (dict(num_beams=2, num_return_sequences=3), r"num_return_sequences must be in \[1, num_beams=2\]"),
 ])
@@ -299,3 +299,34 @@ def test_generate_refuses_an_unknown_cache_implementation(hf_models):
     mini = MiniGPT.from_hf(hf_models[0])
     with pytest.raises(ValueError, match="cache_implementation must be one of"):
         generate(mini, torch.ones(1, 3, dtype=torch.long), 2, cache_implementation="static")
+
+
+def test_temperature_zero_is_greedy_unless_sampling_as_in_transformers(hf_models):
+    hf_model = hf_models[0]
+    prompt = torch.randint(0, 300, (2, 4), generator=torch.Generator().manual_seed(6))
+    mask = torch.ones_like(prompt)
+    plain = generate(hf_model, prompt, 8, attention_mask=mask)
+    assert torch.equal(generate(hf_model, prompt, 8, attention_mask=mask, temperature=0.0), plain)
+    assert torch.equal(generate(MiniGPT.from_hf(hf_model), prompt, 8, temperature=0.0, num_beams=2),
+                       hf_model.generate(prompt, attention_mask=mask, max_new_tokens=8, temperature=0.0, num_beams=2))
+    assert torch.equal(hf_model.generate(prompt, attention_mask=mask, max_new_tokens=8, temperature=0.0), plain)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        generate(hf_model, prompt, 8, do_sample=True, temperature=0.0)
+    with pytest.raises(ValueError, match="strictly positive"):  # transformers refuses it too
+        hf_model.generate(prompt, attention_mask=mask, max_new_tokens=8, do_sample=True, temperature=0.0)
+
+
+def test_a_models_generation_config_supplies_the_defaults_and_explicit_arguments_win(random_gpt2_dirs):
+    hf_model = AutoModelForCausalLM.from_pretrained(str(random_gpt2_dirs[1])).eval()
+    hf_model.generation_config.update(do_sample=True, top_k=7, temperature=0.6, max_new_tokens=9)
+    prompt = torch.randint(0, 517, (2, 3), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(prompt)
+    torch.manual_seed(5)
+    expected = hf_model.generate(prompt, attention_mask=mask, use_cache=False, pad_token_id=0)
+    torch.manual_seed(5)
+    got = generate(hf_model, prompt, attention_mask=mask, pad_token_id=0)  # samples, top-k 7, 9 tokens
+    assert got.shape[1] == 3 + 9 and torch.equal(got, expected)
+    greedy = generate(hf_model, prompt, 4, attention_mask=mask, do_sample=False)  # explicit wins
+    assert torch.equal(greedy, hf_model.generate(prompt, attention_mask=mask, max_new_tokens=4, do_sample=False))
+    mini = MiniGPT.from_hf(hf_model)  # a MiniGPT has no generation config: transformers' defaults
+    assert torch.equal(generate(mini, prompt), generate(hf_model, prompt, 20, do_sample=False, top_k=50))
