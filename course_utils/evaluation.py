@@ -100,11 +100,12 @@ def greedy_agreement(
     """Fraction of positions where draft and target predict the same most likely next token,
     over the tokens of ``texts`` in non-overlapping windows of ``context`` tokens."""
     draft_fn, target_fn = logits_fn(draft), logits_fn(target)
+    device = model_device(target)
     agree = total = 0
     for text in texts:
         ids = torch.tensor([tokenizer.eos_token_id] + tokenizer.encode(text, verbose=False))
         for start in range(0, len(ids), context):
-            window = ids[start : start + context].unsqueeze(0).to(model_device(target))
+            window = ids[start : start + context].unsqueeze(0).to(device)
             same = draft_fn(window).argmax(-1) == target_fn(window).argmax(-1)
             agree += int(same.sum())
             total += same.numel()
