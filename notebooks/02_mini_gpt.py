@@ -63,8 +63,10 @@ print(config)
 # ## 1. Embeddings: what and where
 #
 # A token id picks a row of the token embedding `wte` (V × C); its position picks a row of the
-# position embedding `wpe` (context × C). GPT-2 learns both and adds them. Without positions,
-# attention would see a *set* of tokens: "dog bites man" and "man bites dog" would look alike.
+# position embedding `wpe` (context × C). GPT-2 learns both and adds them. Why positions at all?
+# Attention weighs tokens by their content, not their place, so without positions and without a
+# mask a model sees a *set* of tokens: "the dog bit the man." and "the man bit the dog." would
+# look alike. The causal mask changes that, as we measure after this cell.
 
 # %%
 ids = tokenizer("Now is the winter of our discontent", return_tensors="pt").input_ids
@@ -75,21 +77,82 @@ x = token_vectors + position_vectors
 print(f"ids {tuple(ids.shape)} -> token vectors {tuple(token_vectors.shape)} "
       f"+ position vectors {tuple(position_vectors.shape)} = x {tuple(x.shape)}")
 
+# %% [markdown]
+# Two sentences with the same tokens in another order, and the same last token, so that the last
+# position asks the same question of both. We run the model three ways: as trained, with the
+# position embeddings left out, and with them left out *and* the causal mask replaced by a mask
+# that lets every token see every other one. A block takes the mask as an argument (True where
+# attending is allowed), so no part of the model is changed.
+
 # %%
+def last_logits(ids: torch.Tensor, positions: bool, causal: bool) -> torch.Tensor:
+    """Next-token logits (V,) at the last position of (1, T) ids."""
+    T = ids.shape[1]
+    x = model.wte(ids) + (model.wpe(torch.arange(T)) if positions else 0)
+    everything = None if causal else torch.ones(1, 1, T, T, dtype=torch.bool)  # None: causal
+    for each_block in model.h:
+        x, _ = each_block(x, everything)
+    return model.lm_head(model.ln_f(x))[0, -1]
+
+
+dog_bites = tokenizer("The dog bit the man.", return_tensors="pt").input_ids
+man_bites = tokenizer("The man bit the dog.", return_tensors="pt").input_ids
+assert sorted(dog_bites[0].tolist()) == sorted(man_bites[0].tolist()) and dog_bites[0, -1] == man_bites[0, -1]
+gaps = {}
 with torch.no_grad():
-    positions = F.normalize(model.wpe.weight[:64], dim=-1)
-    similarity = positions @ positions.T
-fig, ax = plt.subplots(figsize=(4.5, 4))
-image = ax.imshow(similarity, cmap="RdBu_r", vmin=-1, vmax=1)
-ax.set_xlabel("position")
-ax.set_ylabel("position")
-ax.set_title("Cosine similarity of learned position embeddings")
-fig.colorbar(image, ax=ax)
-plt.show()
+    for name, positions, causal in [("as trained", True, True), ("no positions, causal mask", False, True),
+                                    ("no positions, no mask", False, False)]:
+        gaps[name] = (last_logits(dog_bites, positions, causal) - last_logits(man_bites, positions, causal)).abs().max()
+print(f"largest difference between the two sentences' last-position logits:")
+print(f"  as trained:                 {gaps['as trained']:.1f}")
+print(f"  no positions, causal mask:  {gaps['no positions, causal mask']:.1f}")
+check_below("  no positions, no mask", gaps["no positions, no mask"], 1e-4)
+assert gaps["no positions, causal mask"] > 0.5
 
 # %% [markdown]
-# Nearby positions have similar learned vectors: the model discovered a notion of distance on
-# its own.
+# Without positions and without the mask the two sentences give the same logits, to float
+# rounding: order is invisible. With the causal mask alone they differ, because the mask already
+# encodes order: "man" comes after four tokens in one sentence and after one in the other, so
+# it attends over different sets, and what a token sees becomes what it passes on. Decoders trained with no position embeddings at
+# all ("NoPE") work for this reason (Haviv et al. 2022, "Transformer Language Models without
+# Positional Encodings Still Learn Positional Information"; Kazemnejad et al. 2023). Our model was
+# trained *with* positions, so leaving them out is not something it is used to; the point is only
+# that the information is there. Learned positions still help, and GPT-2 uses them.
+#
+# What did the model learn in `wpe`? Compare every pair of position vectors by cosine similarity,
+# then average it over all pairs the same distance apart.
+
+# %%
+with torch.no_grad():
+    positions = F.normalize(model.wpe.weight, dim=-1)
+    similarity = positions @ positions.T  # (context, context)
+distances = [1, 2, 5, 10, 20, 50, 100, 200, 400]
+by_distance = {d: torch.diagonal(similarity, d).mean().item() for d in distances if d < config.context_length}
+print("mean cosine similarity of two position vectors, by distance:")
+print("  " + "  ".join(f"{d}: {value:.2f}" for d, value in by_distance.items()))
+fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.8))
+image = left.imshow(similarity[:64, :64], cmap="RdBu_r", vmin=-1, vmax=1)
+left.set_xlabel("position")
+left.set_ylabel("position")
+left.set_title("Cosine similarity, first 64 positions")
+fig.colorbar(image, ax=left)
+_ = right.plot(list(by_distance), list(by_distance.values()), "o-")
+right.set_xscale("log")
+right.set_xlabel("distance between positions")
+right.set_ylabel("mean cosine similarity")
+right.set_title("Similarity against distance")
+plt.tight_layout()
+plt.show()
+assert by_distance[1] > by_distance[max(by_distance)] + 0.1  # far positions differ, in any model
+if model_name() == "shakespeare-gpt":  # what this model learned; GPT-2 learned another shape
+    assert abs(by_distance[1] - by_distance[20]) < 0.05
+
+# %% [markdown]
+# A common claim is that nearby positions get similar vectors. Look at the numbers before
+# believing it: in `shakespeare-gpt` a neighbour is no more alike than a position twenty away.
+# What the model learned is coarse: positions far apart differ, and positions within a few dozen
+# of each other are about equally alike. Run the lesson with `COURSE_MODEL=gpt2` to see what a
+# larger model trained on more text learned instead.
 #
 # ## 2. Masked multi-head self-attention
 #
@@ -249,6 +312,48 @@ print(f"weight tying saves {untied - tied:,} parameters ({(untied - tied) / unti
 assert counted == tied
 
 # %% [markdown]
+# ### The lineage: GPT-1, GPT-2, GPT-3
+#
+# The same architecture, scaled. Published figures, typed in from the papers:
+#
+# | model | paper | layers | width C | context | vocabulary | training data | parameters (published) |
+# |---|---|---|---|---|---|---|---|
+# | GPT-1 | Radford et al. 2018, "Improving Language Understanding by Generative Pre-Training", §4.1 | 12 | 768 | 512 | 40,000 BPE merges | BooksCorpus, over 7,000 books | 117M (GPT-2 paper, Table 2) |
+# | GPT-2 | Radford et al. 2019, "Language Models are Unsupervised Multitask Learners", §2.3 and Table 2 | 48 | 1,600 | 1,024 | 50,257 | WebText, 40 GB from 8M web pages | 1,542M |
+# | GPT-3 | Brown et al. 2020, "Language Models are Few-Shot Learners", Table 2.1 and §2.2 | 96 | 12,288 | 2,048 | GPT-2's | 300B tokens of filtered Common Crawl, WebText2, books, Wikipedia | 175.0B |
+#
+# GPT-1 was post-norm, with no final LayerNorm; GPT-3 alternates dense and locally banded sparse
+# attention layers, which changes no weight. Our formula should account for all three. We check it
+# twice: against the published count, and against a real model of that shape built on the `meta`
+# device (`transformers`' `OpenAIGPTConfig()` defaults are GPT-1, whose vocabulary is the 40,000
+# merges plus 478 base symbols).
+
+# %%
+from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel  # noqa: E402
+
+lineage = {  # name: (transformers model class, config, published parameter count)
+    "GPT-1": (OpenAIGPTLMHeadModel, OpenAIGPTConfig(), 117e6),
+    "GPT-2 XL": (GPT2LMHeadModel, GPT2Config(n_embd=1600, n_layer=48, n_head=25), 1542e6),
+    "GPT-3": (GPT2LMHeadModel, GPT2Config(n_embd=12288, n_layer=96, n_head=96, n_positions=2048), 175.0e9),
+}
+print(f"{'model':>8} | {'published':>10} | {'formula':>16} | {'off by':>6} | counted on meta")
+for name, (model_class, shape, published) in lineage.items():
+    formula = parameter_count(shape.vocab_size, shape.n_positions, shape.n_embd, shape.n_layer)
+    with torch.device("meta"):
+        counted = sum(p.numel() for p in model_class(shape).parameters())
+    no_final_norm = 2 * shape.n_embd if model_class is OpenAIGPTLMHeadModel else 0  # post-norm GPT-1
+    print(f"{name:>8} | {published / 1e6:>9,.0f}M | {formula:>16,} | {formula / published - 1:>+6.1%} | "
+          f"{counted:,}" + (" (+ 2C for the final LayerNorm it lacks)" if no_final_norm else ""))
+    assert counted + no_final_norm == formula
+    assert abs(formula / published - 1) < 0.03
+
+# %% [markdown]
+# The formula lands within about 1% of every published count, and exactly on each real model.
+# One published number in that line of papers is off by more: the GPT-2 paper lists its smallest
+# model as 117M, GPT-1's count, but the model we counted above has 124M, which is why it is
+# usually called "GPT-2 124M". Counting beats copying.
+
+# %% [markdown]
 # ## 7. Loading pretrained weights, and proving them equal
 #
 # `MiniGPT.from_hf` copies every tensor of a `transformers` GPT-2 into our model (GPT-2 stores
@@ -273,9 +378,23 @@ print("identical greedy continuations:\n")
 print(tokenizer.decode(ours_ids[0]))
 
 # %% [markdown]
-# Same weights, same logits to within float rounding, same text: our forty-line model *is*
-# GPT-2. With `COURSE_MODEL=gpt2` these cells load OpenAI's 124M-parameter weights and pass the
-# same checks.
+# Same weights, same logits to within float rounding, same text: our model *is* GPT-2. How long
+# is it? The five classes that make it up, docstrings included (the file also holds the KV
+# caches of lesson 04 and the conversion to and from `transformers`):
+
+# %%
+import inspect  # noqa: E402
+
+from course_utils.model import MLP, Block, CausalSelfAttention, GPTConfig  # noqa: E402
+
+model_lines = {part.__name__: len(inspect.getsource(part).splitlines())
+               for part in (GPTConfig, CausalSelfAttention, MLP, Block, MiniGPT)}
+print(model_lines, f"total {sum(model_lines.values())} lines")
+
+# %% [markdown]
+# Under three hundred lines, more than half of them in `MiniGPT`, its `from_hf` and `to_hf`
+# among them; the forward pass of section 1 is the part to read first. With `COURSE_MODEL=gpt2` these cells load
+# OpenAI's 124M-parameter weights and pass the same checks.
 #
 # ## Check your understanding
 #

@@ -31,10 +31,18 @@
 # 9. measure the trade-offs of each method instead of guessing them;
 # 10. play with a sampling playground.
 #
-# Every `course_utils` function used here is tested to give the same tokens as `transformers`'
-# `model.generate()` with the same arguments.
+# What is checked against `transformers`, and what cannot be: the filters (temperature, top-k,
+# top-p, min-p) and the repetition penalty are tested to give the same logits as `transformers`'
+# logits processors, ties included (`tests/test_filters.py`); greedy decoding, seeded sampling,
+# beam search, left-padded batches, the KV cache and the model's generation-config defaults are
+# tested to give the same tokens as `model.generate()` with the same arguments
+# (`tests/test_generation.py`), and this lesson checks several of them again. Frequency and
+# presence penalties have no `transformers` counterpart: they are tested against OpenAI's
+# published rule instead. `StopOnText` is our own stopping criterion (`transformers` has a
+# similar `stop_strings=`), tested to stop where the text first appears.
 
 # %%
+import copy
 import time
 
 import matplotlib.pyplot as plt
@@ -163,6 +171,50 @@ for name, ids in (("greedy", greedy), ("sampled (top-p 0.9)", sampled)):
     show(ids[:prompt.shape[1] + 60], prompt.shape[1])
 greedy_rate = repeated_ngram_rate(greedy[prompt.shape[1]:].tolist(), 4)
 assert greedy_rate > repeated_ngram_rate(sampled[prompt.shape[1]:].tolist(), 4)
+
+# %% [markdown]
+# **Why the loop feeds itself: exposure bias.** In training the model only ever predicted the
+# next token of *Shakespeare's* text (this is called teacher forcing). Generating, it reads its
+# own. Nothing in training showed it its own output, let alone its own mistakes: the mismatch is
+# called exposure bias (Bengio et al. 2015, "Scheduled Sampling"; Ranzato et al. 2016). Here is
+# one measurable side of it. Take 8 passages of *Hamlet* (a validation play, never trained on),
+# keep 32 tokens of each as a prompt, and score two continuations of 160 tokens with the model:
+# Shakespeare's own, and the model's greedy one. Split into four quarters of 40 tokens.
+
+# %%
+from course_utils.data import load_corpus  # noqa: E402
+
+hamlet = torch.tensor(tokenizer.encode(load_corpus().validation["hamlet"], verbose=False))  # longer than the context: no warning
+prompt_length, continuation_length = 32, 160
+starts = torch.linspace(1000, len(hamlet) - 1000, 8).long()
+shakespeare = torch.stack([hamlet[start : start + prompt_length + continuation_length] for start in starts])
+own_greedy = generate(model, shakespeare[:, :prompt_length], max_new_tokens=continuation_length)
+assert own_greedy.shape == shakespeare.shape
+
+
+def continuation_nll(sequences: torch.Tensor) -> torch.Tensor:
+    """(N, prompt + continuation) ids -> (N, continuation) nats the model gives each continuation token."""
+    with torch.no_grad():
+        log_probs = model(sequences)[:, prompt_length - 1 : -1].log_softmax(dim=-1)
+    return -log_probs.gather(-1, sequences[:, prompt_length:, None]).squeeze(-1)
+
+
+quarters = {name: continuation_nll(ids).view(len(starts), 4, -1).mean(dim=(0, 2))
+            for name, ids in (("Shakespeare's text", shakespeare), ("its own greedy text", own_greedy))}
+print(f"{'nats per token, by quarter':>28}: " + "  ".join(f"  Q{q + 1}" for q in range(4)))
+for name, by_quarter in quarters.items():
+    print(f"{name:>28}: " + "  ".join(f"{value:.2f}" for value in by_quarter))
+assert quarters["its own greedy text"].max() < quarters["Shakespeare's text"].min() - 1
+assert quarters["its own greedy text"][-1] < quarters["its own greedy text"][0]
+
+# %% [markdown]
+# The model finds its own text far likelier than Shakespeare's, and grows *more* certain of it
+# the longer it runs, while Shakespeare's text stays as surprising as ever. Each repetition makes
+# the next more likely: the loop reinforces itself (Xu et al. 2022, "Learning to Break the Loop",
+# measure this in larger models). Sampling breaks out because it sometimes picks a less likely
+# token; training on the model's own outputs, as scheduled sampling does, attacks the cause. How
+# much exposure bias matters in large models is still argued about (He et al. 2021, "Exposure
+# Bias versus Self-Recovery"), but the self-reinforcing loop is easy to see in small ones.
 
 # %% [markdown]
 # ## 4. Combining filters, and their order
@@ -310,6 +362,44 @@ assert torch.equal(plain, with_temperature) and torch.equal(plain, theirs)
 print("greedy with temperature=0.1 (and top_k=3) is still plain greedy")
 
 # %% [markdown]
+# **`temperature=0`.** Dividing logits by zero is not defined, yet many people write
+# `temperature=0` to mean "greedy". Without `do_sample=True` it is greedy, because the temperature
+# is ignored; asking to *sample* at temperature 0 is an error, in `transformers` and here.
+
+# %%
+assert torch.equal(generate(model, prompt, max_new_tokens=15, temperature=0.0), plain)
+print("temperature=0 without do_sample: plain greedy")
+for name, call in (("generate", lambda: generate(model, prompt, max_new_tokens=15, do_sample=True, temperature=0.0)),
+                   ("transformers", lambda: hf_model.generate(prompt, attention_mask=torch.ones_like(prompt),
+                                                              max_new_tokens=15, do_sample=True, temperature=0.0,
+                                                              pad_token_id=EOS))):
+    try:
+        call()
+        raise AssertionError(f"{name} sampled at temperature 0")
+    except ValueError as error:
+        print(f"do_sample=True, temperature=0 -> {name}: ValueError: {str(error).splitlines()[0][:90]}")
+
+# %% [markdown]
+# **A model whose defaults sample.** `model.generate()` starts from the model's
+# `generation_config`, shipped in its `generation_config.json`, and your arguments override it.
+# Many chat models ship sampling on: Llama 3.1 8B Instruct's has `do_sample: true`,
+# `temperature: 0.6`, `top_p: 0.9`. Then a call with no decoding arguments *samples*, and two
+# runs give two texts. `generate` follows the same rule for a `transformers` model; a `MiniGPT`
+# has no generation config and gets `transformers`' defaults (greedy). We give a copy of our
+# model that configuration:
+
+# %%
+chat_style = copy.deepcopy(hf_model)
+chat_style.generation_config.update(do_sample=True, temperature=0.6, top_p=0.9)
+defaults = [generate(chat_style, prompt, max_new_tokens=15, generator=torch.Generator().manual_seed(seed))
+            for seed in (1, 2)]
+explicit = generate(chat_style, prompt, max_new_tokens=15, do_sample=False)
+print(f"no arguments, seeds 1 and 2: {'the same text' if torch.equal(*defaults) else 'two different texts'}; "
+      f"greedy? {torch.equal(defaults[0], plain)}")
+print(f"do_sample=False passed explicitly: greedy? {torch.equal(explicit, plain)}")
+assert not torch.equal(*defaults) and torch.equal(explicit, plain)
+
+# %% [markdown]
 # **What "deterministic" takes.** Greedy and beam search are deterministic by construction.
 # Sampling repeats exactly only with a seeded generator (or global seed), on the same
 # hardware, library versions and thread count — floating-point sums differ across them.
@@ -322,6 +412,29 @@ def sample(seed: int) -> torch.Tensor:
 assert torch.equal(sample(7), sample(7))
 print("same seed, same text:", torch.equal(sample(7), sample(7)), "| other seed, same text:",
       torch.equal(sample(7), sample(8)))
+
+# %% [markdown]
+# **Forgetting `model.eval()`.** Dropout is on in training mode and off in evaluation mode.
+# `from_pretrained` returns a model in evaluation mode, but a training loop switches it to
+# training mode, and a model left there drops 10% of its activations at random (our model's
+# configuration: `resid_pdrop` and `embd_pdrop` 0.1) while it generates. Greedy decoding is
+# then no longer repeatable. Five greedy runs of the same prompt:
+
+# %%
+def distinct_greedy_runs(runs: int = 5) -> int:
+    """How many different texts ``runs`` greedy generations of the same prompt give."""
+    outputs = {tuple(hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=20,
+                                       do_sample=False, pad_token_id=EOS)[0].tolist()) for _ in range(runs)}
+    return len(outputs)
+
+
+print(f"dropout p = {hf_model.config.resid_pdrop}")
+hf_model.train()  # as a training loop leaves it
+in_training_mode = distinct_greedy_runs()
+hf_model.eval()
+in_eval_mode = distinct_greedy_runs()
+print(f"train mode: {in_training_mode} different texts from 5 greedy runs; eval mode: {in_eval_mode}")
+assert in_training_mode > 1 and in_eval_mode == 1
 
 # %% [markdown]
 # **Errors learners hit**, each with the message `generate` gives: a token id the model does not
@@ -362,6 +475,19 @@ prompt = encode("HAMLET.\n")
 streamed = generate(model, prompt, max_new_tokens=40, streamer=TextStreamer(tokenizer, skip_prompt=True),
                     stopping_criteria=[StopOnText(tokenizer, [".\n", "!\n", "?\n"], prompt.shape[1])])
 print(f"[stopped after {streamed.shape[1] - prompt.shape[1]} new tokens]")
+
+# %% [markdown]
+# **`skip_special_tokens`.** Decoding a padded batch shows the padding, and the end-of-text
+# token a finished row emits, as text. `skip_special_tokens=True` drops every special token
+# when decoding. That is what you want for display, but it also hides whether a row ended with
+# EOS or ran out of `max_new_tokens`: check the ids for that, not the text.
+
+# %%
+row = batched[0, 9:]  # "ROMEO.\n" and what followed it, with the last 2 of its 11 pads
+print("decode(row):                           ", repr(tokenizer.decode(row)))
+print("decode(row, skip_special_tokens=True): ", repr(tokenizer.decode(row, skip_special_tokens=True)))
+assert tokenizer.eos_token in tokenizer.decode(row)
+assert tokenizer.eos_token not in tokenizer.decode(row, skip_special_tokens=True)
 
 # %% [markdown]
 # ## 9. The trade-offs, measured
