@@ -11,7 +11,15 @@ from dataclasses import dataclass
 import torch
 
 from .evaluation import model_context
-from .model import GrowingKVCache, KVCache, MiniGPT, PreallocatedKVCache, check_token_ids, positions_from_attention_mask
+from .model import (
+    GrowingKVCache,
+    Int8KVCache,
+    KVCache,
+    MiniGPT,
+    PreallocatedKVCache,
+    check_token_ids,
+    positions_from_attention_mask,
+)
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -274,7 +282,7 @@ class StopOnText:
         return torch.tensor([any(text in row for text in self.texts) for row in decoded])
 
 
-CACHE_IMPLEMENTATIONS = ("preallocated", "growing")
+CACHE_IMPLEMENTATIONS = ("preallocated", "growing", "int8")
 # The arguments a transformers model's generation_config can set, with transformers' own defaults
 # (max_new_tokens: 20 new tokens; transformers' max_length=20 would count the prompt too).
 GENERATION_CONFIG_DEFAULTS = dict(
@@ -356,7 +364,9 @@ def generate(
     prompt is run once, then each step runs only the new token (beam search reorders the cache as
     beams swap). ``cache_implementation`` picks its form: "preallocated" (buffers for prompt +
     max_new_tokens positions, written in place; faster here, see ``course_utils.bench``) or
-    "growing" (concatenated each step). ``use_cache=False`` re-runs the whole sequence every step.
+    "growing" (concatenated each step) or "int8" (growing, stored as int8 with a scale per head and
+    position: about a quarter of float32's memory, with rounded keys and values; lesson 04
+    measures what that changes). ``use_cache=False`` re-runs the whole sequence every step.
     Transformers models are always run on the full sequence here; their own ``generate()`` has
     its cache.
     """
@@ -391,7 +401,8 @@ def generate(
     cache = None
     if use_cache and isinstance(model, MiniGPT):
         total = input_ids.shape[1] + max_new_tokens
-        cache = PreallocatedKVCache(total) if cache_implementation == "preallocated" else GrowingKVCache()
+        caches = {"preallocated": lambda: PreallocatedKVCache(total), "growing": GrowingKVCache, "int8": Int8KVCache}
+        cache = caches[cache_implementation]()
     if settings.num_beams > 1:
         criteria = stopping_criteria or []
         return _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, criteria, cache)

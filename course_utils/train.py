@@ -45,7 +45,10 @@ class TrainConfig:
     """Everything a run depends on besides the data."""
 
     model: GPTConfig = field(default_factory=GPTConfig)
-    batch_size: int = 16
+    batch_size: int = 16  # sequences per forward pass (transformers' per-device batch size)
+    # Forward and backward passes whose gradients are summed before one optimizer step: each step
+    # learns from batch_size * gradient_accumulation_steps sequences, with the memory of batch_size.
+    gradient_accumulation_steps: int = 1
     max_steps: int = 2000
     learning_rate: float = 1e-3
     min_lr: float = 1e-4
@@ -66,7 +69,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = GPTConfig(**self.model)
-        for name in ("batch_size", "max_steps", "eval_interval", "checkpoint_interval"):
+        for name in ("batch_size", "gradient_accumulation_steps", "max_steps", "eval_interval", "checkpoint_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0 <= self.warmup_steps <= self.max_steps:
@@ -161,12 +164,17 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig, fused: bool = Tr
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95), fused=fused, foreach=not fused)
 
 
-def update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
-    """One optimisation step from ``loss``: backward, clip the gradient norm, step, clear."""
-    loss.backward()
+def clip_and_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float) -> None:
+    """Clip the accumulated gradients' norm to ``grad_clip``, step the optimizer, clear them."""
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
+    """One optimisation step from ``loss``: backward, clip the gradient norm, step, clear."""
+    loss.backward()
+    clip_and_step(model, optimizer, grad_clip)
 
 
 def temporary_name_prefix(path: Path) -> str:
@@ -280,23 +288,34 @@ class Trainer:
         lr = learning_rate_at(self.step, config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        # One draw of the whole effective batch, split into micro-batches: the same windows as one
+        # batch of batch_size * gradient_accumulation_steps.
         inputs, targets = random_batch(
-            self.train_tokens, config.batch_size, config.model.context_length, self.generator
+            self.train_tokens, config.batch_size * config.gradient_accumulation_steps,
+            config.model.context_length, self.generator,
         )
-        inputs, targets = inputs.to(self.device), targets.to(self.device)
         self.model.train()
         autocast = self.precision.autocast_dtype
-        with torch.autocast(self.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-            if self.teacher_model is None:
-                loss = self.model(inputs, targets)
-            else:
-                loss = distillation_loss(self.model(inputs), self.teacher_model(inputs), targets, config.distill_weight)
-        update(self.model, self.optimizer, loss, config.grad_clip)
+        loss = 0.0
+        for micro_inputs, micro_targets in zip(inputs.split(config.batch_size), targets.split(config.batch_size)):
+            micro_inputs, micro_targets = micro_inputs.to(self.device), micro_targets.to(self.device)
+            with torch.autocast(self.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                if self.teacher_model is None:
+                    micro_loss = self.model(micro_inputs, micro_targets)
+                else:
+                    micro_loss = distillation_loss(self.model(micro_inputs), self.teacher_model(micro_inputs),
+                                                   micro_targets, config.distill_weight)
+            # Each micro-batch loss is a mean over its tokens; dividing by their number makes the
+            # summed gradients those of the mean over the whole batch.
+            scaled = micro_loss / config.gradient_accumulation_steps
+            scaled.backward()
+            loss += scaled.item()
+        clip_and_step(self.model, self.optimizer, config.grad_clip)
         self.step += 1
         self.history["step"].append(self.step)
-        self.history["loss"].append(round(loss.item(), 5))
+        self.history["loss"].append(round(loss, 5))
         self.history["lr"].append(lr)
-        return loss.item()
+        return loss
 
     def evaluate(self) -> float:
         self.model.eval()
@@ -390,12 +409,13 @@ def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: 
                    "machine": describe_machine(), "device": trainer.device.type,
                    "precision": trainer.precision.precision, **extra_metrics}
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        seen = config.max_steps * config.batch_size * config.model.context_length
+        seen = config.max_steps * config.batch_size * config.gradient_accumulation_steps * config.model.context_length
         (staging / "README.md").write_text(MODEL_CARD.format(
             name=name, params=metrics["parameters"], n_layer=config.model.n_layer, n_embd=config.model.n_embd,
             n_head=config.model.n_head, context=config.model.context_length, sha=SDIST_SHA256,
             n_train=extra_metrics["train_texts"], train_tokens=len(trainer.train_tokens), vocab=config.model.vocab_size,
-            command=command, steps=config.max_steps, batch=config.batch_size, seen=seen,
+            command=command, steps=config.max_steps, batch=config.batch_size * config.gradient_accumulation_steps,
+            seen=seen,
             epochs=seen / len(trainer.train_tokens), lr=config.learning_rate, warmup=config.warmup_steps,
             min_lr=config.min_lr, wd=config.weight_decay, clip=config.grad_clip, dropout=config.model.dropout,
             minutes=trainer.elapsed / 60, machine=describe_machine(), half=config.model.context_length // 2,

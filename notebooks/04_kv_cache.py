@@ -75,7 +75,7 @@ def encode(text: str) -> torch.Tensor:
 hamlet = encode("HAMLET.\n")
 text_ids = generate(model, hamlet, config.context_length - hamlet.shape[1], do_sample=True, generator=generator)
 print(f"{'T':>4} | {'no cache: linear':>16} {'attention':>10} | {'cache: linear':>14} {'attention':>10} | ratio")
-step_flops = {}
+step_flops, cached_attention = {}, {}
 for T in (8, 64, 256, 512):
     ids = text_ids[:, :T]
     without = count_flops(partial(model, ids))  # the whole sequence again
@@ -83,14 +83,22 @@ for T in (8, 64, 256, 512):
     model(ids[:, :-1], cache=cache)  # the first T-1 tokens are already cached...
     with_cache = count_flops(partial(model, ids[:, -1:], cache=cache))  # ...so the step runs one token
     step_flops[T] = (sum(without.values()), sum(with_cache.values()))
+    cached_attention[T] = with_cache["attention"]
     print(f"{T:>4} | {without['linear'] / 1e6:>14.1f} M {without['attention'] / 1e6:>8.1f} M | "
           f"{with_cache['linear'] / 1e6:>12.2f} M {with_cache['attention'] / 1e6:>8.2f} M | "
           f"{step_flops[T][0] / step_flops[T][1]:>5.0f}x")
 
 # %% [markdown]
-# With the cache the linear work per step is constant and the attention work grows by one key per
-# step; without it both grow with T, and attention grows with T². The ratio is roughly T: the
-# cache turns generation from quadratic into linear work.
+# With the cache the linear work per step is constant, and the attention work still grows by one
+# key per step; without it the linear work grows with T and attention with T². The ratio is
+# roughly T. Be exact about what became linear. Over a whole generation of N tokens, the
+# projections and the MLP cost N² work without the cache and N with it: that part turns from
+# quadratic into linear. Attention costs N³ without the cache and still N² with it, because
+# every new token must read every cached key. The cache removes one power of N from each, not
+# all the growth. Attention stays a small share here because a key costs 2C multiply-adds
+# against 12C² for a token's weights, so it catches up only at a context of about 6C tokens
+# (1,536 for this model). Past that, attention dominates each step, which is why long-context
+# models work so hard on attention itself.
 #
 # The counted numbers match a formula we can write down: per layer, 12 C² multiply-adds for the
 # projections and MLP plus 2 (n_past + 1) C for attention, and C × V for the LM head
@@ -101,6 +109,9 @@ from course_utils.model import multiply_adds_per_token  # noqa: E402
 
 for T, (_, cached) in step_flops.items():
     assert cached == 2 * multiply_adds_per_token(config, n_past=T - 1)
+    assert cached_attention[T] == 2 * 2 * T * C * config.n_layer  # one query against T keys, per layer
+print(f"cached attention per step: {cached_attention[8] / 1e6:.2f} M FLOPs at T=8, "
+      f"{cached_attention[512] / 1e6:.2f} M at T=512: still growing with the context")
 total_without = sum(2 * multiply_adds_per_token(config, n_past=t) * (t + 1) for t in range(512))
 total_with = sum(2 * multiply_adds_per_token(config, n_past=t) for t in range(512))
 print("the counted cached steps equal the formula")
@@ -322,6 +333,139 @@ print(f"our model, 512 tokens, float32: {kv_cache_bytes(config, 512) / 1e6:.1f} 
 # The cache grows with the batch and the length, the weights do not: serving 16 sequences of
 # 1024 tokens with GPT-2 Large in float16 needs 16 × 189 MB ≈ 3 GB of cache, more than the 1.5 GB
 # of weights. That is why long contexts and large batches are limited by cache memory.
+#
+# ### Planning memory: how many sequences fit?
+#
+# Before serving a model the question is practical: with M bytes, how many sequences of T tokens
+# can run at once? The weights are paid once and the cache once per sequence, so
+#
+# $$B_{\max} = \left\lfloor \frac{M - \text{parameters} \cdot \text{bytes per value}}{\text{cache bytes of one sequence of } T \text{ tokens}} \right\rfloor .$$
+#
+# One generation step also needs activations, about B × (4C + V) values that live only for the
+# step: small next to these for short batches, so we leave them out, and a real plan keeps a
+# margin for them (and for the framework's own memory).
+
+# %%
+def largest_batch(config: GPTConfig, n_params: int, context: int, memory_bytes: float, bytes_per_value: int) -> int:
+    """Sequences of ``context`` tokens whose KV cache fits in ``memory_bytes`` next to the weights."""
+    free = memory_bytes - n_params * bytes_per_value
+    return max(0, int(free // kv_cache_bytes(config, context, 1, bytes_per_value)))
+
+
+print("GPT-2 Large in float16: largest batch")
+print(f"{'context':>8} | {'8 GB':>5} | {'24 GB':>5}")
+for context in (256, 512, 1024):
+    fits = [largest_batch(gpt2_large, n_params, context, gigabytes * 1e9, 2) for gigabytes in (8, 24)]
+    print(f"{context:>8} | {fits[0]:>5} | {fits[1]:>5}")
+
+batches = np.arange(0, 161)
+fig, ax = plt.subplots(figsize=(6, 3.6))
+for context in (256, 1024):
+    total = n_params * 2 + batches * kv_cache_bytes(gpt2_large, context, 1, 2)
+    _ = ax.plot(batches, total / 1e9, label=f"weights + cache, {context} tokens")
+for gigabytes in (8, 24):
+    _ = ax.axhline(gigabytes, color="grey", linestyle=":")
+    _ = ax.text(2, gigabytes + 0.4, f"{gigabytes} GB", color="grey")
+ax.set_xlabel("batch (sequences at once)")
+ax.set_ylabel("GB")
+ax.set_title("GPT-2 Large, float16: the cache soon outweighs the weights")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# A formula is a claim; check it against tensors. For our model we give ourselves a budget of
+# 64 MB, allocate the real weights and a real preallocated cache for the largest batch the formula
+# allows, and count their bytes, then do the same with one sequence more. For GPT-2 Large we
+# build the same on the `meta` device, which gives every tensor its shape and dtype but no memory,
+# so its bytes can be counted without 3 GB.
+
+
+# %%
+def weights_and_cache_bytes(model: MiniGPT, batch: int, context: int) -> int:
+    """Bytes of ``model``'s parameters plus a preallocated cache of ``batch`` x ``context`` positions,
+    as allocated by the cache itself."""
+    cache = PreallocatedKVCache(context)
+    step = torch.zeros(batch, model.config.n_head, 1, model.config.head_size, dtype=model.wte.weight.dtype)
+    for layer in range(model.config.n_layer):
+        cache.extend(layer, step, step)  # the first write allocates the layer's buffers
+    return sum(p.numel() * p.element_size() for p in model.parameters()) + cache.nbytes()
+
+
+budget = 64e6
+ours_fit = largest_batch(config, model.num_parameters(), config.context_length, budget, 4)
+measured = [weights_and_cache_bytes(model, b, config.context_length) for b in (ours_fit, ours_fit + 1)]
+print(f"our model, float32, 512 tokens, 64 MB: formula says {ours_fit} sequences; "
+      f"measured {measured[0] / 1e6:.1f} MB for {ours_fit}, {measured[1] / 1e6:.1f} MB for {ours_fit + 1}")
+assert measured[0] <= budget < measured[1]
+with torch.device("meta"):
+    large_half = MiniGPT(gpt2_large).half()
+    large_fit = largest_batch(gpt2_large, n_params, 1024, 24e9, 2)
+    measured = [weights_and_cache_bytes(large_half, b, 1024) for b in (large_fit, large_fit + 1)]
+print(f"GPT-2 Large, float16, 1024 tokens, 24 GB: formula says {large_fit} sequences; "
+      f"measured on meta tensors {measured[0] / 1e9:.2f} GB for {large_fit}, {measured[1] / 1e9:.2f} GB for {large_fit + 1}")
+assert measured[0] <= 24e9 < measured[1]
+
+# %% [markdown]
+# ### Smaller caches: int8 keys and values
+#
+# If the cache is what limits the batch, store it in fewer bits. `Int8KVCache` rounds each head's
+# key and value vector at each position to int8 with its own scale, s = max|x| / 127, so every
+# value is off by at most s/2: D bytes plus a 4-byte scale per head and position, instead of 4D.
+# Attention reads the values back in float32. The questions are what that saves and what it
+# costs. We run the same 300 tokens through the model token by token with the float cache and with
+# the int8 one, and compare the logits at every position.
+
+# %%
+from course_utils.model import Int8KVCache  # noqa: E402
+
+ids = text_ids[:, :300]
+stepwise, cache_bytes = {}, {}
+for name, cache in (("float32", GrowingKVCache()), ("int8", Int8KVCache())):
+    stepwise[name] = torch.cat([model(ids[:, t : t + 1], cache=cache) for t in range(ids.shape[1])], dim=1)
+    cache_bytes[name] = cache.nbytes()
+error = (stepwise["int8"] - stepwise["float32"]).abs()
+log_p, log_q = stepwise["float32"].log_softmax(-1), stepwise["int8"].log_softmax(-1)
+kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+disagreement = (stepwise["int8"].argmax(-1) != stepwise["float32"].argmax(-1)).float().mean()
+print(f"cache for 300 tokens: float32 {cache_bytes['float32']:,} bytes, int8 {cache_bytes['int8']:,} bytes "
+      f"({cache_bytes['int8'] / cache_bytes['float32']:.1%})")
+assert cache_bytes["int8"] == cache_bytes["float32"] * (D + 4) // (4 * D)
+check_below("largest logit error (logits up to about 18)", error.max(), 0.2)
+check_below("mean logit error", error.mean(), 0.02)
+check_below("mean KL divergence of the next-token distributions, nats", kl, 1e-3)
+check_below("positions where the most likely token differs", disagreement, 0.01)
+
+# %% [markdown]
+# A little over a quarter of the memory, so almost four times the batch, for logits that move by a
+# few hundredths and a most likely token that stays the same at practically every position.
+# Free-running generation is a harsher test: once one token differs, everything after it
+# differs. Five prompts, 200 greedy tokens each, float cache against int8 (which prompt diverges,
+# if any, depends on near-ties and can change from one CPU to another, so this cell's output is
+# not compared):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+identical = 0
+for text in ("ROMEO.\n", "KING LEAR.\nBlow, winds,", "PORTIA.\nThe quality of mercy", "MACBETH.\nIs this",
+             "HAMLET.\nTo be"):
+    prompt = encode(text)
+    runs = [generate(model, prompt, 200, cache_implementation=name)[0, prompt.shape[1]:] for name in ("growing", "int8")]
+    differs = (runs[0] != runs[1]).nonzero()
+    identical += len(differs) == 0
+    print(f"{text.splitlines()[0]:>12} " + ("identical for 200 tokens" if len(differs) == 0 else
+                                         f"first differs at token {differs[0].item()}"))
+assert identical >= 3
+
+# %% [markdown]
+# **What serving systems add.** Production servers treat the cache as the scarce resource it is.
+# vLLM (Kwon et al. 2023, "Efficient Memory Management for Large Language Model Serving with
+# PagedAttention") stores it in fixed-size blocks of a few tokens, allocated as a sequence grows
+# and found through a per-sequence block table, as an operating system pages memory. No
+# sequence reserves `max_length` positions up front, as our preallocated cache does; at most one
+# part-filled block per sequence is wasted; and sequences that share a prompt share its blocks,
+# which beam search and parallel sampling exploit. With continuous batching (Yu et al. 2022,
+# "Orca") a finished sequence leaves the batch and a new one takes its place at the next step.
+# Servers also quantise the cache as we just did, to int8 or 8-bit floats, for the same reason.
 #
 # ## 6. Speed
 #

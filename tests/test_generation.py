@@ -280,6 +280,49 @@ def test_cached_logits_match_a_full_forward_pass(preallocated):
         mini(torch.zeros(2, 13, dtype=torch.long), cache=cache)
 
 
+def test_int8_quantisation_rounds_each_vector_to_within_half_a_step():
+    from course_utils.model import quantize_int8
+
+    x = torch.randn(2, 3, 5, 16, generator=torch.Generator().manual_seed(0)) * torch.tensor([1e-3, 1.0, 50.0])[:, None, None]
+    x[0, 0, 0] = 0.0  # an all-zero vector must not divide by zero
+    values, scales = quantize_int8(x)
+    assert values.dtype == torch.int8 and scales.shape == (2, 3, 5, 1)
+    assert values.abs().amax(-1).eq(127).sum() == 2 * 3 * 5 - 1  # each vector's largest value uses the full range
+    assert ((values * scales - x).abs() <= scales / 2 + 1e-7 * x.abs()).all()
+    assert values[0, 0, 0].eq(0).all()
+
+
+def test_an_int8_cache_stores_a_quarter_and_changes_logits_only_slightly():
+    from course_utils import GPTConfig
+    from course_utils.model import GrowingKVCache, Int8KVCache
+
+    torch.manual_seed(0)
+    mini = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=2, n_head=2, n_embd=16)).eval()
+    ids = torch.randint(0, 50, (2, 20))
+    caches = {"float": GrowingKVCache(), "int8": Int8KVCache()}
+    with torch.no_grad():
+        logits = {name: torch.cat([mini(ids[:, :8], cache=cache)] + [mini(ids[:, t : t + 1], cache=cache)
+                                                                    for t in range(8, 20)], dim=1)
+                  for name, cache in caches.items()}
+        difference = (logits["int8"] - logits["float"]).abs().max()
+    assert 0 < difference < 1e-2  # rounded, so not equal; but close
+    assert len(caches["int8"]) == 20
+    # keys and values x layers x batch x T x heads x (D int8 bytes + one float32 scale)
+    assert caches["int8"].nbytes() == 2 * 2 * 2 * 20 * 2 * (8 + 4)
+    caches["int8"].reorder(torch.tensor([1, 1, 0]))
+    assert caches["int8"].keys[0].shape[0] == 3 and caches["int8"].key_scales[1].shape[0] == 3
+
+
+@pytest.mark.parametrize("case", [dict(), dict(num_beams=3)], ids=["greedy", "beams"])
+def test_generate_with_an_int8_cache_on_a_padded_batch(hf_models, case):
+    mini = MiniGPT.from_hf(hf_models[0])
+    prompt = torch.randint(1, 300, (2, 6), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(prompt)
+    mask[1, :3] = 0
+    out = generate(mini, prompt, 10, attention_mask=mask, cache_implementation="int8", **case)
+    assert out.shape == (2, 16) and torch.equal(out[:, :6], prompt)
+
+
 def test_a_preallocated_cache_refuses_to_overflow_and_bad_sizes():
     from course_utils import GPTConfig
     from course_utils.model import PreallocatedKVCache

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from course_utils.model import GPTConfig
+from course_utils.model import GPTConfig, MiniGPT
 from course_utils.train import (
     CheckpointError,
     TrainConfig,
@@ -206,3 +206,27 @@ def test_resuming_an_auto_run_in_another_precision_is_stated(tmp_path, monkeypat
     Trainer(TINY, TOKENS, tmp_path / "explicit", progress=False).run(stop_after=5)
     with pytest.raises(CheckpointError, match="another configuration"):
         Trainer(replace(TINY, precision="bfloat16"), TOKENS, tmp_path / "explicit", progress=False)
+
+
+@pytest.mark.parametrize("teacher", [False, True], ids=["cross-entropy", "distillation"])
+def test_four_micro_batches_of_four_give_the_weights_of_one_batch_of_sixteen(tmp_path, teacher):
+    # No dropout: its random masks would differ between one draw for 16 rows and four for 4.
+    config = replace(TINY, model=replace(TINY.model, dropout=0.0), batch_size=16, max_steps=6, warmup_steps=2,
+                     grad_clip=0.5)
+    runs = {}
+    for micro_batch, accumulation in ((16, 1), (4, 4)):
+        trainer = Trainer(replace(config, batch_size=micro_batch, gradient_accumulation_steps=accumulation),
+                          TOKENS, tmp_path / f"run{micro_batch}", progress=False)
+        if teacher:  # the distillation loss is a mean over tokens too
+            torch.manual_seed(1)
+            trainer.teacher_model = MiniGPT(config.model).eval()
+        losses = [trainer.train_step() for _ in range(config.max_steps)]
+        runs[micro_batch] = (losses, trainer.model.state_dict())
+    (big_losses, big), (small_losses, small) = runs[16], runs[4]
+    assert max(abs(a - b) for a, b in zip(big_losses, small_losses)) < 1e-5
+    assert max((big[name] - small[name]).abs().max().item() for name in big) < 1e-5
+
+
+def test_gradient_accumulation_steps_must_be_positive():
+    with pytest.raises(ValueError, match="gradient_accumulation_steps must be a positive integer"):
+        replace(TINY, gradient_accumulation_steps=0)
