@@ -446,6 +446,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train (auto: a GPU if any)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="float32, bfloat16 autocast, or auto (bfloat16 where it is faster here; the default)")
+    parser.add_argument("--gradient-accumulation-steps", type=int, default=None,
+                        help="split each step's batch into this many forward/backward passes: same batch, less memory")
     parser.add_argument("--teacher", default=None,
                         help="override the preset's teacher (distillation), e.g. a run's model folder")
     args = parser.parse_args(argv)
@@ -458,6 +460,12 @@ def main(argv: list[str] | None = None) -> None:
         config = replace(config, teacher=args.teacher)
     if args.precision:
         config = replace(config, precision=args.precision)
+    if args.gradient_accumulation_steps:
+        accumulation = args.gradient_accumulation_steps
+        if config.batch_size % accumulation:
+            raise ValueError(f"--gradient-accumulation-steps must divide the preset's batch size "
+                             f"({config.batch_size}), got {accumulation}")
+        config = replace(config, batch_size=config.batch_size // accumulation, gradient_accumulation_steps=accumulation)
     out = args.out or Path("runs") / args.preset
 
     corpus = load_corpus()

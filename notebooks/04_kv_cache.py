@@ -24,7 +24,8 @@
 # 2. build a cached attention step by hand, including the mask for several new tokens;
 # 3. compare two ways to store the cache: growing and preallocated;
 # 4. check that the cache changes nothing: same tokens, same logits;
-# 5. compute what it costs in memory, for our model and for GPT-2 Large;
+# 5. compute what it costs in memory, for our model and for GPT-2 Large, plan a batch to fit a
+#    memory budget, and shrink the cache to int8;
 # 6. measure the speed-up against generated length, against `transformers`, and across batch
 #    sizes, and see where the time goes;
 # 7. measure this machine's memory bandwidth and how close our loop gets to its limit;

