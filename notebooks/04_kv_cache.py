@@ -437,8 +437,9 @@ check_below("mean KL divergence of the next-token distributions, nats", kl, 1e-3
 check_below("positions where the most likely token differs", disagreement, 0.01)
 
 # %% [markdown]
-# A little over a quarter of the memory, so almost four times the batch, for logits that move by a
-# few hundredths and a most likely token that stays the same at practically every position.
+# A little over a quarter of the memory, so three and a half times as many sequences in the same
+# cache budget, for logits that move by a few hundredths and a most likely token that stays the
+# same at practically every position.
 # Free-running generation is a harsher test: once one token differs, everything after it
 # differs. Five prompts, 200 greedy tokens each, float cache against int8 (which prompt diverges,
 # if any, depends on near-ties and can change from one CPU to another, so this cell's output is
