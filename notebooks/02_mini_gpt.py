@@ -103,7 +103,7 @@ with torch.no_grad():
     for name, positions, causal in [("as trained", True, True), ("no positions, causal mask", False, True),
                                     ("no positions, no mask", False, False)]:
         gaps[name] = (last_logits(dog_bites, positions, causal) - last_logits(man_bites, positions, causal)).abs().max()
-print(f"largest difference between the two sentences' last-position logits:")
+print("largest difference between the two sentences' last-position logits:")
 print(f"  as trained:                 {gaps['as trained']:.1f}")
 print(f"  no positions, causal mask:  {gaps['no positions, causal mask']:.1f}")
 check_below("  no positions, no mask", gaps["no positions, no mask"], 1e-4)

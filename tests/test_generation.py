@@ -283,7 +283,8 @@ def test_cached_logits_match_a_full_forward_pass(preallocated):
 def test_int8_quantisation_rounds_each_vector_to_within_half_a_step():
     from course_utils.model import quantize_int8
 
-    x = torch.randn(2, 3, 5, 16, generator=torch.Generator().manual_seed(0)) * torch.tensor([1e-3, 1.0, 50.0])[:, None, None]
+    sizes = torch.tensor([1e-3, 1.0, 50.0])[:, None, None]  # a scale per head, each far from the others
+    x = torch.randn(2, 3, 5, 16, generator=torch.Generator().manual_seed(0)) * sizes
     x[0, 0, 0] = 0.0  # an all-zero vector must not divide by zero
     values, scales = quantize_int8(x)
     assert values.dtype == torch.int8 and scales.shape == (2, 3, 5, 1)
