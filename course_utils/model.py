@@ -261,11 +261,13 @@ class CausalSelfAttention(nn.Module):
         return_attention: bool = False,
         cache: KVCache | None = None,
         layer: int = 0,
+        head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, T, C). key_mask: bool (B, 1, T, T_all), True where attending is allowed, or
         None for the plain causal mask (T_all = T_past + T keys when ``cache`` holds T_past
-        positions of this ``layer``). Returns the output (B, T, C) and, when asked, the attention
-        weights (B, H, T, T_all)."""
+        positions of this ``layer``). head_mask: (H,) factors for each head's output before the
+        heads are mixed by ``c_proj`` (0 removes a head), or None. Returns the output (B, T, C)
+        and, when asked, the attention weights (B, H, T, T_all)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, H, T, D): each head sees its own D-dimensional slice.
@@ -289,6 +291,8 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v)  # one new query: every key is in its past
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, x.device, n_past))
+        if head_mask is not None:
+            y = y * head_mask.to(y.dtype)[:, None, None]  # (B, H, T, D) scaled head by head
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y)), weights
 
@@ -324,8 +328,9 @@ class Block(nn.Module):
         return_attention: bool = False,
         cache: KVCache | None = None,
         layer: int = 0,
+        head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attn(self.ln_1(x), key_mask, return_attention, cache, layer)
+        attended, weights = self.attn(self.ln_1(x), key_mask, return_attention, cache, layer, head_mask)
         x = x + attended
         x = x + self.mlp(self.ln_2(x))
         return x, weights
@@ -376,9 +381,15 @@ class MiniGPT(nn.Module):
         attention_mask: torch.Tensor | None,
         return_attention: bool,
         cache: KVCache | None = None,
+        head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Final hidden states (B, T, C) and, when asked, each layer's attention (B, H, T, T_all)."""
         n_past = len(cache) if cache is not None else 0
+        if head_mask is not None and tuple(head_mask.shape) != (self.config.n_layer, self.config.n_head):
+            raise ValueError(
+                f"head_mask must have shape (n_layer, n_head) = {(self.config.n_layer, self.config.n_head)}, "
+                f"got {tuple(head_mask.shape)}"
+            )
         self._check_input_ids(input_ids, n_past)
         B, T = input_ids.shape
         device = input_ids.device
@@ -401,7 +412,8 @@ class MiniGPT(nn.Module):
         x = self.drop(self.wte(input_ids) + self.wpe(positions))
         attentions = []
         for layer, block in enumerate(self.h):
-            x, weights = block(x, key_mask, return_attention, cache, layer)
+            x, weights = block(x, key_mask, return_attention, cache, layer,
+                               None if head_mask is None else head_mask[layer])
             if weights is not None:
                 attentions.append(weights)
         return self.ln_f(x), attentions
@@ -412,6 +424,7 @@ class MiniGPT(nn.Module):
         targets: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        head_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """input_ids: (B, T) token ids, T <= context_length.
 
@@ -421,8 +434,9 @@ class MiniGPT(nn.Module):
         (left) padding with 0; with a cache it covers the cached tokens too, (B, T_past + T).
         ``cache``: a ``KVCache`` holding the keys and values of the tokens before ``input_ids``;
         it is extended with this call's, so the next call passes only the tokens after these.
+        ``head_mask`` (n_layer, n_head): a factor for each head's output, 0 to ablate it (lesson 06).
         """
-        hidden, _ = self._run(input_ids, attention_mask, return_attention=False, cache=cache)
+        hidden, _ = self._run(input_ids, attention_mask, return_attention=False, cache=cache, head_mask=head_mask)
         logits = self.lm_head(hidden)
         if targets is None:
             return logits
@@ -430,10 +444,11 @@ class MiniGPT(nn.Module):
 
     @torch.no_grad()
     def forward_with_attention(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits (B, T, V) and every layer's attention weights, a list of n_layer (B, H, T, T)."""
-        hidden, attentions = self._run(input_ids, attention_mask, return_attention=True)
+        hidden, attentions = self._run(input_ids, attention_mask, return_attention=True, head_mask=head_mask)
         return self.lm_head(hidden), attentions
 
     # ---- conversion to and from transformers' GPT2LMHeadModel -----------------------------

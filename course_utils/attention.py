@@ -1,0 +1,391 @@
+"""Looking inside attention: every head's weights, scores that say what a head does, and
+ablation that tests whether it matters.
+
+Shapes: L layers, H heads, B batch, T tokens. Attention weights are a list of L tensors
+(B, H, T, T), row i holding query i's weights over keys 0..i. Scores are (L, H) tensors.
+
+The scores (each a mean over the queries that can show the pattern, and over the batch):
+
+- previous-token: the weight a query puts on the token just before it, w[i, i-1], for i >= 1;
+- first-token ("attention sink"): the weight on position 0, w[i, 0], for i >= 1;
+- mean distance: how far back a query looks on average, sum_j w[i, j] (i - j);
+- entropy: how spread the weights are, -sum_j w[i, j] log w[i, j], in nats;
+- induction: on a random block repeated twice, the weight a query in the second copy puts on
+  the token *after* the earlier occurrence of its own token, w[i, i - n + 1] for a block of
+  length n (Olsson et al. 2022, "In-context Learning and Induction Heads").
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import torch
+
+from .model import GPTConfig, MiniGPT, positions_from_attention_mask
+
+SCORE_NAMES = ("previous_token", "first_token", "mean_distance", "entropy")
+
+
+@torch.no_grad()
+def attention_weights(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Every layer's attention weights, a list of L tensors (B, H, T, T), for a ``MiniGPT`` (its own
+    explicit path) or a ``transformers`` causal LM (eager attention, ``output_attentions=True``;
+    a model loaded with another attention implementation is switched to eager for the call).
+
+    ``attention_mask`` (B, T) marks real tokens with 1 and left padding with 0; positions then
+    count from the first real token, as ``generate`` does.
+    """
+    if isinstance(model, MiniGPT):
+        return model.forward_with_attention(input_ids, attention_mask)[1]
+    config = model.config
+    before = getattr(config, "_attn_implementation", "eager")
+    if before != "eager":
+        model.set_attn_implementation("eager")
+    try:
+        arguments = {}
+        if attention_mask is not None:
+            arguments = dict(attention_mask=attention_mask, position_ids=positions_from_attention_mask(attention_mask))
+        output = model(input_ids, output_attentions=True, use_cache=False, **arguments)
+    finally:
+        if before != "eager":
+            model.set_attn_implementation(before)
+    return [weights.float() for weights in output.attentions]
+
+
+def _stack(weights: list[torch.Tensor]) -> torch.Tensor:
+    """A list of L (B, H, T, T) tensors -> one (L, B, H, T, T) tensor, checking the shapes."""
+    if not weights:
+        raise ValueError("weights must hold at least one layer's (B, H, T, T) attention")
+    stacked = torch.stack([w.float() for w in weights])
+    if stacked.dim() != 5 or stacked.shape[-1] != stacked.shape[-2]:
+        raise ValueError(f"each layer's weights must be (B, H, T, T), got {tuple(weights[0].shape)}")
+    if stacked.shape[-1] < 2:
+        raise ValueError("the scores need at least 2 tokens")
+    return stacked
+
+
+def previous_token_score(weights: list[torch.Tensor]) -> torch.Tensor:
+    """(L, H): mean of w[i, i-1] over queries i >= 1."""
+    stacked = _stack(weights)
+    return stacked.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(1, 3))
+
+
+def first_token_score(weights: list[torch.Tensor]) -> torch.Tensor:
+    """(L, H): mean of w[i, 0] over queries i >= 1 (query 0 can only look at itself)."""
+    return _stack(weights)[..., 1:, 0].mean(dim=(1, 3))
+
+
+def mean_distance(weights: list[torch.Tensor]) -> torch.Tensor:
+    """(L, H): mean over queries of sum_j w[i, j] (i - j), in tokens."""
+    stacked = _stack(weights)
+    T = stacked.shape[-1]
+    positions = torch.arange(T, dtype=torch.float32)
+    distance = (positions[:, None] - positions[None, :]).clamp(min=0)  # (T, T): i - j where j <= i
+    return (stacked * distance).sum(-1).mean(dim=(1, 3))
+
+
+def entropy(weights: list[torch.Tensor]) -> torch.Tensor:
+    """(L, H): mean over queries of -sum_j w[i, j] log w[i, j], in nats (0 log 0 = 0)."""
+    stacked = _stack(weights)
+    return -torch.special.xlogy(stacked, stacked).sum(-1).mean(dim=(1, 3))
+
+
+def head_scores(weights: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """All of ``SCORE_NAMES``, each an (L, H) table, from one set of attention weights."""
+    rules = (previous_token_score, first_token_score, mean_distance, entropy)
+    return {name: rule(weights) for name, rule in zip(SCORE_NAMES, rules)}
+
+
+def repeated_random_tokens(
+    batch: int, block: int, vocab_size: int, generator: torch.Generator, low: int = 0
+) -> torch.Tensor:
+    """(batch, 2 * block) ids: a random block of ``block`` tokens drawn from [low, vocab_size),
+    then the same block again."""
+    if block < 2:
+        raise ValueError(f"block must be at least 2 tokens, got {block}")
+    if not 0 <= low < vocab_size:
+        raise ValueError(f"low must be in [0, vocab_size={vocab_size}), got {low}")
+    first = torch.randint(low, vocab_size, (batch, block), generator=generator)
+    return torch.cat([first, first], dim=1)
+
+
+def induction_score(weights: list[torch.Tensor], block: int) -> torch.Tensor:
+    """(L, H): on a block of ``block`` tokens repeated twice (T = 2 * block), the mean weight each
+    query i of the second copy (i = block .. 2 * block - 1) puts on key i - block + 1: its own
+    token first appeared at i - block, and an induction head looks at what came next."""
+    stacked = _stack(weights)
+    T = stacked.shape[-1]
+    if T != 2 * block:
+        raise ValueError(f"the weights cover {T} tokens; a block of {block} repeated twice needs {2 * block}")
+    queries = torch.arange(block, 2 * block)
+    keys = queries - block + 1
+    return stacked[..., queries, keys].mean(dim=(1, 3))
+
+
+def repeated_block_batch(
+    batch: int, length: int, vocab_size: int, generator: torch.Generator, shortest: int = 6, longest: int = 24
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows that reward copying: each row is a random block of a random length in
+    [shortest, longest], repeated until the row holds ``length`` tokens.
+
+    Returns ids (batch, length) and a bool mask (batch, length - 1), True at the positions t whose
+    next token can be copied: from the start of the second copy on, the current token ids[t]
+    occurred one block earlier, and the target ids[t + 1] is what followed it there. A model
+    that attends to a fixed offset cannot solve this, because the block length changes from row
+    to row; it must find the earlier occurrence of the current token and copy what followed it,
+    as an induction head does.
+    """
+    if not 2 <= shortest <= longest < length:
+        raise ValueError(f"need 2 <= shortest <= longest < length, got {shortest}, {longest}, {length}")
+    ids = torch.empty(batch, length, dtype=torch.long)
+    copyable = torch.zeros(batch, length - 1, dtype=torch.bool)
+    block_lengths = torch.randint(shortest, longest + 1, (batch,), generator=generator)
+    for row, block in enumerate(block_lengths.tolist()):
+        block_ids = torch.randint(0, vocab_size, (block,), generator=generator)
+        ids[row] = block_ids.repeat(length // block + 1)[:length]
+        copyable[row, block:] = True
+    return ids, copyable
+
+
+def copying_loss(
+    model: MiniGPT, ids: torch.Tensor, copyable: torch.Tensor, head_mask: torch.Tensor | None = None
+) -> float:
+    """Mean next-token loss (nats) over the ``copyable`` positions of ``repeated_block_batch`` rows."""
+    with torch.no_grad():
+        logits = model(ids[:, :-1], head_mask=head_mask) if head_mask is not None else model(ids[:, :-1])
+        losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    return losses[copyable].mean().item()
+
+
+def train_copying_model(
+    config: GPTConfig, steps: int, batch: int = 64, learning_rate: float = 3e-3, eval_every: int = 25, seed: int = 0
+) -> tuple[MiniGPT, dict[str, list[float]]]:
+    """Train a fresh MiniGPT (``config``) with AdamW on ``repeated_block_batch`` rows of
+    ``config.context_length`` tokens, the plain next-token loss on every position.
+
+    Every ``eval_every`` steps the loss on the copyable positions of one fixed held-out batch is
+    recorded: history["step"] and history["copying_loss"]. Seeded: the same call gives the same
+    model on the same machine.
+    """
+    if steps < 1 or eval_every < 1:
+        raise ValueError(f"steps and eval_every must be positive, got {steps} and {eval_every}")
+    torch.manual_seed(seed)
+    model = MiniGPT(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    data = torch.Generator().manual_seed(seed)
+    held_out = repeated_block_batch(
+        batch, config.context_length + 1, config.vocab_size, torch.Generator().manual_seed(seed + 1)
+    )
+    history: dict[str, list[float]] = {"step": [], "copying_loss": []}
+    for step in range(1, steps + 1):
+        ids, _ = repeated_block_batch(batch, config.context_length + 1, config.vocab_size, data)
+        model.train()
+        loss = model(ids[:, :-1], ids[:, 1:])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % eval_every == 0 or step == steps:
+            model.eval()
+            history["step"].append(step)
+            history["copying_loss"].append(copying_loss(model, *held_out))
+    return model.eval(), history
+
+
+@torch.no_grad()
+def ablation_effects(model: MiniGPT, windows: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Knock out each head in turn (its output multiplied by 0 before ``c_proj``) and measure the
+    next-token loss on ``windows`` (N, T + 1) token ids.
+
+    Returns the loss with every head (nats per token) and an (L, H) table of how much each
+    head's removal raises it (negative: the model does better without that head here).
+    """
+    if windows.dim() != 2 or windows.shape[1] < 2:
+        raise ValueError(f"windows must be (N, T + 1) token ids with T >= 1, got {tuple(windows.shape)}")
+    config = model.config
+    inputs, targets = windows[:, :-1], windows[:, 1:]
+    everything = torch.ones(config.n_layer, config.n_head)
+    base = model(inputs, targets, head_mask=everything).item()
+    effects = torch.zeros(config.n_layer, config.n_head)
+    for layer in range(config.n_layer):
+        for head in range(config.n_head):
+            mask = everything.clone()
+            mask[layer, head] = 0.0
+            effects[layer, head] = model(inputs, targets, head_mask=mask).item() - base
+    return base, effects
+
+
+def token_labels(tokenizer, ids: torch.Tensor) -> list[str]:
+    """Readable labels for the tokens of (T,) ``ids``: each token's text with spaces shown as
+    '␣' and newlines as '⏎', so that a heatmap's axes can be read."""
+    return [tokenizer.decode([int(i)]).replace(" ", "␣").replace("\n", "⏎") for i in ids]
+
+
+def plot_attention(weights: torch.Tensor, labels: list[str], ax=None, title: str = ""):
+    """A (T, T) attention map as a heatmap, queries down and keys across, labelled with tokens."""
+    import matplotlib.pyplot as plt
+
+    if weights.dim() != 2 or weights.shape[0] != weights.shape[1] or weights.shape[0] != len(labels):
+        raise ValueError(f"weights must be (T, T) with T = len(labels) = {len(labels)}, got {tuple(weights.shape)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.32 * len(labels) + 1.5, 0.32 * len(labels) + 1))
+    image = ax.imshow(weights.float().numpy(), cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    ax.set_title(title)
+    return image
+
+
+def plot_head_grid(weights: list[torch.Tensor], batch_row: int = 0, figure_width: float = 12.0):
+    """Every head of every layer as a small map: a grid of L rows and H columns."""
+    import matplotlib.pyplot as plt
+
+    stacked = _stack(weights)[:, batch_row]  # (L, H, T, T)
+    L, H = stacked.shape[:2]
+    cell = figure_width / H
+    fig, axes = plt.subplots(L, H, figsize=(figure_width, cell * L), squeeze=False)
+    for layer in range(L):
+        for head in range(H):
+            ax = axes[layer, head]
+            ax.imshow(stacked[layer, head].numpy(), cmap="viridis", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if layer == 0:
+                ax.set_title(f"head {head}", fontsize=9)
+            if head == 0:
+                ax.set_ylabel(f"layer {layer}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_table(table: torch.Tensor, title: str, ax=None, fmt: str = ".2f", cmap: str = "viridis"):
+    """An (L, H) table of scores as a heatmap with each value written in its cell."""
+    import matplotlib.pyplot as plt
+
+    if table.dim() != 2:
+        raise ValueError(f"table must be (L, H), got {tuple(table.shape)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.6 * table.shape[1] + 1.5, 0.5 * table.shape[0] + 1))
+    image = ax.imshow(table.float().numpy(), cmap=cmap)
+    for (layer, head), value in zip(
+        [(i, j) for i in range(table.shape[0]) for j in range(table.shape[1])], table.flatten().tolist()
+    ):
+        ax.text(head, layer, format(value, fmt), ha="center", va="center", fontsize=7, color="white")
+    ax.set_xticks(range(table.shape[1]))
+    ax.set_yticks(range(table.shape[0]))
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(title)
+    return image
+
+
+# ---- the attention explorer: pure logic, then thin ipywidgets wiring ------------------------
+
+ALL_HEADS = "all heads"
+
+
+@dataclass(frozen=True)
+class HeadView:
+    """What the explorer shows for one text, layer and head (or the mean of all heads)."""
+
+    labels: list[str]  # token labels, T of them
+    weights: torch.Tensor  # (T, T)
+    scores: dict[str, float]  # each of SCORE_NAMES for this head (mean over heads for all heads)
+
+
+def head_view(
+    model: torch.nn.Module, tokenizer, text: str, layer: int, head: int | None, max_tokens: int = 40
+) -> HeadView:
+    """Attention of ``layer``'s ``head`` (None: the mean of the layer's heads) on the first
+    ``max_tokens`` tokens of ``text``, with token labels and the head's scores on that text."""
+    ids = tokenizer(text, return_tensors="pt").input_ids[:, :max_tokens]
+    if ids.shape[1] < 2:
+        raise ValueError(f"text must have at least 2 tokens, got {ids.shape[1]}: {text!r}")
+    weights = attention_weights(model, ids)
+    if not 0 <= layer < len(weights):
+        raise ValueError(f"layer must be in [0, {len(weights) - 1}], got {layer}")
+    n_head = weights[layer].shape[1]
+    if head is not None and not 0 <= head < n_head:
+        raise ValueError(f"head must be in [0, {n_head - 1}] or None (all heads), got {head}")
+    tables = head_scores(weights)
+    if head is None:
+        shown = weights[layer][0].mean(0)
+        scores = {name: table[layer].mean().item() for name, table in tables.items()}
+    else:
+        shown = weights[layer][0, head]
+        scores = {name: table[layer, head].item() for name, table in tables.items()}
+    return HeadView(token_labels(tokenizer, ids[0]), shown, scores)
+
+
+def attention_html(view: HeadView) -> str:
+    """The view's (T, T) weights as an HTML table: one row per query, one column per key, each
+    cell shaded by its weight (hover shows the value); future keys are left blank."""
+    header = "".join(f"<th style='writing-mode:vertical-rl;font-weight:normal'>{html.escape(label)}</th>"
+                     for label in view.labels)
+    rows = []
+    for query, label in enumerate(view.labels):
+        cells = []
+        for key in range(len(view.labels)):
+            if key > query:
+                cells.append("<td></td>")
+                continue
+            weight = float(view.weights[query, key])
+            cells.append(f"<td title='{weight:.3f}' style='background:rgba(40,90,160,{weight:.3f});"
+                         f"width:14px;height:14px'></td>")
+        row_label = f"<th style='text-align:right;font-weight:normal'>{html.escape(label)}</th>"
+        rows.append(f"<tr>{row_label}{''.join(cells)}</tr>")
+    return (f"<table class='attention-map' style='border-collapse:collapse;font-size:11px'>"
+            f"<tr><th></th>{header}</tr>{''.join(rows)}</table>")
+
+
+def scores_html(view: HeadView) -> str:
+    """The view's scores as a one-row HTML table."""
+    cells = "".join(f"<td><b>{name.replace('_', ' ')}</b>: <span class='score-{name}'>{value:.3f}</span></td>"
+                    for name, value in view.scores.items())
+    return f"<table class='attention-scores'><tr>{cells}</tr></table>"
+
+
+class AttentionExplorer:
+    """A text box and layer and head dropdowns; shows the chosen head's attention on the text as a
+    heatmap, with its scores, and updates whenever a control changes.
+
+    ``display(explorer.widget)`` in a notebook. ``explorer.controls[name].value = x`` changes a
+    control from code, exactly as a learner does.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, text: str, layer: int = 0, head: int | None = 0):
+        import ipywidgets as widgets
+
+        self.model, self.tokenizer = model, tokenizer
+        n_layer, n_head = _layers_and_heads(model)
+        self.controls = {
+            "text": widgets.Textarea(value=text, description="text", layout=widgets.Layout(width="600px")),
+            "layer": widgets.Dropdown(options=list(range(n_layer)), value=layer, description="layer"),
+            "head": widgets.Dropdown(options=[(ALL_HEADS, None)] + [(str(h), h) for h in range(n_head)],
+                                     value=head, description="head"),
+        }
+        for control in self.controls.values():
+            control.observe(self.update, names="value")
+        self.heatmap = widgets.HTML()
+        self.scores = widgets.HTML()
+        self.widget = widgets.VBox([*self.controls.values(), self.scores, self.heatmap])
+        self.update()
+
+    def update(self, change: dict | None = None) -> None:
+        """Recompute the view from the controls' current values."""
+        self.view = head_view(self.model, self.tokenizer, self.controls["text"].value,
+                              self.controls["layer"].value, self.controls["head"].value)
+        self.heatmap.value = attention_html(self.view)
+        self.scores.value = scores_html(self.view)
+
+
+def _layers_and_heads(model: torch.nn.Module) -> tuple[int, int]:
+    """(layers, heads) of a MiniGPT or a transformers GPT-2 style model."""
+    config = model.config
+    if isinstance(model, MiniGPT):
+        return config.n_layer, config.n_head
+    return config.num_hidden_layers, config.num_attention_heads
