@@ -161,10 +161,14 @@ def copying_loss(
 
 
 def train_copying_model(
-    config: GPTConfig, steps: int, batch: int = 64, learning_rate: float = 3e-3, eval_every: int = 25, seed: int = 0
+    config: GPTConfig, steps: int, batch: int = 64, learning_rate: float = 1e-3, eval_every: int = 25, seed: int = 0
 ) -> tuple[MiniGPT, dict[str, list[float]]]:
     """Train a fresh MiniGPT (``config``) with AdamW on ``repeated_block_batch`` rows of
     ``config.context_length`` tokens, the plain next-token loss on every position.
+
+    The default rate was measured on a 2-layer, 64-wide, 4-head model with a vocabulary of 64 and
+    batches of 64 x 64 tokens: at 1e-3 the copying loss falls suddenly around step 200 (seeds 0 and
+    1); at 3e-3 it only drifts down for 1,500 steps and no induction head forms.
 
     Every ``eval_every`` steps the loss on the copyable positions of one fixed held-out batch is
     recorded: history["step"] and history["copying_loss"]. Seeded: the same call gives the same
