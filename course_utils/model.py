@@ -64,6 +64,11 @@ def causal_mask(seq_len: int, device: torch.device | str | None = None, n_past: 
     return ~torch.triu(ones, diagonal=n_past + 1)
 
 
+def _check_crop(length: int, cached: int) -> None:
+    if not isinstance(length, int) or not 0 <= length <= cached:
+        raise ValueError(f"length must be an integer in [0, {cached}] (the cached positions), got {length!r}")
+
+
 class GrowingKVCache:
     """The keys and values every layer has computed so far, so that a new token's forward pass
     needs only that token: per layer, keys and values of shape (B, H, T_past, D).
@@ -94,6 +99,12 @@ class GrowingKVCache:
         """Keep batch rows ``rows`` (in that order), as beam search does when beams swap."""
         self.keys = [k[rows] for k in self.keys]
         self.values = [v[rows] for v in self.values]
+
+    def crop(self, length: int) -> None:
+        """Forget every position from ``length`` on (speculative decoding's rollback)."""
+        _check_crop(length, len(self))
+        self.keys = [k[:, :, :length] for k in self.keys]
+        self.values = [v[:, :, :length] for v in self.values]
 
     def nbytes(self) -> int:
         """Bytes held by the cached tensors."""
@@ -142,6 +153,12 @@ class PreallocatedKVCache:
                 new = old.new_empty(len(rows), *old.shape[1:])
                 new[:, :, : self.lengths[layer]] = old[rows, :, : self.lengths[layer]]
                 buffers[layer] = new
+
+    def crop(self, length: int) -> None:
+        """Forget every position from ``length`` on (speculative decoding's rollback): only the
+        filled length changes; nothing is copied, and the next write overwrites the rest."""
+        _check_crop(length, len(self))
+        self.lengths = [length] * len(self.lengths)
 
     def nbytes(self) -> int:
         """Bytes held by the buffers: all ``max_length`` positions, however many are filled."""

@@ -1,0 +1,206 @@
+"""Speculative decoding (Leviathan et al. 2023, "Fast Inference from Transformers via Speculative
+Decoding", Algorithm 1; Chen et al. 2023): a cheap drafter proposes K tokens, the target model
+checks them all in one forward pass, and the rule below keeps the output distribution exactly
+the target's.
+
+For each drafted token x_i, with p_i the target's and q_i the drafter's (processed) next-token
+distributions at that position:
+
+- accept x_i with probability min(1, p_i(x_i) / q_i(x_i)); greedy: accept if x_i = argmax p_i;
+- at the first rejection, draw the correction from the residual norm(max(0, p_i - q_i)) (greedy:
+  argmax p_i) and stop;
+- if all K are accepted, draw one more "bonus" token from the target's next distribution.
+
+Each target pass therefore adds between 1 and K + 1 tokens. Batch size 1 throughout.
+Shapes: T tokens so far, K drafted, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from .generation import GenerationSettings
+from .model import MiniGPT, PreallocatedKVCache
+
+
+def distributions(logits: torch.Tensor, settings: GenerationSettings) -> torch.Tensor:
+    """(N, V) logits -> (N, V) next-token probabilities after ``settings``' temperature, top-k,
+    top-p and min-p, as used when sampling (greedy decoding uses the argmax of the logits)."""
+    mask = torch.ones(logits.shape[0], 1, dtype=torch.long, device=logits.device)
+    empty = torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)
+    return settings.process(logits.float(), empty, mask, 0).softmax(dim=-1)
+
+
+class Drafter(Protocol):
+    """What speculative decoding needs from a drafter: propose up to ``k`` tokens after
+    ``sequence`` (1, T), with the drafter's distribution for each (K, V), or None when the drafter
+    is deterministic (its proposal has probability 1); and forget everything after ``length``
+    tokens once the target has decided how many to keep."""
+
+    def propose(self, sequence: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+    def rollback(self, length: int) -> None: ...
+
+
+class ModelDrafter:
+    """A small model drafts, with its own preallocated KV cache of ``max_length`` positions."""
+
+    def __init__(self, model: MiniGPT, settings: GenerationSettings, max_length: int,
+                 generator: torch.Generator | None = None) -> None:
+        self.model, self.settings, self.generator = model, settings, generator
+        self.cache = PreallocatedKVCache(max_length)
+
+    def propose(self, sequence: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        tokens, probabilities = [], []
+        new = sequence[:, len(self.cache):]  # what the cache has not seen: 1 or 2 tokens (the prompt at first)
+        for _ in range(k):
+            logits = self.model(new, cache=self.cache)[:, -1]  # (1, V)
+            if self.settings.do_sample:
+                q = distributions(logits, self.settings)
+                token = torch.multinomial(q, 1, generator=self.generator)
+                probabilities.append(q)
+            else:
+                token = logits.argmax(dim=-1, keepdim=True)
+            tokens.append(token)
+            new = token
+        drafted = torch.cat(tokens, dim=1)  # (1, k)
+        return drafted, torch.cat(probabilities) if probabilities else None
+
+    def rollback(self, length: int) -> None:
+        self.cache.crop(min(length, len(self.cache)))
+
+
+class PromptLookupDrafter:
+    """Drafts by copying: find the most recent earlier occurrence of the sequence's last n tokens
+    (n from ``max_ngram`` down to 1) and propose the tokens that followed it, as transformers'
+    ``prompt_lookup_num_tokens``. Deterministic: its proposal has probability 1."""
+
+    def __init__(self, max_ngram: int = 3) -> None:
+        if not isinstance(max_ngram, int) or max_ngram < 1:
+            raise ValueError(f"max_ngram must be a positive integer, got {max_ngram!r}")
+        self.max_ngram = max_ngram
+
+    def propose(self, sequence: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        tokens = sequence[0]
+        T = tokens.shape[0]
+        for n in range(min(self.max_ngram, T - 1), 0, -1):
+            windows = tokens.unfold(0, n, 1)[:-1]  # every earlier n-gram, (T - n, n), excluding the last
+            matches = (windows == tokens[T - n:]).all(dim=1).nonzero()
+            if len(matches):
+                start = int(matches[-1]) + n  # what followed the latest earlier match
+                follow = tokens[start : start + k]
+                if len(follow):
+                    return follow[None], None
+        return tokens[:0][None], None
+
+    def rollback(self, length: int) -> None:
+        """Nothing to forget: the drafter keeps no state."""
+
+
+@dataclass
+class SpeculativeStats:
+    """What a speculative run did: tokens drafted, target passes, and how often the drafted token
+    at each position (0 .. K-1) was accepted."""
+
+    drafted: int = 0
+    target_steps: int = 0
+    accepted_at: list[int] = field(default_factory=list)
+    proposed_at: list[int] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return sum(self.accepted_at)
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Accepted drafted tokens / drafted tokens."""
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    def record(self, proposed: int, accepted: int) -> None:
+        for position in range(proposed):
+            while len(self.proposed_at) <= position:
+                self.proposed_at.append(0)
+                self.accepted_at.append(0)
+            self.proposed_at[position] += 1
+            self.accepted_at[position] += position < accepted
+        self.drafted += proposed
+        self.target_steps += 1
+
+
+def accept_drafts(
+    drafted: torch.Tensor,
+    target_logits: torch.Tensor,
+    draft_probabilities: torch.Tensor | None,
+    settings: GenerationSettings,
+    generator: torch.Generator | None = None,
+) -> tuple[int, torch.Tensor]:
+    """The acceptance rule for one step. drafted (1, K); target_logits (K + 1, V), row i predicting
+    the token at drafted position i (row K: the bonus); draft_probabilities (K, V) or None for a
+    deterministic drafter. Returns how many drafted tokens are kept, m, and the token that follows
+    them (1, 1): the correction at position m, or the bonus when m = K."""
+    K = drafted.shape[1]
+    if not settings.do_sample:
+        choices = target_logits.argmax(dim=-1)  # (K + 1,)
+        agree = (choices[:K] == drafted[0]).int()
+        kept = int(agree.cumprod(0).sum())
+        return kept, choices[kept].view(1, 1)
+    p = distributions(target_logits, settings)  # (K + 1, V)
+    for i in range(K):
+        x = drafted[0, i]
+        q_x = draft_probabilities[i, x] if draft_probabilities is not None else torch.tensor(1.0)
+        if torch.rand(1, generator=generator) < torch.clamp(p[i, x] / q_x, max=1.0):
+            continue
+        q = draft_probabilities[i] if draft_probabilities is not None else torch.nn.functional.one_hot(
+            x, p.shape[-1]).float()
+        residual = (p[i] - q).clamp(min=0)
+        return i, torch.multinomial(residual / residual.sum(), 1, generator=generator).view(1, 1)
+    return K, torch.multinomial(p[K], 1, generator=generator).view(1, 1)
+
+
+@torch.no_grad()
+def speculative_generate(
+    target: MiniGPT,
+    drafter: Drafter,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    num_assistant_tokens: int,
+    settings: GenerationSettings,
+    eos_token_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, SpeculativeStats]:
+    """Generate up to ``max_new_tokens`` after ``input_ids`` (1, T) with ``target``, checking
+    ``num_assistant_tokens`` drafted tokens per target pass. Returns the ids (1, T + new) and the
+    run's statistics. Greedy (``settings.do_sample`` False) gives exactly the target's greedy
+    tokens; sampling gives exactly the target's distribution."""
+    if input_ids.dim() != 2 or input_ids.shape[0] != 1:
+        raise ValueError(f"speculative decoding takes one sequence, input_ids (1, T); got {tuple(input_ids.shape)}")
+    if not isinstance(num_assistant_tokens, int) or num_assistant_tokens < 1:
+        raise ValueError(f"num_assistant_tokens must be a positive integer, got {num_assistant_tokens!r}")
+    if settings.repetition_penalty != 1.0 or settings.frequency_penalty or settings.presence_penalty:
+        raise ValueError("speculative decoding does not support repetition, frequency or presence penalties here")
+    if settings.num_beams != 1:
+        raise ValueError(f"speculative decoding does not support beam search (num_beams={settings.num_beams})")
+    total = input_ids.shape[1] + max_new_tokens
+    cache = PreallocatedKVCache(total)
+    sequence = input_ids
+    stats = SpeculativeStats()
+    while sequence.shape[1] < total:
+        room = total - sequence.shape[1] - 1  # the step always adds one token of the target's own
+        drafted, draft_probabilities = drafter.propose(sequence, min(num_assistant_tokens, room)) if room else (
+            sequence[:, :0], None)
+        K = drafted.shape[1]
+        fed = torch.cat([sequence[:, len(cache):], drafted], dim=1)
+        target_logits = target(fed, cache=cache)[0, -(K + 1):]  # (K + 1, V)
+        kept, following = accept_drafts(drafted, target_logits, draft_probabilities, settings, generator)
+        stats.record(K, kept)
+        new_tokens = torch.cat([drafted[:, :kept], following], dim=1)
+        if eos_token_id is not None and (new_tokens == eos_token_id).any():
+            first_eos = int((new_tokens[0] == eos_token_id).nonzero()[0])
+            return torch.cat([sequence, new_tokens[:, : first_eos + 1]], dim=1), stats
+        sequence = torch.cat([sequence, new_tokens], dim=1)
+        cache.crop(sequence.shape[1] - 1)  # keep what the target saw of the kept tokens
+        drafter.rollback(sequence.shape[1] - 1)
+    return sequence, stats
