@@ -331,6 +331,9 @@ def generate(
     generator: torch.Generator | None = None,
     streamer=None,
     stopping_criteria: list | None = None,
+    assistant_model: torch.nn.Module | None = None,
+    num_assistant_tokens: int | None = None,
+    prompt_lookup_num_tokens: int | None = None,
 ) -> torch.Tensor:
     """Extend ``input_ids`` (B, T) by up to ``max_new_tokens`` tokens; returns (B', T + new),
     B' = B * num_return_sequences, prompt included.
@@ -369,6 +372,11 @@ def generate(
     measures what that changes). ``use_cache=False`` re-runs the whole sequence every step.
     Transformers models are always run on the full sequence here; their own ``generate()`` has
     its cache.
+
+    Speculative decoding (``course_utils.speculative``, batch size 1, as transformers):
+    ``assistant_model`` drafts ``num_assistant_tokens`` tokens per target pass (default
+    ``DEFAULT_ASSISTANT_TOKENS``), or ``prompt_lookup_num_tokens`` > 0 drafts that many by copying
+    from the context. Greedy gives the target's own tokens; sampling its own distribution.
     """
     arguments = resolve_generation_arguments(model, dict(
         max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -403,6 +411,11 @@ def generate(
         total = input_ids.shape[1] + max_new_tokens
         caches = {"preallocated": lambda: PreallocatedKVCache(total), "growing": GrowingKVCache, "int8": Int8KVCache}
         cache = caches[cache_implementation]()
+    if assistant_model is not None or prompt_lookup_num_tokens is not None:
+        return _speculative(model, input_ids, mask, settings, eos_token_id, generator, streamer, stopping_criteria,
+                            assistant_model, num_assistant_tokens, prompt_lookup_num_tokens)
+    if num_assistant_tokens is not None:
+        raise ValueError("num_assistant_tokens needs an assistant_model")
     if settings.num_beams > 1:
         criteria = stopping_criteria or []
         return _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, criteria, cache)
@@ -413,6 +426,47 @@ def generate(
         model, input_ids, mask, settings, eos_token_id, pad_token_id, generator, streamer, stopping_criteria or [],
         cache,
     )
+
+
+DEFAULT_ASSISTANT_TOKENS = 5
+
+
+def _vocabulary_size(model: torch.nn.Module) -> int:
+    return model.config.vocab_size
+
+
+def _speculative(model, input_ids, mask, settings, eos_token_id, generator, streamer, stopping_criteria,
+                 assistant_model, num_assistant_tokens, prompt_lookup_num_tokens) -> torch.Tensor:
+    """generate()'s speculative path: check what it cannot do, build the drafter, run."""
+    from .speculative import ModelDrafter, PromptLookupDrafter, speculative_generate
+
+    if assistant_model is not None and prompt_lookup_num_tokens is not None:
+        raise ValueError("pass either assistant_model or prompt_lookup_num_tokens, not both")
+    if input_ids.shape[0] != 1 or not bool(mask.all()):
+        raise ValueError(f"speculative decoding takes one unpadded prompt (batch size 1, as transformers); "
+                         f"got input_ids {tuple(input_ids.shape)}")
+    if settings.num_beams > 1 or settings.num_return_sequences > 1:
+        raise ValueError("speculative decoding does not combine with beam search or num_return_sequences > 1")
+    if streamer is not None or stopping_criteria:
+        raise ValueError("speculative decoding does not support streamer or stopping_criteria here")
+    if assistant_model is not None:
+        if _vocabulary_size(assistant_model) != _vocabulary_size(model):
+            raise ValueError(f"assistant_model has a vocabulary of {_vocabulary_size(assistant_model)} tokens but "
+                             f"the model has {_vocabulary_size(model)}; they must share a tokenizer")
+        k = DEFAULT_ASSISTANT_TOKENS if num_assistant_tokens is None else num_assistant_tokens
+        drafter = ModelDrafter(assistant_model, settings, input_ids.shape[1] + settings.max_new_tokens, generator)
+    else:
+        if num_assistant_tokens is not None:
+            raise ValueError("num_assistant_tokens needs an assistant_model; prompt lookup takes "
+                             "prompt_lookup_num_tokens")
+        if not isinstance(prompt_lookup_num_tokens, int) or prompt_lookup_num_tokens < 1:
+            raise ValueError(f"prompt_lookup_num_tokens must be a positive integer, got {prompt_lookup_num_tokens!r}")
+        k, drafter = prompt_lookup_num_tokens, PromptLookupDrafter()
+    if settings.max_new_tokens == 0:
+        return input_ids
+    out, _ = speculative_generate(model, drafter, input_ids, settings.max_new_tokens, k, settings, eos_token_id,
+                                  generator)
+    return out
 
 
 def _first_id(token_ids: int | list[int] | None) -> int | None:

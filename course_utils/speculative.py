@@ -34,6 +34,32 @@ def distributions(logits: torch.Tensor, settings: GenerationSettings) -> torch.T
     return settings.process(logits.float(), empty, mask, 0).softmax(dim=-1)
 
 
+class Stepper:
+    """Runs a model along a growing sequence: a ``MiniGPT`` through a preallocated KV cache, so
+    that each call computes only the tokens it has not seen; any other causal LM (a transformers
+    model) on the whole sequence each time."""
+
+    def __init__(self, model: torch.nn.Module, max_length: int) -> None:
+        self.model = model
+        self.cache = PreallocatedKVCache(max_length) if isinstance(model, MiniGPT) else None
+        self.seen = 0
+
+    def logits(self, sequence: torch.Tensor) -> torch.Tensor:
+        """Logits (T_new, V) at the positions of ``sequence`` (1, T) not seen before."""
+        if self.cache is not None:
+            out = self.model(sequence[:, self.seen:], cache=self.cache)[0]
+        else:
+            out = self.model(sequence, use_cache=False).logits[0, self.seen:]
+        self.seen = sequence.shape[1]
+        return out
+
+    def rollback(self, length: int) -> None:
+        """Forget the positions from ``length`` on (no copy for a cache)."""
+        self.seen = min(length, self.seen)
+        if self.cache is not None:
+            self.cache.crop(self.seen)
+
+
 class Drafter(Protocol):
     """What speculative decoding needs from a drafter: propose up to ``k`` tokens after
     ``sequence`` (1, T), with the drafter's distribution for each (K, V), or None when the drafter
@@ -46,18 +72,19 @@ class Drafter(Protocol):
 
 
 class ModelDrafter:
-    """A small model drafts, with its own preallocated KV cache of ``max_length`` positions."""
+    """A small model drafts: greedy, or sampling with the same settings as the target. It keeps
+    its own KV cache (a ``MiniGPT``) of ``max_length`` positions."""
 
-    def __init__(self, model: MiniGPT, settings: GenerationSettings, max_length: int,
+    def __init__(self, model: torch.nn.Module, settings: GenerationSettings, max_length: int,
                  generator: torch.Generator | None = None) -> None:
-        self.model, self.settings, self.generator = model, settings, generator
-        self.cache = PreallocatedKVCache(max_length)
+        self.settings, self.generator = settings, generator
+        self.stepper = Stepper(model, max_length)
 
     def propose(self, sequence: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         tokens, probabilities = [], []
-        new = sequence[:, len(self.cache):]  # what the cache has not seen: 1 or 2 tokens (the prompt at first)
+        current = sequence
         for _ in range(k):
-            logits = self.model(new, cache=self.cache)[:, -1]  # (1, V)
+            logits = self.stepper.logits(current)[-1:]  # (1, V): the next token's
             if self.settings.do_sample:
                 q = distributions(logits, self.settings)
                 token = torch.multinomial(q, 1, generator=self.generator)
@@ -65,12 +92,12 @@ class ModelDrafter:
             else:
                 token = logits.argmax(dim=-1, keepdim=True)
             tokens.append(token)
-            new = token
+            current = torch.cat([current, token], dim=1)
         drafted = torch.cat(tokens, dim=1)  # (1, k)
         return drafted, torch.cat(probabilities) if probabilities else None
 
     def rollback(self, length: int) -> None:
-        self.cache.crop(min(length, len(self.cache)))
+        self.stepper.rollback(length)
 
 
 class PromptLookupDrafter:
@@ -162,7 +189,7 @@ def accept_drafts(
 
 @torch.no_grad()
 def speculative_generate(
-    target: MiniGPT,
+    target: torch.nn.Module,
     drafter: Drafter,
     input_ids: torch.Tensor,
     max_new_tokens: int,
@@ -171,7 +198,8 @@ def speculative_generate(
     eos_token_id: int | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, SpeculativeStats]:
-    """Generate up to ``max_new_tokens`` after ``input_ids`` (1, T) with ``target``, checking
+    """Generate up to ``max_new_tokens`` after ``input_ids`` (1, T) with ``target`` (a MiniGPT, run
+    through its KV cache, or a transformers causal LM, run on the whole sequence), checking
     ``num_assistant_tokens`` drafted tokens per target pass. Returns the ids (1, T + new) and the
     run's statistics. Greedy (``settings.do_sample`` False) gives exactly the target's greedy
     tokens; sampling gives exactly the target's distribution."""
@@ -184,7 +212,7 @@ def speculative_generate(
     if settings.num_beams != 1:
         raise ValueError(f"speculative decoding does not support beam search (num_beams={settings.num_beams})")
     total = input_ids.shape[1] + max_new_tokens
-    cache = PreallocatedKVCache(total)
+    verifier = Stepper(target, total)
     sequence = input_ids
     stats = SpeculativeStats()
     while sequence.shape[1] < total:
@@ -192,8 +220,7 @@ def speculative_generate(
         drafted, draft_probabilities = drafter.propose(sequence, min(num_assistant_tokens, room)) if room else (
             sequence[:, :0], None)
         K = drafted.shape[1]
-        fed = torch.cat([sequence[:, len(cache):], drafted], dim=1)
-        target_logits = target(fed, cache=cache)[0, -(K + 1):]  # (K + 1, V)
+        target_logits = verifier.logits(torch.cat([sequence, drafted], dim=1))[-(K + 1):]  # (K + 1, V)
         kept, following = accept_drafts(drafted, target_logits, draft_probabilities, settings, generator)
         stats.record(K, kept)
         new_tokens = torch.cat([drafted[:, :kept], following], dim=1)
@@ -201,6 +228,6 @@ def speculative_generate(
             first_eos = int((new_tokens[0] == eos_token_id).nonzero()[0])
             return torch.cat([sequence, new_tokens[:, : first_eos + 1]], dim=1), stats
         sequence = torch.cat([sequence, new_tokens], dim=1)
-        cache.crop(sequence.shape[1] - 1)  # keep what the target saw of the kept tokens
+        verifier.rollback(sequence.shape[1] - 1)  # keep what the target saw of the kept tokens
         drafter.rollback(sequence.shape[1] - 1)
     return sequence, stats

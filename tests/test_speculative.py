@@ -173,3 +173,41 @@ def test_prompt_lookup_proposes_what_followed_the_latest_match():
     drafted, probabilities = drafter.propose(sequence, 3)
     assert drafted.tolist() == [[9, 2, 5]] and probabilities is None  # after the later "5 6"
     assert drafter.propose(torch.tensor([[1, 2, 3]]), 3)[0].shape == (1, 0)  # nothing to copy
+
+
+def test_generate_takes_transformers_names_for_minigpt_and_transformers_models(random_gpt2_dirs):
+    from transformers import AutoModelForCausalLM
+
+    hf_target = AutoModelForCausalLM.from_pretrained(str(random_gpt2_dirs[0])).eval()
+    target = MiniGPT.from_hf(hf_target)
+    draft = noisy_copy(target, 0.05, seed=0)
+    prompt = torch.randint(0, 300, (1, 6), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(prompt)
+    plain = generate(target, prompt, 25)
+    assert torch.equal(generate(target, prompt, 25, assistant_model=draft), plain)
+    assert torch.equal(generate(target, prompt, 25, assistant_model=draft, num_assistant_tokens=3), plain)
+    assert torch.equal(generate(target, prompt, 25, prompt_lookup_num_tokens=4), plain)
+    hf_plain = generate(hf_target, prompt, 25, attention_mask=mask)
+    assert torch.equal(generate(hf_target, prompt, 25, attention_mask=mask, assistant_model=draft.to_hf()), hf_plain)
+    assert torch.equal(generate(hf_target, prompt, 25, attention_mask=mask, prompt_lookup_num_tokens=3), hf_plain)
+
+
+def test_generate_refuses_what_speculative_decoding_cannot_do(random_gpt2_dirs):
+    from transformers import AutoModelForCausalLM
+
+    target = MiniGPT.from_hf(AutoModelForCausalLM.from_pretrained(str(random_gpt2_dirs[0])).eval())
+    other = MiniGPT.from_hf(AutoModelForCausalLM.from_pretrained(str(random_gpt2_dirs[1])).eval())
+    prompt = torch.randint(0, 100, (1, 5), generator=torch.Generator().manual_seed(0))
+    cases = [
+        (dict(assistant_model=other), "vocabulary of 517 tokens but the model has 300"),
+        (dict(assistant_model=target, num_beams=2), "beam search"),
+        (dict(assistant_model=target, prompt_lookup_num_tokens=3), "either assistant_model or"),
+        (dict(num_assistant_tokens=3), "num_assistant_tokens needs an assistant_model"),
+        (dict(prompt_lookup_num_tokens=0), "prompt_lookup_num_tokens must be a positive integer"),
+        (dict(assistant_model=target, num_assistant_tokens=0), "num_assistant_tokens must be a positive integer"),
+    ]
+    for arguments, match in cases:
+        with pytest.raises(ValueError, match=match):
+            generate(target, prompt, 5, **arguments)
+    with pytest.raises(ValueError, match="batch size 1"):
+        generate(target, prompt.repeat(2, 1), 5, assistant_model=target)
