@@ -153,6 +153,55 @@ def generation_benchmark(model_name: str, runs: int, batch: int, device: str = "
     return medians
 
 
+SPECULATIVE_PROMPTS = ("ROMEO.\n", "KING LEAR.\nBlow, winds,", "PORTIA.\nThe quality of mercy", "MACBETH.\nIs this",
+                       "HAMLET.\nTo be")
+
+
+def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_tokens: int = 200,
+                          draft_lengths: tuple[int, ...] = (1, 2, 3, 4, 6, 8)) -> dict[str, float]:
+    """Median generated tokens per second, greedy, batch 1, over ``SPECULATIVE_PROMPTS``: our plain
+    cached ``generate``, speculative at each draft length and at the default, prompt lookup, and
+    transformers' plain and assisted ``generate()``, interleaved. Prints the table and checks
+    that every way of ours gives the plain tokens."""
+    from .generation import DEFAULT_ASSISTANT_TOKENS
+
+    hf_target, tokenizer = load_model(target_name)
+    hf_draft, _ = load_model(draft_name)
+    target, draft = MiniGPT.from_hf(hf_target), MiniGPT.from_hf(hf_draft)
+    prompts = [tokenizer(text, return_tensors="pt").input_ids for text in SPECULATIVE_PROMPTS]
+
+    def ours(**arguments) -> Callable[[], list[torch.Tensor]]:
+        return lambda: [generate(target, prompt, new_tokens, **arguments) for prompt in prompts]
+
+    def theirs(**arguments) -> Callable[[], list[torch.Tensor]]:
+        return lambda: [hf_target.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
+                                           min_new_tokens=new_tokens, do_sample=False,
+                                           pad_token_id=tokenizer.eos_token_id, **arguments) for prompt in prompts]
+
+    ways = {"ours, plain (cached)": ours()}
+    ways.update({f"ours, speculative K={k}": ours(assistant_model=draft, num_assistant_tokens=k)
+                 for k in draft_lengths if k != DEFAULT_ASSISTANT_TOKENS})
+    ways[f"ours, speculative default (K={DEFAULT_ASSISTANT_TOKENS})"] = ours(assistant_model=draft)
+    ways["ours, prompt lookup (5)"] = ours(prompt_lookup_num_tokens=5)
+    ways["transformers generate()"] = theirs()
+    ways["transformers assisted"] = theirs(assistant_model=hf_draft)
+    plain = ways["ours, plain (cached)"]()
+    for name, way in ways.items():
+        if name.startswith("ours") and not all(torch.equal(a, b) for a, b in zip(way(), plain)):
+            raise AssertionError(f"{name} did not give the plain greedy tokens")
+    print(f"machine: {machine_summary()}")
+    print(f"target {target_name}, draft {draft_name}; greedy, batch 1, {len(prompts)} prompts x {new_tokens} new "
+          f"tokens; {runs} interleaved runs after 1 warm-up; every way of ours gave the plain tokens")
+    medians = print_medians(interleaved_rates(ways, len(prompts) * new_tokens, runs), "tokens/s")
+    base = medians["ours, plain (cached)"]
+    for name, value in medians.items():
+        if name != "ours, plain (cached)":
+            print(f"{name:>36} vs ours plain: {value / base:.2f}x")
+    default = medians[f"ours, speculative default (K={DEFAULT_ASSISTANT_TOKENS})"]
+    print(f"ours speculative (default) vs transformers assisted: {default / medians['transformers assisted']:.2f}x")
+    return medians
+
+
 SLOW_BFLOAT16 = 0.25  # a bfloat16 matmul below this fraction of float32's speed is emulated in software
 
 
@@ -253,8 +302,10 @@ def optimizer_step_milliseconds(model: torch.nn.Module, config: TrainConfig, run
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("benchmark", choices=["generation", "training"])
-    parser.add_argument("--model", default="shakespeare-gpt", help="generation: the model to decode with")
+    parser.add_argument("benchmark", choices=["generation", "training", "speculative"])
+    parser.add_argument("--model", default="shakespeare-gpt", help="generation, speculative: the (target) model")
+    parser.add_argument("--draft", default="shakespeare-gpt-draft", help="speculative: the draft model")
+    parser.add_argument("--new-tokens", type=int, default=200, help="speculative: new tokens per prompt")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="shakespeare-gpt",
                         help="training: the model configuration and batch of this training preset")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per way (median reported), at least 1")
@@ -269,6 +320,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.benchmark == "generation":
         with torch.no_grad():
             generation_benchmark(args.model, args.runs, args.batch or 1, args.device)
+    elif args.benchmark == "speculative":
+        with torch.no_grad():
+            speculative_benchmark(args.model, args.draft, args.runs, args.new_tokens)
     else:
         config = replace(PRESETS[args.preset], precision=args.precision)
         if args.batch:

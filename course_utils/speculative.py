@@ -127,6 +127,11 @@ class PromptLookupDrafter:
         """Nothing to forget: the drafter keeps no state."""
 
 
+# "constant": K drafted tokens every step; "heuristic": transformers' schedule, K + 2 after a
+# step whose drafts were all accepted, else K - 1 (at least 1).
+SCHEDULES = ("constant", "heuristic")
+
+
 @dataclass
 class SpeculativeStats:
     """What a speculative run did: tokens drafted, target passes, and how often the drafted token
@@ -197,6 +202,7 @@ def speculative_generate(
     settings: GenerationSettings,
     eos_token_id: int | None = None,
     generator: torch.Generator | None = None,
+    schedule: str = "constant",
 ) -> tuple[torch.Tensor, SpeculativeStats]:
     """Generate up to ``max_new_tokens`` after ``input_ids`` (1, T) with ``target`` (a MiniGPT, run
     through its KV cache, or a transformers causal LM, run on the whole sequence), checking
@@ -209,20 +215,25 @@ def speculative_generate(
         raise ValueError(f"num_assistant_tokens must be a positive integer, got {num_assistant_tokens!r}")
     if settings.repetition_penalty != 1.0 or settings.frequency_penalty or settings.presence_penalty:
         raise ValueError("speculative decoding does not support repetition, frequency or presence penalties here")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if settings.num_beams != 1:
         raise ValueError(f"speculative decoding does not support beam search (num_beams={settings.num_beams})")
     total = input_ids.shape[1] + max_new_tokens
     verifier = Stepper(target, total)
     sequence = input_ids
     stats = SpeculativeStats()
+    k = num_assistant_tokens
     while sequence.shape[1] < total:
         room = total - sequence.shape[1] - 1  # the step always adds one token of the target's own
-        drafted, draft_probabilities = drafter.propose(sequence, min(num_assistant_tokens, room)) if room else (
+        drafted, draft_probabilities = drafter.propose(sequence, min(k, room)) if room else (
             sequence[:, :0], None)
         K = drafted.shape[1]
         target_logits = verifier.logits(torch.cat([sequence, drafted], dim=1))[-(K + 1):]  # (K + 1, V)
         kept, following = accept_drafts(drafted, target_logits, draft_probabilities, settings, generator)
         stats.record(K, kept)
+        if schedule == "heuristic":  # transformers' rule: longer drafts after a full acceptance
+            k = k + 2 if kept == K else max(1, k - 1)
         new_tokens = torch.cat([drafted[:, :kept], following], dim=1)
         if eos_token_id is not None and (new_tokens == eos_token_id).any():
             first_eos = int((new_tokens[0] == eos_token_id).nonzero()[0])

@@ -119,3 +119,14 @@ def test_an_emulated_bfloat16_is_timed_briefly(monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "MiniGPT, bfloat16: emulated in software here, so timed with 1 step of 2 x 16 tokens" in printed
     assert medians["MiniGPT, bfloat16"] > 0
+
+
+def test_the_speculative_benchmark_times_every_way_and_checks_the_tokens(capsys):
+    from course_utils.bench import speculative_benchmark
+
+    medians = speculative_benchmark("shakespeare-gpt", "shakespeare-gpt-draft", runs=1, new_tokens=6,
+                                    draft_lengths=(2,))
+    assert set(medians) == {"ours, plain (cached)", "ours, speculative K=2", "ours, speculative default (K=5)",
+                            "ours, prompt lookup (5)", "transformers generate()", "transformers assisted"}
+    assert all(rate > 0 for rate in medians.values())
+    assert "every way of ours gave the plain tokens" in capsys.readouterr().out

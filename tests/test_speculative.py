@@ -187,6 +187,8 @@ def test_generate_takes_transformers_names_for_minigpt_and_transformers_models(r
     assert torch.equal(generate(target, prompt, 25, assistant_model=draft), plain)
     assert torch.equal(generate(target, prompt, 25, assistant_model=draft, num_assistant_tokens=3), plain)
     assert torch.equal(generate(target, prompt, 25, prompt_lookup_num_tokens=4), plain)
+    assert torch.equal(generate(target, prompt, 25, assistant_model=draft, num_assistant_tokens_schedule="heuristic"),
+                       plain)
     hf_plain = generate(hf_target, prompt, 25, attention_mask=mask)
     assert torch.equal(generate(hf_target, prompt, 25, attention_mask=mask, assistant_model=draft.to_hf()), hf_plain)
     assert torch.equal(generate(hf_target, prompt, 25, attention_mask=mask, prompt_lookup_num_tokens=3), hf_plain)
@@ -205,6 +207,7 @@ def test_generate_refuses_what_speculative_decoding_cannot_do(random_gpt2_dirs):
         (dict(num_assistant_tokens=3), "num_assistant_tokens needs an assistant_model"),
         (dict(prompt_lookup_num_tokens=0), "prompt_lookup_num_tokens must be a positive integer"),
         (dict(assistant_model=target, num_assistant_tokens=0), "num_assistant_tokens must be a positive integer"),
+        (dict(assistant_model=target, num_assistant_tokens_schedule="fast"), "schedule must be one of"),
     ]
     for arguments, match in cases:
         with pytest.raises(ValueError, match=match):
