@@ -155,7 +155,7 @@ def copying_loss(
 ) -> float:
     """Mean next-token loss (nats) over the ``copyable`` positions of ``repeated_block_batch`` rows."""
     with torch.no_grad():
-        logits = model(ids[:, :-1], head_mask=head_mask) if head_mask is not None else model(ids[:, :-1])
+        logits = model(ids[:, :-1], head_mask=head_mask)
         losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
     return losses[copyable].mean().item()
 
@@ -275,10 +275,9 @@ def plot_score_table(table: torch.Tensor, title: str, ax=None, fmt: str = ".2f",
     if ax is None:
         _, ax = plt.subplots(figsize=(0.6 * table.shape[1] + 1.5, 0.5 * table.shape[0] + 1))
     image = ax.imshow(table.float().numpy(), cmap=cmap)
-    for (layer, head), value in zip(
-        [(i, j) for i in range(table.shape[0]) for j in range(table.shape[1])], table.flatten().tolist()
-    ):
-        ax.text(head, layer, format(value, fmt), ha="center", va="center", fontsize=7, color="white")
+    for layer, row in enumerate(table.tolist()):
+        for head, value in enumerate(row):
+            ax.text(head, layer, format(value, fmt), ha="center", va="center", fontsize=7, color="white")
     ax.set_xticks(range(table.shape[1]))
     ax.set_yticks(range(table.shape[0]))
     ax.set_xlabel("head")

@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from transformers import StoppingCriteria
 
 from .generation import generate
-from .hardware import DEVICES, PRECISIONS, PrecisionChoice, choose_precision, resolve_device
+from .hardware import DEVICES, PRECISIONS, PrecisionChoice, autocast, choose_precision, resolve_device
 from .hub import load_model
 from .model import MiniGPT
 from .train import PRESETS, TrainConfig, make_optimizer, update
@@ -234,7 +234,7 @@ def training_benchmark(config: TrainConfig, runs: int, steps: int, device: str =
             model.train()
             with sdpa_kernel(backends):
                 for inputs, targets in batches[:n_steps]:
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                    with autocast(device, precision):
                         loss = loss_fn(inputs[:rows], targets[:rows])
                     update(model, optimizer, loss, config.grad_clip)
             torch.set_num_threads(threads)

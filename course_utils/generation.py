@@ -413,12 +413,13 @@ def generate(
         total = input_ids.shape[1] + max_new_tokens
         caches = {"preallocated": lambda: PreallocatedKVCache(total), "growing": GrowingKVCache, "int8": Int8KVCache}
         cache = caches[cache_implementation]()
+    if num_assistant_tokens is not None and assistant_model is None:
+        raise ValueError("num_assistant_tokens needs an assistant_model; prompt lookup takes "
+                         "prompt_lookup_num_tokens")
     if assistant_model is not None or prompt_lookup_num_tokens is not None:
         return _speculative(model, input_ids, mask, settings, eos_token_id, generator, streamer, stopping_criteria,
                             assistant_model, num_assistant_tokens, num_assistant_tokens_schedule,
                             prompt_lookup_num_tokens)
-    if num_assistant_tokens is not None:
-        raise ValueError("num_assistant_tokens needs an assistant_model")
     if settings.num_beams > 1:
         criteria = stopping_criteria or []
         return _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, criteria, cache)
@@ -462,9 +463,6 @@ def _speculative(model, input_ids, mask, settings, eos_token_id, generator, stre
         k = DEFAULT_ASSISTANT_TOKENS if num_assistant_tokens is None else num_assistant_tokens
         drafter = ModelDrafter(assistant_model, settings, input_ids.shape[1] + settings.max_new_tokens, generator)
     else:
-        if num_assistant_tokens is not None:
-            raise ValueError("num_assistant_tokens needs an assistant_model; prompt lookup takes "
-                             "prompt_lookup_num_tokens")
         if not isinstance(prompt_lookup_num_tokens, int) or prompt_lookup_num_tokens < 1:
             raise ValueError(f"prompt_lookup_num_tokens must be a positive integer, got {prompt_lookup_num_tokens!r}")
         k, drafter = prompt_lookup_num_tokens, PromptLookupDrafter()

@@ -97,6 +97,12 @@ class PrecisionChoice:
         return torch.bfloat16 if self.precision == "bfloat16" else None
 
 
+def autocast(device: torch.device, precision: str):
+    """The context a training forward pass runs in: bfloat16 autocast for ``precision``
+    "bfloat16" (matrix multiplies in bfloat16, weights in float32), nothing for "float32"."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 @functools.cache
 def _measured_speedup(width: int, device: torch.device) -> float:
     return bfloat16_matmul_speedup(width, device)

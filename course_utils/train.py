@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .data import load_corpus
 from .evaluation import bits_per_byte
-from .hardware import DEVICES, PRECISIONS, PrecisionChoice, choose_precision, lesson_device, resolve_device
+from .hardware import DEVICES, PRECISIONS, PrecisionChoice, autocast, choose_precision, lesson_device, resolve_device
 from .model import GPTConfig, MiniGPT
 from .tokenizer import END_OF_TEXT, save_for_transformers, train_bpe
 
@@ -295,11 +295,10 @@ class Trainer:
             config.model.context_length, self.generator,
         )
         self.model.train()
-        autocast = self.precision.autocast_dtype
-        loss = 0.0
+        loss = torch.zeros((), device=self.device)
         for micro_inputs, micro_targets in zip(inputs.split(config.batch_size), targets.split(config.batch_size)):
             micro_inputs, micro_targets = micro_inputs.to(self.device), micro_targets.to(self.device)
-            with torch.autocast(self.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            with autocast(self.device, self.precision.precision):
                 if self.teacher_model is None:
                     micro_loss = self.model(micro_inputs, micro_targets)
                 else:
@@ -309,13 +308,13 @@ class Trainer:
             # summed gradients those of the mean over the whole batch.
             scaled = micro_loss / config.gradient_accumulation_steps
             scaled.backward()
-            loss += scaled.item()
+            loss += scaled.detach()
         clip_and_step(self.model, self.optimizer, config.grad_clip)
         self.step += 1
         self.history["step"].append(self.step)
-        self.history["loss"].append(round(loss, 5))
+        self.history["loss"].append(round(loss.item(), 5))
         self.history["lr"].append(lr)
-        return loss
+        return loss.item()
 
     def evaluate(self) -> float:
         self.model.eval()

@@ -260,11 +260,14 @@ for name, arguments in cases.items():
 # at a time through the cache.
 
 # %%
+def token_by_token(model: MiniGPT, ids: torch.Tensor, cache) -> torch.Tensor:
+    """Logits (1, T, V) of (1, T) ids run one token at a time through ``cache``."""
+    return torch.cat([model(ids[:, t : t + 1], cache=cache) for t in range(ids.shape[1])], dim=1)
+
+
 def cache_vs_full(model: MiniGPT, ids: torch.Tensor) -> float:
     """Largest difference between the logits of one full pass and of a token-by-token cached run."""
-    cache = PreallocatedKVCache(ids.shape[1])
-    stepwise = torch.cat([model(ids[:, t : t + 1], cache=cache) for t in range(ids.shape[1])], dim=1)
-    return (stepwise - model(ids)).abs().max().item()
+    return (token_by_token(model, ids, PreallocatedKVCache(ids.shape[1])) - model(ids)).abs().max().item()
 
 
 ids = text_ids[:, :300]
@@ -422,7 +425,7 @@ from course_utils.model import Int8KVCache  # noqa: E402
 ids = text_ids[:, :300]
 stepwise, cache_bytes = {}, {}
 for name, cache in (("float32", GrowingKVCache()), ("int8", Int8KVCache())):
-    stepwise[name] = torch.cat([model(ids[:, t : t + 1], cache=cache) for t in range(ids.shape[1])], dim=1)
+    stepwise[name] = token_by_token(model, ids, cache)
     cache_bytes[name] = cache.nbytes()
 error = (stepwise["int8"] - stepwise["float32"]).abs()
 log_p, log_q = stepwise["float32"].log_softmax(-1), stepwise["int8"].log_softmax(-1)

@@ -165,8 +165,6 @@ for kind in ("previous-token", "sink", "local", "broad"):
     heads = [f"{layer}.{head}" for (layer, head), k in kinds.items() if k == kind]
     print(f"{kind:>15}: {len(heads):>2} heads {' '.join(heads)}")
 print("(heads are named layer.head)")
-assert sum(1 for k in kinds.values() if k in ("local", "broad")) + sum(
-    1 for k in kinds.values() if k in ("previous-token", "sink")) == L * H
 
 # %% [markdown]
 # One example of each kind this model has, on the *Hamlet* passage (the sharpest head of its
