@@ -28,7 +28,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import torch
@@ -39,7 +39,7 @@ from transformers import StoppingCriteria
 from .generation import generate
 from .hardware import DEVICES, PRECISIONS, PrecisionChoice, autocast, choose_precision, resolve_device
 from .hub import load_model
-from .model import MiniGPT
+from .model import MiniGPT, PreallocatedKVCache
 from .train import PRESETS, TrainConfig, make_optimizer, update
 
 PROMPT = "ROMEO.\n"
@@ -59,6 +59,30 @@ def median_seconds(run: Callable[[], object], runs: int = 5) -> float:
         run()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+@torch.no_grad()
+def cached_pass_seconds(model: MiniGPT, context: torch.Tensor, chunk_sizes: Sequence[int],
+                        runs: int = 30) -> dict[int, float]:
+    """Median seconds of one forward pass of k new tokens through a KV cache that already holds
+    ``context`` (1, T), for each k in ``chunk_sizes``: the cost of a plain decoding step (k = 1)
+    and of verifying k - 1 drafted tokens. The sizes are interleaved run by run, so that a slow
+    spell of the machine affects them all alike."""
+    if runs < 1 or not chunk_sizes or min(chunk_sizes) < 1:
+        raise ValueError(f"runs and every chunk size must be positive, got runs={runs}, chunk_sizes={chunk_sizes}")
+    cache = PreallocatedKVCache(context.shape[1] + max(chunk_sizes))
+    model(context, cache=cache)
+    chunks = {k: torch.randint(0, model.config.vocab_size, (1, k), generator=torch.Generator().manual_seed(k))
+              for k in chunk_sizes}
+    times: dict[int, list[float]] = {k: [] for k in chunk_sizes}
+    for run in range(runs + 1):  # the first round warms up
+        for k, chunk in chunks.items():
+            started = time.perf_counter()
+            model(chunk, cache=cache)
+            if run:
+                times[k].append(time.perf_counter() - started)
+            cache.crop(context.shape[1])
+    return {k: statistics.median(values) for k, values in times.items()}
 
 
 def memory_bandwidth(megabytes: int = 512, runs: int = 5) -> float:

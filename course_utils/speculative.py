@@ -192,6 +192,29 @@ def accept_drafts(
     return K, torch.multinomial(p[K], 1, generator=generator).view(1, 1)
 
 
+def expected_tokens_per_step(acceptance: float, k: int) -> float:
+    """Leviathan et al.'s expected tokens per target pass, (1 - a^(K+1)) / (1 - a), when each of
+    the K drafted tokens is accepted with probability a independently of the others (K + 1 when
+    a = 1): the accepted run plus the one token the target adds itself."""
+    if not 0.0 <= acceptance <= 1.0:
+        raise ValueError(f"acceptance must be a probability in [0, 1], got {acceptance!r}")
+    if not isinstance(k, int) or k < 0:
+        raise ValueError(f"k must be a non-negative integer, got {k!r}")
+    if acceptance == 1.0:
+        return float(k + 1)
+    return (1 - acceptance ** (k + 1)) / (1 - acceptance)
+
+
+def predicted_speedup(acceptance: float, k: int, draft_cost: float, verify_cost: float) -> float:
+    """Tokens per second of speculative decoding over plain decoding, from the cost of one
+    speculative step in units of one plain target step: K draft steps of ``draft_cost`` (c) and
+    one verification of K + 1 tokens costing ``verify_cost`` (1 if a chunk cost no more than one
+    token). Speedup = expected_tokens_per_step(a, K) / (K c + verify_cost)."""
+    if draft_cost < 0 or verify_cost <= 0:
+        raise ValueError(f"draft_cost must be >= 0 and verify_cost > 0, got {draft_cost!r} and {verify_cost!r}")
+    return expected_tokens_per_step(acceptance, k) / (k * draft_cost + verify_cost)
+
+
 @torch.no_grad()
 def speculative_generate(
     target: torch.nn.Module,

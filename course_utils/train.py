@@ -65,6 +65,12 @@ class TrainConfig:
     # the KL term; the loss is (1 - w) * cross-entropy(data) + w * KL(teacher || model).
     teacher: str | None = None
     distill_weight: float = 0.0
+    # Sequence-level distillation for a draft model (Kim and Rush 2016): before training, the
+    # teacher writes ``teacher_texts`` greedy continuations of short prompts from the training
+    # text, and each batch takes ``teacher_text_fraction`` of its sequences from them. A draft for
+    # greedy speculative decoding reads exactly such text, the target's own greedy output.
+    teacher_texts: int = 0
+    teacher_text_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -78,6 +84,10 @@ class TrainConfig:
             raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if self.distill_weight > 0 and not self.teacher:
             raise ValueError("distill_weight > 0 needs a teacher")
+        if not 0.0 <= self.teacher_text_fraction <= 1.0:
+            raise ValueError(f"teacher_text_fraction must be in [0, 1], got {self.teacher_text_fraction}")
+        if self.teacher_text_fraction > 0 and (self.distill_weight == 0 or self.teacher_texts < 1):
+            raise ValueError("teacher_text_fraction > 0 needs a teacher (distill_weight > 0) and teacher_texts >= 1")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0 < self.min_lr <= self.learning_rate:
@@ -102,6 +112,8 @@ PRESETS: dict[str, TrainConfig] = {
         warmup_steps=100,
         teacher="shakespeare-gpt",
         distill_weight=1.0,
+        teacher_texts=1024,
+        teacher_text_fraction=0.25,
     ),
 }
 
@@ -135,19 +147,41 @@ def random_batch(
     return inputs, targets
 
 
+TEACHER_PROMPT_TOKENS = 32  # each teacher text continues this many tokens of training text
+
+
+@torch.no_grad()
+def teacher_greedy_texts(teacher: MiniGPT, tokens: torch.Tensor, count: int, length: int,
+                         generator: torch.Generator, batch_size: int = 64) -> torch.Tensor:
+    """(count, length) token ids: each row a window of ``TEACHER_PROMPT_TOKENS`` tokens of
+    ``tokens`` (1-D, the training text) at a random start, continued greedily by ``teacher`` to
+    ``length`` tokens."""
+    from .generation import generate
+
+    if length <= TEACHER_PROMPT_TOKENS:
+        raise ValueError(f"length must exceed the {TEACHER_PROMPT_TOKENS}-token prompt, got {length}")
+    teacher_device = next(teacher.parameters()).device
+    starts = torch.randint(0, len(tokens) - TEACHER_PROMPT_TOKENS, (count,), generator=generator)
+    prompts = torch.stack([tokens[s : s + TEACHER_PROMPT_TOKENS] for s in starts.tolist()])
+    texts = [generate(teacher, batch.to(teacher_device), length - TEACHER_PROMPT_TOKENS).cpu()
+             for batch in prompts.split(batch_size)]
+    return torch.cat(texts)
+
+
 def distillation_loss(
     logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, weight: float
 ) -> torch.Tensor:
     """(1 - weight) * cross-entropy against ``targets`` + weight * KL(teacher || model).
 
-    logits, teacher_logits: (B, T, V); targets: (B, T). Both terms are means over tokens.
+    logits, teacher_logits: (B, T, V); targets: (B, T), -100 where there is none. Both terms are
+    means over tokens.
     """
     log_probs = F.log_softmax(logits.float(), dim=-1).flatten(0, 1)
     teacher_log_probs = F.log_softmax(teacher_logits.float(), dim=-1).flatten(0, 1)
     kl = F.kl_div(log_probs, teacher_log_probs, log_target=True, reduction="batchmean")
     if weight == 1.0:
         return kl
-    return (1 - weight) * F.nll_loss(log_probs, targets.reshape(-1)) + weight * kl
+    return (1 - weight) * F.nll_loss(log_probs, targets.reshape(-1), ignore_index=-100) + weight * kl
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, fused: bool = True) -> torch.optim.AdamW:
@@ -237,6 +271,13 @@ class Trainer:
             print(f"training on {self.device.type} in {self.precision.precision} ({self.precision.reason})")
         if self.teacher_model is not None:
             self.teacher_model.to(self.device).eval().requires_grad_(False)
+        self.teacher_text_ids = None  # (teacher_texts, context_length), generated once
+        if self.config.teacher_text_fraction > 0:
+            if self.progress:
+                print(f"the teacher writes {self.config.teacher_texts} greedy texts...")
+            self.teacher_text_ids = teacher_greedy_texts(
+                self.teacher_model, self.train_tokens, self.config.teacher_texts,
+                self.config.model.context_length, torch.Generator().manual_seed(self.config.seed))
         torch.manual_seed(self.config.seed)
         self.model = MiniGPT(self.config.model).to(self.device)
         self.optimizer = make_optimizer(self.model, self.config)
@@ -290,10 +331,17 @@ class Trainer:
             group["lr"] = lr
         # One draw of the whole effective batch, split into micro-batches: the same windows as one
         # batch of batch_size * gradient_accumulation_steps.
+        sequences = config.batch_size * config.gradient_accumulation_steps
+        from_teacher = round(sequences * config.teacher_text_fraction)
         inputs, targets = random_batch(
-            self.train_tokens, config.batch_size * config.gradient_accumulation_steps,
-            config.model.context_length, self.generator,
+            self.train_tokens, sequences - from_teacher, config.model.context_length, self.generator,
         )
+        if from_teacher:
+            rows = self.teacher_text_ids[torch.randint(0, len(self.teacher_text_ids), (from_teacher,),
+                                                       generator=self.generator)]
+            # The last position has no next token to be scored against (only the teacher's logits).
+            no_target = torch.full((from_teacher, 1), -100, dtype=rows.dtype)
+            inputs, targets = torch.cat([inputs, rows]), torch.cat([targets, torch.cat([rows[:, 1:], no_target], 1)])
         self.model.train()
         loss = torch.zeros((), device=self.device)
         for micro_inputs, micro_targets in zip(inputs.split(config.batch_size), targets.split(config.batch_size)):
@@ -389,6 +437,20 @@ tokens of history). Reproduce with `python -m course_utils.evaluate --model {nam
 """
 
 
+def distillation_summary(config: TrainConfig) -> str:
+    """The model card's sentences on distillation ("" for a model trained on the data alone)."""
+    if not config.teacher:
+        return ""
+    summary = (f" Distilled from `{config.teacher}`: loss = {1 - config.distill_weight:g} x cross-entropy"
+               f" + {config.distill_weight:g} x KL(teacher || model).")
+    if config.teacher_text_fraction > 0:
+        summary += (f" A fraction {config.teacher_text_fraction:g} of each batch's sequences are the teacher's own"
+                    f" greedy continuations of {TEACHER_PROMPT_TOKENS}-token windows of the training text"
+                    f" ({config.teacher_texts} of them, written before training): the text a draft reads during"
+                    " greedy speculative decoding.")
+    return summary
+
+
 def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: dict) -> None:
     """Write the HF-format model, tokenizer, model card and metrics to ``trainer.out / 'model'``."""
     from .data import SDIST_SHA256
@@ -420,10 +482,7 @@ def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: 
             minutes=trainer.elapsed / 60, machine=describe_machine(), half=config.model.context_length // 2,
             precision=("bfloat16 autocast (weights and optimizer in float32)"
                        if trainer.precision.precision == "bfloat16" else "float32"),
-            distillation=(
-                f" Distilled from `{config.teacher}`: loss = {1 - config.distill_weight:g} x cross-entropy"
-                f" + {config.distill_weight:g} x KL(teacher || model)." if config.teacher else ""
-            ),
+            distillation=distillation_summary(config),
             metrics="\n".join(f"- {key}: {value}" for key, value in extra_metrics.items() if key != "train_texts"),
         ))
         staging.chmod(0o755)

@@ -130,3 +130,18 @@ def test_the_speculative_benchmark_times_every_way_and_checks_the_tokens(capsys)
                             "ours, prompt lookup (5)", "transformers generate()", "transformers assisted"}
     assert all(rate > 0 for rate in medians.values())
     assert "every way of ours gave the plain tokens" in capsys.readouterr().out
+
+
+def test_cached_pass_seconds_times_each_chunk_size_and_leaves_the_model_usable():
+    import pytest
+    import torch
+
+    from course_utils import GPTConfig, MiniGPT
+    from course_utils.bench import cached_pass_seconds
+
+    model = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    context = torch.randint(0, 50, (1, 10))
+    seconds = cached_pass_seconds(model, context, [1, 3], runs=2)
+    assert sorted(seconds) == [1, 3] and all(value > 0 for value in seconds.values())
+    with pytest.raises(ValueError, match="every chunk size must be positive"):
+        cached_pass_seconds(model, context, [0, 2])

@@ -10,7 +10,14 @@ from scipy.stats import chisquare
 from course_utils import GPTConfig, MiniGPT, generate
 from course_utils.generation import GenerationSettings
 from course_utils.model import GrowingKVCache, PreallocatedKVCache
-from course_utils.speculative import ModelDrafter, PromptLookupDrafter, accept_drafts, speculative_generate
+from course_utils.speculative import (
+    ModelDrafter,
+    PromptLookupDrafter,
+    accept_drafts,
+    expected_tokens_per_step,
+    predicted_speedup,
+    speculative_generate,
+)
 
 
 def noisy_copy(model: MiniGPT, noise: float, seed: int) -> MiniGPT:
@@ -214,3 +221,27 @@ def test_generate_refuses_what_speculative_decoding_cannot_do(random_gpt2_dirs):
             generate(target, prompt, 5, **arguments)
     with pytest.raises(ValueError, match="batch size 1"):
         generate(target, prompt.repeat(2, 1), 5, assistant_model=target)
+
+
+def test_expected_tokens_per_step_matches_a_simulation_and_its_limits():
+    generator = torch.Generator().manual_seed(0)
+    for acceptance, k in [(0.3, 1), (0.75, 5), (0.9, 8)]:
+        accepted = torch.rand(20000, k, generator=generator) < acceptance  # independent acceptances
+        run_lengths = accepted.int().cumprod(dim=1).sum(dim=1)  # drafts kept before the first rejection
+        simulated = float((run_lengths + 1).float().mean())  # plus the correction or the bonus
+        assert abs(expected_tokens_per_step(acceptance, k) - simulated) < 0.05
+    assert expected_tokens_per_step(0.0, 4) == 1.0
+    assert expected_tokens_per_step(1.0, 4) == 5.0
+    assert expected_tokens_per_step(0.6, 0) == 1.0
+    with pytest.raises(ValueError, match="acceptance must be a probability"):
+        expected_tokens_per_step(1.5, 3)
+    with pytest.raises(ValueError, match="k must be a non-negative integer"):
+        expected_tokens_per_step(0.5, -1)
+
+
+def test_predicted_speedup_divides_tokens_by_the_cost_of_a_step():
+    assert predicted_speedup(0.75, 5, 0.0, 1.0) == expected_tokens_per_step(0.75, 5)  # free drafts, free checks
+    assert abs(predicted_speedup(1.0, 4, 1.0, 1.0) - 5 / 5) < 1e-12  # the target as its own draft: no gain
+    assert predicted_speedup(0.0, 4, 0.1, 1.2) < 1  # nothing accepted: pure loss
+    with pytest.raises(ValueError, match="draft_cost must be >= 0 and verify_cost > 0"):
+        predicted_speedup(0.5, 3, 0.1, 0.0)

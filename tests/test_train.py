@@ -123,6 +123,32 @@ def test_distilled_run_needs_its_teacher(tmp_path):
     assert trainer.step == 4 and all(loss >= 0 for loss in trainer.history["loss"])
 
 
+
+def test_a_draft_learns_from_the_teachers_own_greedy_texts(tmp_path):
+    from course_utils import generate
+    from course_utils.train import TEACHER_PROMPT_TOKENS, teacher_greedy_texts
+
+    model = replace(TINY.model, context_length=40, dropout=0.0)
+    teacher = MiniGPT(model).eval()
+    texts = teacher_greedy_texts(teacher, TOKENS, 3, 40, torch.Generator().manual_seed(TINY.seed), batch_size=2)
+    assert texts.shape == (3, 40)
+    for row in texts:  # a training window, then exactly the teacher's greedy continuation of it
+        prompt = row[None, :TEACHER_PROMPT_TOKENS]
+        assert torch.equal(generate(teacher, prompt, 40 - TEACHER_PROMPT_TOKENS)[0], row)
+    config = TrainConfig(model=model, batch_size=4, max_steps=3, warmup_steps=1, precision="float32",
+                         teacher="t", distill_weight=1.0, teacher_texts=3, teacher_text_fraction=0.5)
+    trainer = Trainer(config, TOKENS, tmp_path / "run", progress=False, teacher_model=teacher)
+    assert torch.equal(trainer.teacher_text_ids, texts)
+    seen = []
+    trainer.model.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    trainer.run()
+    rows = {tuple(row.tolist()) for row in texts}
+    assert all(sum(tuple(row.tolist()) in rows for row in batch) == 2 for batch in seen)  # half of each batch
+    with pytest.raises(ValueError, match="teacher_text_fraction > 0 needs a teacher"):
+        TrainConfig(model=model, teacher_texts=3, teacher_text_fraction=0.5)
+    with pytest.raises(ValueError, match="teacher_text_fraction must be in"):
+        TrainConfig(model=model, teacher="t", distill_weight=1.0, teacher_texts=3, teacher_text_fraction=1.5)
+
 KILLED_WRITER = """
 import sys, time
 from pathlib import Path
