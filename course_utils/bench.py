@@ -138,6 +138,11 @@ def interleaved_rates(ways: dict[str, Callable[[], object]], units: int, runs: i
     return rates
 
 
+def paired_ratio(rates: list[float], baseline: list[float]) -> float:
+    """The median over rounds of rates[i] / baseline[i], for rates from ``interleaved_rates``."""
+    return statistics.median(rate / base for rate, base in zip(rates, baseline, strict=True))
+
+
 def print_medians(rates: dict[str, list[float]], unit: str) -> dict[str, float]:
     """Each way's median rate, printed with its range; returns the medians."""
     medians = {name: statistics.median(values) for name, values in rates.items()}
@@ -216,13 +221,15 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
     print(f"machine: {machine_summary()}")
     print(f"target {target_name}, draft {draft_name}; greedy, batch 1, {len(prompts)} prompts x {new_tokens} new "
           f"tokens; {runs} interleaved runs after 1 warm-up; every way of ours gave the plain tokens")
-    medians = print_medians(interleaved_rates(ways, len(prompts) * new_tokens, runs), "tokens/s")
-    base = medians["ours, plain (cached)"]
-    for name, value in medians.items():
+    rates = interleaved_rates(ways, len(prompts) * new_tokens, runs)
+    medians = print_medians(rates, "tokens/s")
+    print("speedups: the median over rounds of each round's ratio (runs of one round share the machine's state)")
+    for name in ways:
         if name != "ours, plain (cached)":
-            print(f"{name:>36} vs ours plain: {value / base:.2f}x")
-    default = medians[f"ours, speculative default (K={DEFAULT_ASSISTANT_TOKENS})"]
-    print(f"ours speculative (default) vs transformers assisted: {default / medians['transformers assisted']:.2f}x")
+            print(f"{name:>36} vs ours plain: {paired_ratio(rates[name], rates['ours, plain (cached)']):.2f}x")
+    default = f"ours, speculative default (K={DEFAULT_ASSISTANT_TOKENS})"
+    print(f"ours speculative (default) vs transformers assisted: "
+          f"{paired_ratio(rates[default], rates['transformers assisted']):.2f}x")
     return medians
 
 

@@ -432,9 +432,10 @@ def generate(
     )
 
 
-# Measured on the bundled pair (greedy, 5 prompts x 200 tokens, interleaved medians, 2 cores):
-# K = 5 was fastest, 1.34x-1.35x plain cached generation (K = 4: 1.07x-1.39x, K = 8: 1.30x), and
-# transformers' heuristic schedule was slower from starts of 5, 10 and 20 (1.20x, 1.14x, 1.01x).
+# Measured on the bundled pair (greedy, 5 prompts x 200 tokens, interleaved, median of paired
+# ratios, 2 cores): K = 5 gave 1.90x plain cached generation, K = 3, 4, 6, 8 1.74x, 1.64x, 1.46x,
+# 1.96x (the machine's noise is about 0.2x); K = 1-2 1.23x-1.27x. transformers' heuristic schedule
+# was slower than a constant K (measured with the earlier draft: 1.20x, 1.14x, 1.01x from 5, 10, 20).
 DEFAULT_ASSISTANT_TOKENS = 5
 
 
