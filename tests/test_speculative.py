@@ -245,3 +245,20 @@ def test_predicted_speedup_divides_tokens_by_the_cost_of_a_step():
     assert predicted_speedup(0.0, 4, 0.1, 1.2) < 1  # nothing accepted: pure loss
     with pytest.raises(ValueError, match="draft_cost must be >= 0 and verify_cost > 0"):
         predicted_speedup(0.5, 3, 0.1, 0.0)
+
+
+@pytest.mark.parametrize("k", range(1, 9))
+def test_on_the_bundled_pair_both_drafters_give_the_plain_greedy_tokens(k):
+    from course_utils import load_model
+
+    hf_target, tokenizer = load_model("shakespeare-gpt")
+    hf_draft, _ = load_model("shakespeare-gpt-draft")
+    target, draft = MiniGPT.from_hf(hf_target), MiniGPT.from_hf(hf_draft)
+    prompt = tokenizer("KING LEAR.\nBlow, winds,", return_tensors="pt").input_ids
+    plain = generate(target, prompt, 60)
+    greedy = GenerationSettings(max_new_tokens=60)
+    ours, stats = speculative_generate(target, ModelDrafter(draft, greedy, prompt.shape[1] + 60), prompt, 60, k, greedy)
+    assert torch.equal(ours, plain)
+    assert stats.accepted > 0
+    assert torch.equal(generate(target, prompt, 60, assistant_model=draft, num_assistant_tokens=k), plain)
+    assert torch.equal(generate(target, prompt, 60, prompt_lookup_num_tokens=k), plain)
