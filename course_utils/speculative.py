@@ -152,14 +152,27 @@ class SpeculativeStats:
         return self.accepted / self.drafted if self.drafted else 0.0
 
     def record(self, proposed: int, accepted: int) -> None:
+        """Count one target pass that checked ``proposed`` drafts and kept the first ``accepted``."""
+        self._grow(proposed)
         for position in range(proposed):
-            while len(self.proposed_at) <= position:
-                self.proposed_at.append(0)
-                self.accepted_at.append(0)
             self.proposed_at[position] += 1
             self.accepted_at[position] += position < accepted
         self.drafted += proposed
         self.target_steps += 1
+
+    def merge(self, other: SpeculativeStats) -> None:
+        """Add another run's counts to these (statistics over several prompts)."""
+        self._grow(len(other.proposed_at))
+        for position, (proposed, accepted) in enumerate(zip(other.proposed_at, other.accepted_at)):
+            self.proposed_at[position] += proposed
+            self.accepted_at[position] += accepted
+        self.drafted += other.drafted
+        self.target_steps += other.target_steps
+
+    def _grow(self, positions: int) -> None:
+        while len(self.proposed_at) < positions:
+            self.proposed_at.append(0)
+            self.accepted_at.append(0)
 
 
 def accept_drafts(

@@ -360,9 +360,10 @@ class Trainer:
         clip_and_step(self.model, self.optimizer, config.grad_clip)
         self.step += 1
         self.history["step"].append(self.step)
-        self.history["loss"].append(round(loss.item(), 5))
+        value = loss.item()  # the step's one synchronisation
+        self.history["loss"].append(round(value, 5))
         self.history["lr"].append(lr)
-        return loss.item()
+        return value
 
     def evaluate(self) -> float:
         self.model.eval()

@@ -51,6 +51,7 @@ from course_utils.lesson import setup
 from course_utils.speculative import (
     ModelDrafter,
     PromptLookupDrafter,
+    SpeculativeStats,
     accept_drafts,
     distributions,
     expected_tokens_per_step,
@@ -187,21 +188,12 @@ draft_lengths = list(range(1, 9))
 plain_outputs = [generate(target, prompt, new_tokens) for prompt in prompts]
 statistics_by_k = {}
 for k in draft_lengths:
-    drafted_total = accepted_total = steps = 0
-    accepted_at = [0] * k
-    proposed_at = [0] * k
+    statistics_by_k[k] = SpeculativeStats()
     for prompt, expected in zip(prompts, plain_outputs):
         drafter = ModelDrafter(draft, greedy, prompt.shape[1] + new_tokens)
         output, stats = speculative_generate(target, drafter, prompt, new_tokens, k, greedy)
         assert torch.equal(output, expected), f"K={k} changed the greedy tokens"
-        drafted_total += stats.drafted
-        accepted_total += stats.accepted
-        steps += stats.target_steps
-        for i, (a, n) in enumerate(zip(stats.accepted_at, stats.proposed_at)):
-            accepted_at[i] += a
-            proposed_at[i] += n
-    statistics_by_k[k] = dict(drafted=drafted_total, accepted=accepted_total, steps=steps,
-                              accepted_at=accepted_at, proposed_at=proposed_at)
+        statistics_by_k[k].merge(stats)
 print(f"K = 1..8, {len(prompts)} prompts x {new_tokens} tokens: identical to plain greedy decoding every time")
 print(f"and through generate(): {all(torch.equal(generate(target, prompt, new_tokens, assistant_model=draft), out) for prompt, out in zip(prompts, plain_outputs))}")
 
@@ -286,15 +278,15 @@ assert draft_p < 1e-6, "the draft alone should fail the same test"
 # We compare the formula's tokens per step with what the runs of section 3 really did.
 
 # %%
-acceptance = statistics_by_k[1]["accepted"] / statistics_by_k[1]["drafted"]
-measured_tokens = {k: len(prompts) * new_tokens / s["steps"] for k, s in statistics_by_k.items()}
+acceptance = statistics_by_k[1].acceptance_rate
+measured_tokens = {k: len(prompts) * new_tokens / s.target_steps for k, s in statistics_by_k.items()}
 formula_tokens = {k: expected_tokens_per_step(acceptance, k) for k in draft_lengths}
 print(f"a = {acceptance:.2f} (accepted fraction of single drafts)")
 print(f"{'K':>3} {'tokens/step: formula':>22} {'measured':>9}")
 for k in draft_lengths:
     print(f"{k:>3} {formula_tokens[k]:>22.2f} {measured_tokens[k]:>9.2f}")
-accepted_at = statistics_by_k[8]["accepted_at"]  # steps whose first i + 1 drafts were all accepted
-conditional = [accepted_at[0] / statistics_by_k[8]["proposed_at"][0]] + [
+accepted_at = statistics_by_k[8].accepted_at  # steps whose first i + 1 drafts were all accepted
+conditional = [accepted_at[0] / statistics_by_k[8].proposed_at[0]] + [
     accepted_at[i] / accepted_at[i - 1] for i in range(1, 8)]
 print("K = 8, chance that draft i is accepted once drafts 1..i-1 were: "
       + " ".join(f"{rate:.2f}" for rate in conditional))
@@ -310,7 +302,7 @@ if model_name() == "shakespeare-gpt":  # a claim about the bundled pair
 # because a step can never draft past the end of the requested text.
 #
 # Now the clock. We time plain cached generation and speculative generation at each K on the same
-# prompts, interleaved, three times each, and put the measured speedups next to the predictions
+# prompts, interleaved, five times each, and put the measured speedups next to the predictions
 # from a, c and v.
 
 # %%
@@ -320,7 +312,7 @@ for k in draft_lengths:
     ways[k] = lambda k=k: [generate(target, prompt, new_tokens, assistant_model=draft, num_assistant_tokens=k)
                            for prompt in prompts]
 with torch.no_grad():
-    rates = interleaved_rates(ways, len(prompts) * new_tokens, runs=3)
+    rates = interleaved_rates(ways, len(prompts) * new_tokens, runs=5)
 measured_speedup = {k: paired_ratio(rates[k], rates["plain"]) for k in draft_lengths}
 predicted = {k: predicted_speedup(acceptance, k, draft_cost, relative_cost[k + 1]) for k in draft_lengths}
 best_measured = max(draft_lengths, key=measured_speedup.get)
@@ -370,18 +362,17 @@ untrained_draft = MiniGPT(draft.config).eval()
 k = 4
 
 
-def speculative_run(drafter_model: MiniGPT) -> tuple[float, int]:
-    """(acceptance, target steps) of greedy speculative decoding over the prompts with K = k."""
-    accepted = drafted = steps = 0
+def speculative_acceptance(drafter_model: MiniGPT) -> float:
+    """Acceptance of greedy speculative decoding over the prompts with K = k."""
+    total = SpeculativeStats()
     for prompt in prompts:
         drafter = ModelDrafter(drafter_model, greedy, prompt.shape[1] + new_tokens)
-        _, stats = speculative_generate(target, drafter, prompt, new_tokens, k, greedy)
-        accepted, drafted, steps = accepted + stats.accepted, drafted + stats.drafted, steps + stats.target_steps
-    return accepted / drafted, steps
+        total.merge(speculative_generate(target, drafter, prompt, new_tokens, k, greedy)[1])
+    return total.acceptance_rate
 
 
-slow_acceptance, _ = speculative_run(target)
-random_acceptance, _ = speculative_run(untrained_draft)
+slow_acceptance = speculative_acceptance(target)
+random_acceptance = speculative_acceptance(untrained_draft)
 print(f"target as its own draft: acceptance {slow_acceptance:.1f}")
 print(f"untrained draft:         acceptance {random_acceptance:.1f}")
 # Not exactly 1: a draft step (one token) and the check (a chunk) round differently, which can

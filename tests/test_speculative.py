@@ -262,3 +262,17 @@ def test_on_the_bundled_pair_both_drafters_give_the_plain_greedy_tokens(k):
     assert stats.accepted > 0
     assert torch.equal(generate(target, prompt, 60, assistant_model=draft, num_assistant_tokens=k), plain)
     assert torch.equal(generate(target, prompt, 60, prompt_lookup_num_tokens=k), plain)
+
+
+def test_statistics_of_several_runs_merge_into_their_sums():
+    from course_utils.speculative import SpeculativeStats
+
+    first, second = SpeculativeStats(), SpeculativeStats()
+    first.record(2, 1)
+    second.record(4, 4)
+    second.record(3, 0)
+    total = SpeculativeStats()
+    total.merge(first)
+    total.merge(second)
+    assert (total.drafted, total.target_steps, total.accepted) == (9, 3, 5)
+    assert total.proposed_at == [3, 3, 2, 1] and total.accepted_at == [2, 1, 1, 1]
