@@ -70,17 +70,18 @@ def seeded_continuation(
 
 
 class SamplingPlayground:
-    """Sliders for temperature, top-k, top-p, min-p and repetition penalty; shows the filtered
-    next-token distribution and a seeded continuation, and updates whenever a slider moves.
+    """Sliders for temperature, top-k, top-p, min-p and repetition penalty, and a seed box; shows
+    the filtered next-token distribution and a seeded continuation, and updates whenever a
+    control changes.
 
     ``display(playground.widget)`` in a notebook. ``playground.sliders[name].value = x`` moves a
-    slider from code, exactly as dragging it does.
+    slider from code, exactly as dragging it does; ``playground.seed_box.value = n`` types a seed.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, prompt: str, max_new_tokens: int = 30, seed: int = 0):
         import ipywidgets as widgets
 
-        self.model, self.tokenizer, self.seed = model, tokenizer, seed
+        self.model, self.tokenizer = model, tokenizer
         self.input_ids = tokenizer(prompt, return_tensors="pt").input_ids
         self.max_new_tokens = max_new_tokens
         style = {"description_width": "150px"}
@@ -96,9 +97,12 @@ class SamplingPlayground:
         for slider in self.sliders.values():
             slider.style, slider.layout = style, layout
             slider.observe(self.update, names="value")
+        self.seed_box = widgets.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed",
+                                               style=style, layout=widgets.Layout(width="300px"))
+        self.seed_box.observe(self.update, names="value")
         self.distribution = widgets.HTML()
         self.continuation = widgets.HTML()
-        self.widget = widgets.VBox([*self.sliders.values(), self.distribution, self.continuation])
+        self.widget = widgets.VBox([*self.sliders.values(), self.seed_box, self.distribution, self.continuation])
         self.update()
 
     def settings(self) -> GenerationSettings:
@@ -112,5 +116,5 @@ class SamplingPlayground:
         rows, kept = distribution_rows(self.model, self.tokenizer, self.input_ids, settings)
         self.rows, self.kept = rows, kept
         self.distribution.value = distribution_html(rows, kept)
-        self.text = seeded_continuation(self.model, self.tokenizer, self.input_ids, settings, self.seed)
+        self.text = seeded_continuation(self.model, self.tokenizer, self.input_ids, settings, self.seed_box.value)
         self.continuation.value = f"<pre>{html.escape(self.text)}</pre>"

@@ -90,7 +90,7 @@ assert torch.equal(allowed, causal_mask(T))  # the same mask course_utils uses
 print("rows: queries (positions), columns: keys; 1 = may attend")
 print(allowed.int())
 
-# %%
+# %% tags=["readme-figure"]
 fig, ax = plt.subplots(figsize=(4, 4))
 ax.imshow(allowed.int(), cmap="Greens")
 ax.set_xticks(range(T), tokens[:T], rotation=45)

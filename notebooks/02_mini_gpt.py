@@ -122,7 +122,7 @@ assert gaps["no positions, causal mask"] > 0.5
 # What did the model learn in `wpe`? Compare every pair of position vectors by cosine similarity,
 # then average it over all pairs the same distance apart.
 
-# %%
+# %% tags=["readme-figure"]
 with torch.no_grad():
     positions = F.normalize(model.wpe.weight, dim=-1)
     similarity = positions @ positions.T  # (context, context)

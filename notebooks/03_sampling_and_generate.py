@@ -108,7 +108,7 @@ print("generate() == the hand-written loop")
 # Suppose the model, after "The cat sat on the", predicts this distribution over eight
 # candidates. Each decoding knob reshapes it before we draw.
 
-# %%
+# %% tags=["readme-figure"]
 words = ["mat", "floor", "bed", "roof", "chair", "table", "ground", "other"]
 probs = torch.tensor([0.35, 0.25, 0.15, 0.10, 0.05, 0.04, 0.03, 0.03])
 cat_logits = probs.log()[None, :]  # logits are log-probabilities up to a constant
@@ -544,7 +544,8 @@ for name, rate in timings.items():
 # ## 10. A sampling playground
 #
 # Move the sliders: the table shows the next-token probabilities before and after the filters
-# (grey: removed), and below it a seeded continuation with those settings.
+# (grey: removed), and below it a seeded continuation with those settings. Type another seed to
+# draw another continuation with the same settings.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -562,6 +563,7 @@ display(playground.widget)
 for value in (0, 40, 5, 1):
     playground.sliders["top_k"].value = value
     print(f"top_k={value:>2}: {playground.kept:4d} tokens can be drawn")
+playground.sliders["top_k"].value = 0  # off again, so the playground above is yours to explore
 
 # %% [markdown]
 # ## Check your understanding

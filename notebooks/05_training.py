@@ -406,7 +406,7 @@ for step, text in samples.items():
 # From random tokens, to the look of a play (a speaker's name in capitals, a full stop, a line
 # break), to words and the rhythm of verse. The curves:
 
-# %%
+# %% tags=["readme-figure"]
 # NBVAL_IGNORE_OUTPUT
 history = trainer.history
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))

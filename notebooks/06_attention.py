@@ -220,7 +220,7 @@ if model_name() == "shakespeare-gpt":  # what this model is; GPT-2 (COURSE_MODEL
 # little from one CPU to another, so its output is not compared, and its asserts check the
 # claims.)
 
-# %%
+# %% tags=["readme-figure"]
 # NBVAL_IGNORE_OUTPUT
 copier_config = GPTConfig(vocab_size=64, context_length=64, n_layer=2, n_head=4, n_embd=64)
 copier, history = train_copying_model(copier_config, steps=400, eval_every=20)

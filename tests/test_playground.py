@@ -1,5 +1,7 @@
 """Drive the sampling playground's sliders as a learner would and check what it shows."""
 
+import html
+
 import pytest
 import torch
 
@@ -88,3 +90,13 @@ def test_out_of_range_values_are_clamped(playground):
     assert playground.sliders["top_p"].value == 1.0
     playground.sliders["repetition_penalty"].value = 0.2
     assert playground.sliders["repetition_penalty"].value == 1.0
+
+
+def test_typing_a_seed_draws_another_continuation(playground):
+    playground.sliders["temperature"].value = 1.5
+    text_at_seed_zero = playground.text
+    playground.seed_box.value = 1
+    assert playground.text != text_at_seed_zero
+    assert playground.continuation.value == f"<pre>{html.escape(playground.text)}</pre>"
+    playground.seed_box.value = 0
+    assert playground.text == text_at_seed_zero
