@@ -357,7 +357,8 @@ class AttentionExplorer:
     heatmap, with its scores, and updates whenever a control changes.
 
     ``display(explorer.widget)`` in a notebook. ``explorer.controls[name].value = x`` changes a
-    control from code, exactly as a learner does.
+    control from code, exactly as a learner does. ``head=None`` (``ALL_HEADS`` in the dropdown)
+    shows the mean of the layer's heads.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, text: str, layer: int = 0, head: int | None = 0):
@@ -368,8 +369,9 @@ class AttentionExplorer:
         self.controls = {
             "text": widgets.Textarea(value=text, description="text", layout=widgets.Layout(width="600px")),
             "layer": widgets.Dropdown(options=list(range(n_layer)), value=layer, description="layer"),
-            "head": widgets.Dropdown(options=[(ALL_HEADS, None)] + [(str(h), h) for h in range(n_head)],
-                                     value=head, description="head"),
+            # Not None for "all heads": a Dropdown reads None as "nothing selected" and shows blank.
+            "head": widgets.Dropdown(options=[(ALL_HEADS, ALL_HEADS)] + [(str(h), h) for h in range(n_head)],
+                                     value=ALL_HEADS if head is None else head, description="head"),
         }
         for control in self.controls.values():
             control.observe(self.update, names="value")
@@ -380,8 +382,9 @@ class AttentionExplorer:
 
     def update(self, change: dict | None = None) -> None:
         """Recompute the view from the controls' current values."""
+        head = self.controls["head"].value
         self.view = head_view(self.model, self.tokenizer, self.controls["text"].value,
-                              self.controls["layer"].value, self.controls["head"].value)
+                              self.controls["layer"].value, None if head == ALL_HEADS else head)
         self.heatmap.value = attention_html(self.view)
         self.scores.value = scores_html(self.view)
 

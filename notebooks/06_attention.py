@@ -39,6 +39,7 @@ from IPython.display import display
 
 from course_utils import MiniGPT, load_model
 from course_utils.attention import (
+    ALL_HEADS,
     AttentionExplorer,
     ablation_effects,
     attention_weights,
@@ -375,7 +376,7 @@ display(explorer.widget)
 
 # %%
 before = explorer.heatmap.value
-explorer.controls["head"].value = None  # "all heads"
+explorer.controls["head"].value = ALL_HEADS
 print("the map changed when the head changed:", explorer.heatmap.value != before)
 print(f"tokens shown: {len(explorer.view.labels)}; weights {tuple(explorer.view.weights.shape)}")
 assert explorer.heatmap.value != before

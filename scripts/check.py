@@ -1,4 +1,5 @@
-"""Run every check CI runs: lint, notebook pairing, unit tests, and every lesson under nbval.
+"""Run every check CI runs: lint, notebook pairing, unit tests, browser tests, and every lesson
+under nbval.
 
     python scripts/check.py                    # everything
     python scripts/check.py --fast             # skip nbval (the lessons)
@@ -22,7 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NBVAL = ["-m", "pytest", "--nbval", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-q"]
 LINT = ["-m", "ruff", "check", "course_utils", "tests", "scripts", "notebooks", "conftest.py"]
-UNIT_TESTS = ["-m", "pytest", "tests"]
+UNIT_TESTS = ["-m", "pytest", "tests", "--ignore=tests/browser"]
+# In real Chromium; skipped with one line where there is none, except under CI=true, where that fails.
+BROWSER_TESTS = ["-m", "pytest", "tests/browser", "-q", "-rs", "--durations=5"]
 # What a CPU with only AVX2 gives PyTorch: its own kernels, oneDNN's and MKL's.
 AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 AUTO_PICKS_FLOAT32 = (
@@ -55,7 +58,8 @@ def main() -> int:
         env.update(AVX2_ONLY)
     steps: list[tuple[str, list[str]]] = []
     if not args.lessons:
-        steps += [("lint", LINT), ("unit tests (with the notebook pairing check)", UNIT_TESTS)]
+        steps += [("lint", LINT), ("unit tests (with the notebook pairing check)", UNIT_TESTS),
+                  ("browser tests (JupyterLab and the classroom pages in Chromium)", BROWSER_TESTS)]
     if args.cpu == "avx2":
         steps.append(("precision 'auto' on this CPU", ["-c", AUTO_PICKS_FLOAT32]))
     if not args.fast:

@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from course_utils import MiniGPT
 from course_utils.attention import (
+    ALL_HEADS,
     attention_weights,
     entropy,
     first_token_score,
@@ -252,7 +253,7 @@ def test_the_explorer_updates_when_a_control_changes(bundled):
     second_map = explorer.heatmap.value
     explorer.controls["layer"].value = 4
     assert explorer.heatmap.value != second_map
-    explorer.controls["head"].value = None  # "all heads"
+    explorer.controls["head"].value = ALL_HEADS
     assert torch.allclose(explorer.view.weights, attention_weights(
         model, tokenizer("To be, or not to be, that is the question", return_tensors="pt").input_ids)[4][0].mean(0))
     explorer.controls["text"].value = "HAMLET.\nWords, words, words."

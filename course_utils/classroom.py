@@ -1,0 +1,97 @@
+"""The lessons' widgets as web pages for a classroom projector, without the lessons around them.
+
+    python -m course_utils.classroom                 # serves both pages with Voila, offline
+    python -m course_utils.classroom --port 8870 --prompt "HAMLET.\\nTo be, or not"
+
+Two pages: ``playground`` (the sampling playground of lesson 03) and ``attention`` (the attention
+explorer of lesson 06), on the model ``COURSE_MODEL`` picks. Each is a one-cell notebook written
+to a temporary folder and rendered by Voila, which shows the widgets and hides the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+DEFAULT_PROMPT = "JULIET.\nO Romeo, Romeo! wherefore art thou"  # lesson 03's playground prompt
+DEFAULT_TEXT = ("ROMEO.\nBut soft, what light through yonder window breaks?\n"  # lesson 06's line
+                "It is the east, and Juliet is the sun.")
+PAGES = ("playground", "attention")
+
+
+def page_source(page: str, prompt: str = DEFAULT_PROMPT, text: str = DEFAULT_TEXT) -> str:
+    """The code of the one cell that builds ``page``'s widget on the course model."""
+    if page == "playground":
+        widget = f"SamplingPlayground(model, tokenizer, {prompt!r}).widget"
+        module, name = "course_utils.playground", "SamplingPlayground"
+    elif page == "attention":
+        widget = f"AttentionExplorer(model, tokenizer, {text!r}).widget"
+        module, name = "course_utils.attention", "AttentionExplorer"
+    else:
+        raise ValueError(f"page must be one of {PAGES}, got {page!r}")
+    return "\n".join([
+        "from IPython.display import display",
+        "import torch",
+        "from course_utils import MiniGPT, load_model",
+        f"from {module} import {name}",
+        "torch.set_grad_enabled(False)",
+        "hf_model, tokenizer = load_model()",
+        "model = MiniGPT.from_hf(hf_model).eval()",
+        f"display({widget})",
+    ])
+
+
+def write_pages(folder: Path, prompt: str = DEFAULT_PROMPT, text: str = DEFAULT_TEXT) -> list[Path]:
+    """Write ``<page>.ipynb`` for every page into ``folder``; returns their paths."""
+    paths = []
+    for page in PAGES:
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(page_source(page, prompt, text))])
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        path = folder / f"{page}.ipynb"
+        nbformat.write(notebook, path)
+        paths.append(path)
+    return paths
+
+
+def voila_command(folder: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The command that serves ``folder``'s pages at ``http://host:port/voila/render/<page>.ipynb``."""
+    return [sys.executable, "-m", "voila", str(folder), "--no-browser", f"--port={port}", f"--Voila.ip={host}",
+            "--Voila.show_tracebacks=True"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8866, help="port to serve on (default 8866)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on; 0.0.0.0 lets other machines in the room connect")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="the playground's prompt")
+    parser.add_argument("--text", default=DEFAULT_TEXT, help="the attention explorer's text")
+    args = parser.parse_args(argv)
+    if not 0 < args.port < 65536:
+        parser.error(f"--port must be in 1..65535, got {args.port}")
+    # Stopped by Ctrl-C or SIGTERM, stop Voila (and so its kernels) first, then remove the folder.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with tempfile.TemporaryDirectory(prefix="course-classroom-") as folder:
+        write_pages(Path(folder), args.prompt, args.text)
+        for page in PAGES:
+            print(f"{page}: http://{args.host}:{args.port}/voila/render/{page}.ipynb", flush=True)
+        voila = subprocess.Popen(voila_command(Path(folder), args.port, args.host))
+        try:
+            voila.wait()
+        except KeyboardInterrupt:
+            voila.terminate()
+            try:
+                voila.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                voila.kill()
+                voila.wait()
+
+
+if __name__ == "__main__":
+    main()

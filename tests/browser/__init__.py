@@ -1,0 +1,1 @@
+"""Browser tests: real Chromium driving the lessons' widgets (see conftest.py)."""
