@@ -2,7 +2,8 @@
 
 from .generation import generate
 from .hub import load_model, load_tokenizer
+from .llama import LlamaConfig, MiniLlama
 from .model import GPTConfig, MiniGPT
 
-__all__ = ["GPTConfig", "MiniGPT", "generate", "load_model", "load_tokenizer"]
+__all__ = ["GPTConfig", "LlamaConfig", "MiniGPT", "MiniLlama", "generate", "load_model", "load_tokenizer"]
 __version__ = "0.1.0"

@@ -24,18 +24,21 @@ LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # (1, T) ids -> (1, T, V) log
 
 
 def logits_fn(model: torch.nn.Module) -> LogitsFn:
-    """A function from ids (B, T) to logits (B, T, V) for a MiniGPT or a transformers model."""
-    from .model import MiniGPT
+    """A function from ids (B, T) to logits (B, T, V) for a MiniGPT, a MiniLlama or a transformers model."""
+    from .model import CourseModel
 
-    if isinstance(model, MiniGPT):
+    if isinstance(model, CourseModel):
         return model
     return lambda ids: model(ids).logits
 
 
 def model_context(model: torch.nn.Module) -> int:
-    """The longest sequence ``model`` accepts (MiniGPT or transformers GPT-2)."""
+    """The longest sequence ``model`` accepts (a course model, transformers' GPT-2 or Llama)."""
     config = model.config
-    return config.context_length if hasattr(config, "context_length") else config.n_positions
+    for name in ("context_length", "n_positions", "max_position_embeddings"):
+        if hasattr(config, name):
+            return getattr(config, name)
+    raise ValueError(f"cannot tell the context length of a {type(model).__name__}")
 
 
 def sliding_windows(n_tokens: int, context: int) -> Iterator[tuple[int, int, int]]:

@@ -1,4 +1,4 @@
-"""Autoregressive generation for a MiniGPT or a transformers causal LM.
+"""Autoregressive generation for a MiniGPT, a MiniLlama or a transformers causal LM.
 
 ``generate`` follows ``transformers``' ``model.generate()`` for the arguments they share and
 returns the prompt followed by the new tokens, shape (B, T_prompt + new).
@@ -12,10 +12,10 @@ import torch
 
 from .evaluation import model_context
 from .model import (
+    CourseModel,
     GrowingKVCache,
     Int8KVCache,
     KVCache,
-    MiniGPT,
     PreallocatedKVCache,
     check_token_ids,
     positions_from_attention_mask,
@@ -161,12 +161,12 @@ def next_token_logits(
 ) -> torch.Tensor:
     """The logits (B, V) for the token after ``input_ids`` (B, T), as float32.
 
-    With a MiniGPT and a ``cache`` holding the first T_past tokens, only the tokens after them
+    With a course model (MiniGPT, MiniLlama) and a ``cache`` holding the first T_past tokens, only the tokens after them
     are run (all of the prompt in the first call, the prefill; then one token a step).
     """
     if attention_mask is not None and bool(attention_mask.all()):
         attention_mask = None  # no padding: the plain causal path is the same and faster
-    if isinstance(model, MiniGPT):
+    if isinstance(model, CourseModel):
         new_ids = input_ids if cache is None else input_ids[:, len(cache):]
         return model(new_ids, attention_mask=attention_mask, cache=cache)[:, -1, :].float()
     position_ids = None if attention_mask is None else positions_from_attention_mask(attention_mask)
@@ -364,7 +364,7 @@ def generate(
     - ``streamer``: an object with ``put(token_ids)`` and ``end()``, such as transformers'
       ``TextStreamer``; it receives the prompt, then each new token (batch size 1, no beams).
 
-    ``use_cache=True`` (the default, as in transformers) with a MiniGPT keeps a KV cache: the
+    ``use_cache=True`` (the default, as in transformers) with a course model (MiniGPT, MiniLlama) keeps a KV cache: the
     prompt is run once, then each step runs only the new token (beam search reorders the cache as
     beams swap). ``cache_implementation`` picks its form: "preallocated" (buffers for prompt +
     max_new_tokens positions, written in place; faster here, see ``course_utils.bench``) or
@@ -409,7 +409,7 @@ def generate(
     if cache_implementation not in CACHE_IMPLEMENTATIONS:
         raise ValueError(f"cache_implementation must be one of {CACHE_IMPLEMENTATIONS}, got {cache_implementation!r}")
     cache = None
-    if use_cache and isinstance(model, MiniGPT):
+    if use_cache and isinstance(model, CourseModel):
         total = input_ids.shape[1] + max_new_tokens
         caches = {"preallocated": lambda: PreallocatedKVCache(total), "growing": GrowingKVCache, "int8": Int8KVCache}
         cache = caches[cache_implementation]()

@@ -54,14 +54,67 @@ class GPTConfig:
         return self.n_embd // self.n_head
 
 
-def causal_mask(seq_len: int, device: torch.device | str | None = None, n_past: int = 0) -> torch.Tensor:
+def causal_mask(
+    seq_len: int, device: torch.device | str | None = None, n_past: int = 0, window: int | None = None
+) -> torch.Tensor:
     """Boolean (T, n_past + T) mask, True where query i may attend to key j, i.e. where
     j <= n_past + i. With no cached past it is the square (T, T) mask of j <= i.
 
-    Built with ``triu``: the strict upper triangle (the future) is what must be hidden.
+    Built with ``triu``: the strict upper triangle (the future) is what must be hidden. With a
+    sliding ``window`` W, keys more than W - 1 positions back are hidden too (``tril``): query i
+    sees keys n_past + i - W < j <= n_past + i, itself and the W - 1 before it (Mistral's rule).
     """
+    if window is not None and window < 1:
+        raise ValueError(f"window must be a positive integer or None, got {window}")
     ones = torch.ones(seq_len, n_past + seq_len, dtype=torch.bool, device=device)
-    return ~torch.triu(ones, diagonal=n_past + 1)
+    mask = ~torch.triu(ones, diagonal=n_past + 1)
+    if window is not None:
+        mask &= torch.triu(ones, diagonal=n_past - window + 1)
+    return mask
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+    return_attention: bool = False,
+    window: int | None = None,
+    bias: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Causal scaled dot-product attention, the one implementation both MiniGPT and MiniLlama use.
+
+    q: (B, H, T, D) queries of the newest T positions; k, v: (B, H, T_all, D) keys and values of
+    the newest T_all positions (T_past = T_all - T of them from a cache). key_mask: bool
+    (B, 1, T, T_keys) with T_keys >= T_all, True where attending is allowed (its last T_all
+    columns are used), or None for the causal mask alone. window: a sliding window (see
+    ``causal_mask``). bias: (H, T, T_all) added to the scores (ALiBi), or None. Returns the output
+    (B, H, T, D) and, when ``return_attention``, the weights (B, H, T, T_all).
+    """
+    T, T_all = q.shape[2], k.shape[2]
+    n_past = T_all - T
+    mask = None if key_mask is None else key_mask[..., -T_all:]
+    if window is not None:
+        windowed = causal_mask(T, q.device, n_past, window)
+        mask = windowed if mask is None else mask & windowed
+    if return_attention:
+        # The explicit path: scores, mask, softmax, weighted sum. Same result, slower.
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, T, T_all)
+        if bias is not None:
+            scores = scores + bias
+        scores = scores.masked_fill(~(causal_mask(T, q.device, n_past) if mask is None else mask), float("-inf"))
+        weights = F.softmax(scores, dim=-1)
+        return weights @ v, weights
+    if bias is not None:
+        allowed = causal_mask(T, q.device, n_past) if mask is None else mask
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.masked_fill(~allowed, float("-inf"))), None
+    if mask is not None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
+    if n_past == 0:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True), None
+    if T == 1:
+        return F.scaled_dot_product_attention(q, k, v), None  # one new query: every key is in its past
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, q.device, n_past)), None
 
 
 def _check_crop(length: int, cached: int) -> None:
@@ -218,8 +271,53 @@ class Int8KVCache:
         return sum(t.numel() * t.element_size() for t in stores)
 
 
+class SlidingWindowKVCache:
+    """For a model with a sliding window of W tokens: keeps only the keys and values of the last
+    W - 1 positions, all a new token can still attend to, per layer (B, H, W - 1, D) at most.
+    Memory stops growing with the length; ``len()`` still counts every position seen, because
+    positions (RoPE) keep counting. Each ``extend`` returns the kept past plus the new tokens,
+    which ``attend`` masks with the window."""
+
+    def __init__(self, window: int) -> None:
+        if not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be a positive integer, got {window!r}")
+        self.window = window
+        self.seen = 0
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def __len__(self) -> int:
+        """How many positions have passed through the cache (not how many it holds)."""
+        return self.seen
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kept keys and values of ``layer`` followed by this step's k, v (B, H, T_new, D);
+        then keep only the last W - 1 of them."""
+        if layer == len(self.keys):
+            keys, values = k, v
+            self.keys.append(k)
+            self.values.append(v)
+        else:
+            keys = torch.cat([self.keys[layer], k], dim=2)
+            values = torch.cat([self.values[layer], v], dim=2)
+        start = max(0, keys.shape[2] - (self.window - 1))
+        self.keys[layer], self.values[layer] = keys[:, :, start:], values[:, :, start:]
+        if layer == 0:  # as the other caches, whose length is that of layer 0's keys
+            self.seen += k.shape[2]
+        return keys, values
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep batch rows ``rows`` (in that order), as beam search does when beams swap."""
+        self.keys = [k[rows] for k in self.keys]
+        self.values = [v[rows] for v in self.values]
+
+    def nbytes(self) -> int:
+        """Bytes held by the kept key and value tensors."""
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+
 # Any form: each has len(), extend, reorder and nbytes.
-KVCache = GrowingKVCache | PreallocatedKVCache | Int8KVCache
+KVCache = GrowingKVCache | PreallocatedKVCache | Int8KVCache | SlidingWindowKVCache
 
 
 def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
@@ -240,6 +338,30 @@ def positions_from_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """
     positions = attention_mask.long().cumsum(-1) - 1
     return positions.masked_fill(attention_mask == 0, 1)
+
+
+def positions_and_key_mask(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, n_past: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Position ids (B or 1, T) of the T new tokens after ``n_past`` cached ones, and the key mask
+    (B, 1, T, n_past + T) that ``attend`` takes: causal and not padding, or None without an
+    ``attention_mask`` (B, n_past + T)."""
+    B, T = input_ids.shape
+    device = input_ids.device
+    if attention_mask is None:
+        return torch.arange(n_past, n_past + T, device=device).unsqueeze(0), None
+    if attention_mask.shape != (B, n_past + T):
+        raise ValueError(
+            f"attention_mask must have shape (batch, cached + new tokens) = {(B, n_past + T)}, "
+            f"got {tuple(attention_mask.shape)}"
+        )
+    positions = positions_from_attention_mask(attention_mask)[:, n_past:]
+    # Causal and not padding; a padding query attends to itself so no row is all -inf.
+    allowed = causal_mask(T, device, n_past) & attention_mask.bool()[:, None, None, :]
+    rows = torch.arange(T, device=device)
+    itself = torch.zeros(T, n_past + T, dtype=torch.bool, device=device)
+    itself[rows, n_past + rows] = True
+    return positions, allowed | itself
 
 
 def multiply_adds_per_token(config: GPTConfig, n_past: int = 0) -> int:
@@ -291,23 +413,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, self.head_size).transpose(1, 2) for t in (q, k, v))
         if cache is not None:
             k, v = cache.extend(layer, k, v)  # new queries attend to all cached keys too
-        n_past = k.shape[2] - T
-        weights = None
-        if return_attention:
-            # The explicit path: scores, mask, softmax, weighted sum. Same result, slower.
-            mask = causal_mask(T, x.device, n_past) if key_mask is None else key_mask
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, H, T, T_all)
-            scores = scores.masked_fill(~mask, float("-inf"))
-            weights = F.softmax(scores, dim=-1)
-            y = weights @ v
-        elif key_mask is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
-        elif n_past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif T == 1:
-            y = F.scaled_dot_product_attention(q, k, v)  # one new query: every key is in its past
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, x.device, n_past))
+        y, weights = attend(q, k, v, key_mask, return_attention)
         if head_mask is not None:
             y = y * head_mask.to(y.dtype)[:, None, None]  # (B, H, T, D) scaled head by head
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
@@ -353,7 +459,27 @@ class Block(nn.Module):
         return x, weights
 
 
-class MiniGPT(nn.Module):
+class CourseModel(nn.Module):
+    """What the course's own models share (MiniGPT here, MiniLlama in ``llama.py``), so that
+    ``generate``, the speculative loop, the evaluation and the ``Trainer`` take either:
+    ``forward(input_ids, targets=None, attention_mask=None, cache=None)``, a KV cache, and a
+    ``config`` with ``vocab_size``, ``context_length``, ``n_layer`` and ``n_embd``."""
+
+    def num_parameters(self) -> int:
+        """Trainable parameters, a tied embedding counted once."""
+        return sum(p.numel() for p in self.parameters())
+
+    def _check_input_ids(self, input_ids: torch.Tensor, n_past: int = 0) -> None:
+        check_token_ids(input_ids, self.config.vocab_size)
+        T = n_past + input_ids.shape[1]
+        if T > self.config.context_length:
+            raise ValueError(
+                f"input_ids has {T} tokens (cached ones included) but the model's context_length is "
+                f"{self.config.context_length}; pass at most {self.config.context_length} tokens"
+            )
+
+
+class MiniGPT(CourseModel):
     """A GPT-2 language model: ``MiniGPT(config)(input_ids)`` gives logits (B, T, V)."""
 
     def __init__(self, config: GPTConfig) -> None:
@@ -379,19 +505,6 @@ class MiniGPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def num_parameters(self) -> int:
-        """Trainable parameters, the tied embedding counted once."""
-        return sum(p.numel() for p in self.parameters())
-
-    def _check_input_ids(self, input_ids: torch.Tensor, n_past: int = 0) -> None:
-        check_token_ids(input_ids, self.config.vocab_size)
-        T = n_past + input_ids.shape[1]
-        if T > self.config.context_length:
-            raise ValueError(
-                f"input_ids has {T} tokens (cached ones included) but the model's context_length is "
-                f"{self.config.context_length}; pass at most {self.config.context_length} tokens"
-            )
-
     def _run(
         self,
         input_ids: torch.Tensor,
@@ -408,24 +521,7 @@ class MiniGPT(nn.Module):
                 f"got {tuple(head_mask.shape)}"
             )
         self._check_input_ids(input_ids, n_past)
-        B, T = input_ids.shape
-        device = input_ids.device
-        if attention_mask is None:
-            positions = torch.arange(n_past, n_past + T, device=device).unsqueeze(0)
-            key_mask = None
-        else:
-            if attention_mask.shape != (B, n_past + T):
-                raise ValueError(
-                    f"attention_mask must have shape (batch, cached + new tokens) = {(B, n_past + T)}, "
-                    f"got {tuple(attention_mask.shape)}"
-                )
-            positions = positions_from_attention_mask(attention_mask)[:, n_past:]
-            # Causal and not padding; a padding query attends to itself so no row is all -inf.
-            allowed = causal_mask(T, device, n_past) & attention_mask.bool()[:, None, None, :]
-            rows = torch.arange(T, device=device)
-            itself = torch.zeros(T, n_past + T, dtype=torch.bool, device=device)
-            itself[rows, n_past + rows] = True
-            key_mask = allowed | itself
+        positions, key_mask = positions_and_key_mask(input_ids, attention_mask, n_past)
         x = self.drop(self.wte(input_ids) + self.wpe(positions))
         attentions = []
         for layer, block in enumerate(self.h):

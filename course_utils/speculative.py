@@ -23,7 +23,7 @@ from typing import Protocol
 import torch
 
 from .generation import GenerationSettings
-from .model import MiniGPT, PreallocatedKVCache
+from .model import CourseModel, PreallocatedKVCache
 
 
 def distributions(logits: torch.Tensor, settings: GenerationSettings) -> torch.Tensor:
@@ -35,13 +35,13 @@ def distributions(logits: torch.Tensor, settings: GenerationSettings) -> torch.T
 
 
 class Stepper:
-    """Runs a model along a growing sequence: a ``MiniGPT`` through a preallocated KV cache, so
+    """Runs a model along a growing sequence: a course model through a preallocated KV cache, so
     that each call computes only the tokens it has not seen; any other causal LM (a transformers
     model) on the whole sequence each time."""
 
     def __init__(self, model: torch.nn.Module, max_length: int) -> None:
         self.model = model
-        self.cache = PreallocatedKVCache(max_length) if isinstance(model, MiniGPT) else None
+        self.cache = PreallocatedKVCache(max_length) if isinstance(model, CourseModel) else None
         self.seen = 0
 
     def logits(self, sequence: torch.Tensor) -> torch.Tensor:
@@ -73,7 +73,7 @@ class Drafter(Protocol):
 
 class ModelDrafter:
     """A small model drafts: greedy, or sampling with the same settings as the target. It keeps
-    its own KV cache (a ``MiniGPT``) of ``max_length`` positions."""
+    its own KV cache (a ``MiniGPT`` or ``MiniLlama``) of ``max_length`` positions."""
 
     def __init__(self, model: torch.nn.Module, settings: GenerationSettings, max_length: int,
                  generator: torch.Generator | None = None) -> None:

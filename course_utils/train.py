@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from .data import load_corpus
 from .evaluation import bits_per_byte
 from .hardware import DEVICES, PRECISIONS, PrecisionChoice, autocast, choose_precision, lesson_device, resolve_device
-from .model import GPTConfig, MiniGPT
+from .llama import LlamaConfig, MiniLlama
+from .model import CourseModel, GPTConfig, MiniGPT
 from .tokenizer import END_OF_TEXT, save_for_transformers, train_bpe
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -44,7 +45,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 class TrainConfig:
     """Everything a run depends on besides the data."""
 
-    model: GPTConfig = field(default_factory=GPTConfig)
+    model: GPTConfig | LlamaConfig = field(default_factory=GPTConfig)  # a MiniGPT or a MiniLlama
     batch_size: int = 16  # sequences per forward pass (transformers' per-device batch size)
     # Forward and backward passes whose gradients are summed before one optimizer step: each step
     # learns from batch_size * gradient_accumulation_steps sequences, with the memory of batch_size.
@@ -74,7 +75,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
-            self.model = GPTConfig(**self.model)
+            llama = set(self.model) & {"n_kv_heads", "position", "rope_theta", "sliding_window", "intermediate_size"}
+            self.model = LlamaConfig(**self.model) if llama else GPTConfig(**self.model)
         for name in ("batch_size", "gradient_accumulation_steps", "max_steps", "eval_interval", "checkpoint_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -92,6 +94,11 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0 < self.min_lr <= self.learning_rate:
             raise ValueError(f"min_lr must be in (0, learning_rate={self.learning_rate}], got {self.min_lr}")
+
+
+def build_model(config: GPTConfig | LlamaConfig) -> CourseModel:
+    """A freshly initialised MiniGPT or MiniLlama, by the type of ``config``."""
+    return MiniLlama(config) if isinstance(config, LlamaConfig) else MiniGPT(config)
 
 
 VOCAB_SIZE = 4096
@@ -279,7 +286,7 @@ class Trainer:
                 self.teacher_model, self.train_tokens, self.config.teacher_texts,
                 self.config.model.context_length, torch.Generator().manual_seed(self.config.seed))
         torch.manual_seed(self.config.seed)
-        self.model = MiniGPT(self.config.model).to(self.device)
+        self.model = build_model(self.config.model).to(self.device)
         self.optimizer = make_optimizer(self.model, self.config)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.step = 0
