@@ -259,10 +259,7 @@ class MiniLlama(CourseModel):
         mask, as GPT-2's learned positions do; ALiBi needs none: only distances between tokens
         count, and left padding lies before every real token."""
         hidden, _ = self._run(input_ids, attention_mask, return_attention=False, cache=cache)
-        logits = self.lm_head(hidden)
-        if targets is None:
-            return logits
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return self._logits_or_loss(hidden, targets)
 
     @torch.no_grad()
     def forward_with_attention(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):

@@ -469,6 +469,14 @@ class CourseModel(nn.Module):
         """Trainable parameters, a tied embedding counted once."""
         return sum(p.numel() for p in self.parameters())
 
+    def _logits_or_loss(self, hidden: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        """The LM head on final hidden states (B, T, C): logits (B, T, V), or with ``targets``
+        (B, T) the mean cross-entropy against them, ignoring targets equal to -100."""
+        logits = self.lm_head(hidden)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+
     def _check_input_ids(self, input_ids: torch.Tensor, n_past: int = 0) -> None:
         check_token_ids(input_ids, self.config.vocab_size)
         T = n_past + input_ids.shape[1]
@@ -550,10 +558,7 @@ class MiniGPT(CourseModel):
         ``head_mask`` (n_layer, n_head): a factor for each head's output, 0 to ablate it (lesson 06).
         """
         hidden, _ = self._run(input_ids, attention_mask, return_attention=False, cache=cache, head_mask=head_mask)
-        logits = self.lm_head(hidden)
-        if targets is None:
-            return logits
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return self._logits_or_loss(hidden, targets)
 
     @torch.no_grad()
     def forward_with_attention(
