@@ -156,3 +156,12 @@ def classroom(tmp_path_factory) -> Iterator[str]:
     command = [sys.executable, "-m", "course_utils.classroom", f"--port={port}"]
     with serve(command, f"http://127.0.0.1:{port}/", tmp_path_factory.mktemp("voila") / "voila.log"):
         yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def course_model():
+    """The course's default model in this process, to compute what the page should show."""
+    from course_utils import MiniGPT, load_model
+
+    hf_model, tokenizer = load_model()
+    return MiniGPT.from_hf(hf_model).eval(), tokenizer

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from browser.browser_pages import ExplorerPage, PlaygroundPage, screenshot
-from course_utils import MiniGPT, load_model
 from course_utils.attention import head_view
 from course_utils.classroom import DEFAULT_TEXT
 
@@ -27,12 +26,6 @@ def explorer(browser, classroom):
     page.locator("table.attention-map").wait_for(timeout=LOAD_SECONDS * 1000)
     yield ExplorerPage(page.locator("body"))
     page.close()
-
-
-@pytest.fixture(scope="module")
-def course_model():
-    hf_model, tokenizer = load_model()
-    return MiniGPT.from_hf(hf_model).eval(), tokenizer
 
 
 def expected_view(course_model, layer: int, head: int | None):

@@ -12,7 +12,6 @@ import torch
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from browser.browser_pages import PlaygroundPage, screenshot
-from course_utils import MiniGPT, load_model
 from course_utils.generation import GenerationSettings
 from course_utils.playground import distribution_rows
 
@@ -65,12 +64,6 @@ def playground(lesson_page) -> PlaygroundPage:
     shown.type_seed(0)
     shown.settle()
     return shown
-
-
-@pytest.fixture(scope="module")
-def course_model():
-    hf_model, tokenizer = load_model()
-    return MiniGPT.from_hf(hf_model).eval(), tokenizer
 
 
 def test_lowering_top_p_shrinks_the_tokens_that_can_be_drawn(playground, course_model):
