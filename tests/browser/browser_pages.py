@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,16 @@ def screenshot(target, name: str) -> None:
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         target.screenshot(path=str(Path(folder) / f"{name}.png"))
+
+
+def failure_screenshot(page, name: str) -> None:
+    """Save the whole page as ``<name>.png`` in ``$COURSE_FAILURE_SCREENSHOTS`` (default: the
+    system's temporary folder) and say where, so a failure can be seen, not only read."""
+    folder = Path(os.environ.get("COURSE_FAILURE_SCREENSHOTS", tempfile.gettempdir()))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot of the failing page: {path}")
 
 
 def wait_until(condition, timeout: float, describe) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from browser.browser_pages import PlaygroundPage, screenshot
+from browser.browser_pages import PlaygroundPage, failure_screenshot, screenshot
 from course_utils.generation import GenerationSettings
 from course_utils.playground import distribution_rows
 
@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LESSON = "03_sampling_and_generate.ipynb"
 PROMPT = "JULIET.\nO Romeo, Romeo! wherefore art thou"  # the lesson's playground prompt
 RUN_SECONDS = 240.0
+WIDGET_SECONDS = 60.0  # for the widget views to render once the kernel has run the cells
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +39,21 @@ def lesson_page(browser, jupyter_lab):
         pytest.fail(f"JupyterLab opened {LESSON} but its kernel never became idle within 90 s", pytrace=False)
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
-    busy = "[...document.querySelectorAll('.jp-InputPrompt')].some(p => p.textContent.includes('*'))"
+    # Finished means every code cell shows an execution count ("[12]:"), not merely that none is
+    # busy: right after the click no cell is busy yet. An error stops Run All, so stop on one too.
+    error = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"
+    finished = ("[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+                ".every(p => /\\[\\d+\\]/.test(p.textContent))")
     try:
-        page.wait_for_function(f"() => !({busy})", timeout=RUN_SECONDS * 1000)
+        page.wait_for_function(f"() => {finished} || document.querySelector(\"{error}\") !== null",
+                               timeout=RUN_SECONDS * 1000)
     except PlaywrightTimeout:
         prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+        done = sum(bool(re.search(r"\[\d+\]", prompt)) for prompt in prompts)
+        failure_screenshot(page, "lesson03-run-all")
         pytest.fail(f"Run All Cells had not finished {LESSON} after {RUN_SECONDS:.0f} s: "
-                    f"{sum('*' not in p for p in prompts)} of {len(prompts)} code cells done", pytrace=False)
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
+                    f"{done} of {len(prompts)} code cells done", pytrace=False)
+    errors = page.locator(error)
     assert errors.count() == 0, f"lesson 03 raised in JupyterLab:\n{errors.first.inner_text()[:2000]}"
     yield page
     page.close()
@@ -56,6 +64,13 @@ def playground(lesson_page) -> PlaygroundPage:
     """The playground as the lesson left it, its sliders back at their starting values."""
     output = lesson_page.locator(".jp-OutputArea-output").filter(
         has=lesson_page.locator(".widget-label", has_text="repetition_penalty"))
+    try:
+        output.wait_for(timeout=WIDGET_SECONDS * 1000)
+    except PlaywrightTimeout:
+        widgets = lesson_page.locator(".jp-OutputArea-output .widget-label").count()
+        failure_screenshot(lesson_page, "lesson03-no-playground")
+        pytest.fail(f"after Run All Cells, the playground's sliders did not appear within {WIDGET_SECONDS:.0f} s "
+                    f"({widgets} widget labels on the page)", pytrace=False)
     output.scroll_into_view_if_needed()
     shown = PlaygroundPage(output)
     for name, value in (("temperature", "1.00"), ("top_k", "0"), ("top_p", "1.00")):
