@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import CourseModel, KVCache, attend, positions_and_key_mask
+from .model import CourseModel, GPTConfig, KVCache, attend, positions_and_key_mask
 
 POSITIONS = ("rope", "alibi")
 
@@ -82,6 +82,40 @@ class LlamaConfig:
     @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
+
+
+def parameter_count(config: GPTConfig | LlamaConfig) -> int:
+    """Parameters of a MiniGPT or MiniLlama with this configuration, by formula (no model built),
+    so that it also gives the size of published models from their configurations.
+
+    GPT-2: V C (token embeddings, tied to the LM head) + T_max C (positions)
+    + L (12 C^2 + 13 C) (attention 4 C^2 + 4 C biases, MLP 8 C^2 + 5 C, two LayerNorms 4 C) + 2 C.
+    Llama: V C (twice if the head is untied) + L (C H D + 2 C K D + H D C + 3 C F + 2 C) + C:
+    queries, keys and values of K heads, output, the three SwiGLU matrices, two RMSNorms; no
+    positions, no biases."""
+    C, L, V = config.n_embd, config.n_layer, config.vocab_size
+    if isinstance(config, GPTConfig):
+        return V * C + config.context_length * C + L * (12 * C * C + 13 * C) + 2 * C
+    D, H, K, F = config.head_size, config.n_head, config.n_kv_heads, config.intermediate_size
+    embeddings = V * C * (1 if config.tie_word_embeddings else 2)
+    return embeddings + L * (2 * C * H * D + 2 * C * K * D + 3 * C * F + 2 * C) + C
+
+
+def equal_parameter_llama(gpt: GPTConfig, **changes) -> LlamaConfig:
+    """The Llama-style counterpart of a GPT-2 configuration with (nearly) the same number of
+    parameters: same vocabulary, context, layers, heads and width, a tied head as GPT-2's, and
+    the SwiGLU width F chosen to make up for the parameters Llama drops (positions, biases, half
+    of each norm). ``changes`` (for example ``n_kv_heads``) apply before F is chosen; the counts
+    then differ by less than one unit of F, 3 C L parameters."""
+    shared = dict(vocab_size=gpt.vocab_size, context_length=gpt.context_length, n_layer=gpt.n_layer,
+                  n_head=gpt.n_head, n_embd=gpt.n_embd, dropout=gpt.dropout, tie_word_embeddings=True)
+    without_mlp = parameter_count(LlamaConfig(**{**shared, **changes, "intermediate_size": 1})) \
+        - 3 * gpt.n_embd * gpt.n_layer
+    per_unit = 3 * gpt.n_embd * gpt.n_layer  # one more unit of F: a column of gate, up and down
+    width = round((parameter_count(gpt) - without_mlp) / per_unit)
+    if width < 1:
+        raise ValueError(f"no SwiGLU width gives a Llama-style model as small as {gpt}")
+    return LlamaConfig(**{**shared, **changes, "intermediate_size": width})
 
 
 class RMSNorm(nn.Module):

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .data import load_corpus
 from .evaluation import bits_per_byte
 from .hardware import DEVICES, PRECISIONS, PrecisionChoice, autocast, choose_precision, lesson_device, resolve_device
-from .llama import LlamaConfig, MiniLlama
+from .llama import LlamaConfig, MiniLlama, equal_parameter_llama
 from .model import CourseModel, GPTConfig, MiniGPT
 from .tokenizer import END_OF_TEXT, save_for_transformers, train_bpe
 
@@ -72,6 +72,13 @@ class TrainConfig:
     # greedy speculative decoding reads exactly such text, the target's own greedy output.
     teacher_texts: int = 0
     teacher_text_fraction: float = 0.0
+    # Tokens per training sequence; None: the model's context_length. Shorter than the context
+    # trains positions beyond it never (lesson 08's extrapolation experiment).
+    sequence_length: int | None = None
+    # A training-time budget: stop once this many minutes of training steps have run (evaluation
+    # not counted), with the cosine decay following the fraction of the budget spent; max_steps
+    # stays an upper bound. Equal-time comparisons of architectures use it.
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -94,6 +101,15 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0 < self.min_lr <= self.learning_rate:
             raise ValueError(f"min_lr must be in (0, learning_rate={self.learning_rate}], got {self.min_lr}")
+        if self.sequence_length is not None and not 1 <= self.sequence_length <= self.model.context_length:
+            raise ValueError(f"sequence_length must be in [1, context_length={self.model.context_length}] or None, "
+                             f"got {self.sequence_length}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be a positive number of minutes or None, got {self.max_minutes}")
+
+    @property
+    def tokens_per_sequence(self) -> int:
+        return self.sequence_length or self.model.context_length
 
 
 def build_model(config: GPTConfig | LlamaConfig) -> CourseModel:
@@ -123,13 +139,24 @@ PRESETS: dict[str, TrainConfig] = {
         teacher_text_fraction=0.25,
     ),
 }
+# GPT-2 style against Llama style at equal parameters, trained for equal time (lesson 08; the
+# README gives the commands, run side by side on one thread each so that they share the machine).
+_COMPARE_GPT = GPTConfig(vocab_size=VOCAB_SIZE, context_length=256, n_layer=4, n_head=8, n_embd=256, dropout=0.0)
+for _name, _model in (("compare-gpt", _COMPARE_GPT), ("compare-llama", equal_parameter_llama(_COMPARE_GPT))):
+    PRESETS[_name] = TrainConfig(model=_model, batch_size=8, max_steps=100_000, learning_rate=1e-3, warmup_steps=100,
+                                 eval_interval=250, precision="float32", max_minutes=25.0)
 
 
-def learning_rate_at(step: int, config: TrainConfig) -> float:
-    """Linear warm-up to ``learning_rate`` over ``warmup_steps``, then cosine decay to ``min_lr``."""
+def learning_rate_at(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
+    """Linear warm-up to ``learning_rate`` over ``warmup_steps``, then cosine decay to ``min_lr``.
+
+    The decay follows the steps done out of ``max_steps`` or, with ``max_minutes``, the training
+    time ``elapsed`` (seconds) out of the budget, whichever is further along."""
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+    if config.max_minutes is not None:
+        progress = max(progress, elapsed / (60 * config.max_minutes))
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return config.min_lr + (config.learning_rate - config.min_lr) * cosine
 
@@ -278,13 +305,13 @@ class Trainer:
             print(f"training on {self.device.type} in {self.precision.precision} ({self.precision.reason})")
         if self.teacher_model is not None:
             self.teacher_model.to(self.device).eval().requires_grad_(False)
-        self.teacher_text_ids = None  # (teacher_texts, context_length), generated once
+        self.teacher_text_ids = None  # (teacher_texts, tokens_per_sequence), generated once
         if self.config.teacher_text_fraction > 0:
             if self.progress:
                 print(f"the teacher writes {self.config.teacher_texts} greedy texts...")
             self.teacher_text_ids = teacher_greedy_texts(
                 self.teacher_model, self.train_tokens, self.config.teacher_texts,
-                self.config.model.context_length, torch.Generator().manual_seed(self.config.seed))
+                self.config.tokens_per_sequence, torch.Generator().manual_seed(self.config.seed))
         torch.manual_seed(self.config.seed)
         self.model = build_model(self.config.model).to(self.device)
         self.optimizer = make_optimizer(self.model, self.config)
@@ -333,7 +360,7 @@ class Trainer:
 
     def train_step(self) -> float:
         config = self.config
-        lr = learning_rate_at(self.step, config)
+        lr = learning_rate_at(self.step, config, self.elapsed)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         # One draw of the whole effective batch, split into micro-batches: the same windows as one
@@ -341,7 +368,7 @@ class Trainer:
         sequences = config.batch_size * config.gradient_accumulation_steps
         from_teacher = round(sequences * config.teacher_text_fraction)
         inputs, targets = random_batch(
-            self.train_tokens, sequences - from_teacher, config.model.context_length, self.generator,
+            self.train_tokens, sequences - from_teacher, config.tokens_per_sequence, self.generator,
         )
         if from_teacher:
             rows = self.teacher_text_ids[torch.randint(0, len(self.teacher_text_ids), (from_teacher,),
@@ -379,25 +406,54 @@ class Trainer:
         self.history["val_bpb"].append(round(bpb, 5))
         return bpb
 
-    def run(self, stop_after: int | None = None) -> None:
-        """Train until ``max_steps`` (or, for a test of resuming, until step ``stop_after``)."""
+    def out_of_time(self) -> bool:
+        """Whether the training-time budget (``config.max_minutes``) is spent."""
+        return self.config.max_minutes is not None and self.elapsed >= 60 * self.config.max_minutes
+
+    def finished(self) -> bool:
+        """Whether ``max_steps`` are done or the time budget is spent."""
+        return self.step >= self.config.max_steps or self.out_of_time()
+
+    def advance(self, save_anyway: bool = False) -> tuple[float, float | None]:
+        """One timed training step, then the evaluation and checkpoint due after it. Returns the
+        step's loss and the validation bits per byte if it evaluated (else None)."""
         config = self.config
-        last = min(config.max_steps, stop_after or config.max_steps)
-        bar = tqdm(total=config.max_steps, initial=self.step, disable=not self.progress, desc="training")
-        while self.step < last:
-            started = time.perf_counter()
-            loss = self.train_step()
-            self.elapsed += time.perf_counter() - started
+        started = time.perf_counter()
+        loss = self.train_step()
+        self.elapsed += time.perf_counter() - started
+        bpb = None
+        if self.eval_fn is not None and (self.step % config.eval_interval == 0 or self.finished()):
+            bpb = self.evaluate()
+        if self.step % config.checkpoint_interval == 0 or self.finished() or save_anyway:
+            self.save_checkpoint()
+        return loss, bpb
+
+    def run(self, stop_after: int | None = None) -> None:
+        """Train until ``max_steps`` or the time budget (or, for a test of resuming, until step
+        ``stop_after``, with a checkpoint there)."""
+        last = min(self.config.max_steps, stop_after or self.config.max_steps)
+        bar = tqdm(total=self.config.max_steps, initial=self.step, disable=not self.progress, desc="training")
+        while self.step < last and not self.out_of_time():
+            loss, bpb = self.advance(save_anyway=self.step + 1 == last)
             postfix = {"loss": f"{loss:.3f}"}
-            if self.eval_fn is not None and (self.step % config.eval_interval == 0 or self.step == config.max_steps):
-                postfix["val_bpb"] = f"{self.evaluate():.3f}"
+            if bpb is not None:
+                postfix["val_bpb"] = f"{bpb:.3f}"
                 if self.progress:
-                    bar.write(f"step {self.step}: loss {loss:.4f}, val bpb {self.history['val_bpb'][-1]:.4f}")
+                    bar.write(f"step {self.step}: loss {loss:.4f}, val bpb {bpb:.4f}")
             bar.set_postfix(postfix)
             bar.update(1)
-            if self.step % config.checkpoint_interval == 0 or self.step == last:
-                self.save_checkpoint()
         bar.close()
+
+
+def train_side_by_side(trainers: list[Trainer]) -> None:
+    """Train runs that each have a time budget (``config.max_minutes``) together, one step at a
+    time, always stepping the run with the least training time so far. On a machine whose speed
+    drifts, every run meets the same conditions: equal budgets are equal time."""
+    for trainer in trainers:
+        if trainer.config.max_minutes is None:
+            raise ValueError("train_side_by_side needs a time budget (config.max_minutes) for every trainer")
+    while active := [trainer for trainer in trainers if not trainer.finished()]:
+        min(active, key=lambda trainer: trainer.elapsed).advance()
 
 
 def describe_machine() -> str:
@@ -414,7 +470,7 @@ pipeline_tag: text-generation
 
 # {name}
 
-A GPT-2 architecture language model ({params:,} parameters: {n_layer} layers, {n_embd} wide,
+A {architecture} language model ({params:,} parameters: {n_layer} layers, {n_embd} wide,
 {n_head} heads, context {context}) trained from scratch on Shakespeare's plays and poems for the
 course's lessons. Loads with `transformers.AutoModelForCausalLM.from_pretrained(this folder)`.
 
@@ -430,7 +486,7 @@ Tokenizer: byte-level BPE (GPT-2's scheme), {vocab} tokens, trained on the train
 
     {command}
 
-{steps} steps of {batch} x {context} tokens ({seen:,} tokens, {epochs:.1f} passes over the training
+{steps} steps of {batch} x {sequence} tokens ({seen:,} tokens, {epochs:.1f} passes over the training
 texts), AdamW (lr {lr}, warm-up {warmup}, cosine to {min_lr}, weight decay {wd}), gradient clipping
 at {clip}, dropout {dropout}, {precision}.{distillation} Training time: {minutes:.1f} minutes on
 {machine}.
@@ -443,6 +499,14 @@ Bits per byte: total negative log-likelihood in bits over the UTF-8 bytes of the
 scored with a sliding window of stride {half} (each token after the first window sees at least {half}
 tokens of history). Reproduce with `python -m course_utils.evaluate --model {name}`.
 """
+
+
+def architecture_name(config: GPTConfig | LlamaConfig) -> str:
+    """How the model card names the architecture."""
+    if isinstance(config, GPTConfig):
+        return "GPT-2 architecture"
+    return (f"Llama-style (RMSNorm, {'RoPE' if config.position == 'rope' else 'ALiBi'}, SwiGLU of width "
+            f"{config.intermediate_size}, {config.n_kv_heads} key/value heads, no biases)")
 
 
 def distillation_summary(config: TrainConfig) -> str:
@@ -474,17 +538,19 @@ def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: 
         hf_model.generation_config.eos_token_id = hf_model.config.eos_token_id
         hf_model.save_pretrained(staging)
         save_for_transformers(tokenizer, staging, config.model.context_length)
-        metrics = {"parameters": trainer.model.num_parameters(), "training_minutes": round(trainer.elapsed / 60, 1),
+        metrics = {"parameters": trainer.model.num_parameters(), "steps": trainer.step,
+                   "training_minutes": round(trainer.elapsed / 60, 1),
                    "machine": describe_machine(), "device": trainer.device.type,
                    "precision": trainer.precision.precision, **extra_metrics}
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        seen = config.max_steps * config.batch_size * config.gradient_accumulation_steps * config.model.context_length
+        seen = trainer.step * config.batch_size * config.gradient_accumulation_steps * config.tokens_per_sequence
         (staging / "README.md").write_text(MODEL_CARD.format(
-            name=name, params=metrics["parameters"], n_layer=config.model.n_layer, n_embd=config.model.n_embd,
+            name=name, architecture=architecture_name(config.model), params=metrics["parameters"],
+            n_layer=config.model.n_layer, n_embd=config.model.n_embd,
             n_head=config.model.n_head, context=config.model.context_length, sha=SDIST_SHA256,
             n_train=extra_metrics["train_texts"], train_tokens=len(trainer.train_tokens), vocab=config.model.vocab_size,
-            command=command, steps=config.max_steps, batch=config.batch_size * config.gradient_accumulation_steps,
-            seen=seen,
+            command=command, steps=trainer.step, batch=config.batch_size * config.gradient_accumulation_steps,
+            seen=seen, sequence=config.tokens_per_sequence,
             epochs=seen / len(trainer.train_tokens), lr=config.learning_rate, warmup=config.warmup_steps,
             min_lr=config.min_lr, wd=config.weight_decay, clip=config.grad_clip, dropout=config.model.dropout,
             minutes=trainer.elapsed / 60, machine=describe_machine(), half=config.model.context_length // 2,
@@ -508,6 +574,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/<preset>)")
     parser.add_argument("--max-steps", type=int, default=None, help="override the preset's step count")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="a training-time budget: stop after this many minutes of training steps")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train (auto: a GPU if any)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
@@ -522,6 +590,8 @@ def main(argv: list[str] | None = None) -> None:
     config = PRESETS[args.preset]
     if args.max_steps:
         config = replace(config, max_steps=args.max_steps, warmup_steps=min(config.warmup_steps, args.max_steps))
+    if args.minutes is not None:
+        config = replace(config, max_minutes=args.minutes)
     if args.teacher:
         config = replace(config, teacher=args.teacher)
     if args.precision:
@@ -566,6 +636,8 @@ def main(argv: list[str] | None = None) -> None:
         metrics["greedy_agreement_with_teacher"] = round(rate, 4)
     print(json.dumps(metrics))
     command = f"python -m course_utils.train --preset {args.preset}"
+    if args.minutes is not None:
+        command += f" --minutes {args.minutes:g}"
     if args.teacher:
         command += f" --teacher {args.teacher}"
     export(trainer, args.preset, tokenizer, command, metrics)

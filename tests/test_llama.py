@@ -7,8 +7,24 @@ import pytest
 import torch
 
 from course_utils import LlamaConfig, MiniLlama, generate
-from course_utils.llama import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin, swiglu_hidden_size
-from course_utils.model import GrowingKVCache, PreallocatedKVCache, SlidingWindowKVCache, causal_mask
+from course_utils.llama import (
+    alibi_bias,
+    alibi_slopes,
+    apply_rope,
+    equal_parameter_llama,
+    parameter_count,
+    rope_cos_sin,
+    swiglu_hidden_size,
+)
+from course_utils.model import (
+    GPTConfig,
+    GrowingKVCache,
+    MiniGPT,
+    PreallocatedKVCache,
+    SlidingWindowKVCache,
+    causal_mask,
+    kv_cache_bytes,
+)
 from course_utils.train import TrainConfig, Trainer
 
 SHAPES = {  # (n_head, n_kv_heads): multi-head, grouped-query, multi-query
@@ -222,3 +238,41 @@ def test_the_trainer_trains_a_minillama(tmp_path):
     with torch.no_grad():
         loss = trainer.model.eval()(batch, targets=tokens[1:17].unsqueeze(0)).item()
     assert loss < 0.5 * math.log(64)
+
+
+@pytest.mark.parametrize("config", [
+    GPTConfig(vocab_size=100, context_length=16, n_layer=2, n_head=2, n_embd=32),
+    LlamaConfig(vocab_size=100, context_length=16, n_layer=2, n_head=4, n_embd=32),
+    LlamaConfig(vocab_size=100, context_length=16, n_layer=3, n_head=4, n_kv_heads=1, n_embd=32, intermediate_size=50),
+    LlamaConfig(vocab_size=100, context_length=16, n_layer=1, n_head=4, n_kv_heads=2, n_embd=32,
+                tie_word_embeddings=True),
+])
+def test_parameter_count_formula_equals_the_built_model(config):
+    model = MiniGPT(config) if isinstance(config, GPTConfig) else MiniLlama(config)
+    assert parameter_count(config) == model.num_parameters()
+
+
+@pytest.mark.parametrize("changes", [{}, {"n_kv_heads": 2}, {"n_kv_heads": 1, "tie_word_embeddings": False}])
+def test_equal_parameter_llama_matches_the_gpt_within_one_swiglu_unit(changes):
+    gpt = GPTConfig(vocab_size=300, context_length=64, n_layer=3, n_head=4, n_embd=48)
+    llama = equal_parameter_llama(gpt, **changes)
+    assert (llama.n_layer, llama.n_head, llama.n_embd, llama.context_length) == (3, 4, 48, 64)
+    for name, value in changes.items():
+        assert getattr(llama, name) == value
+    assert abs(parameter_count(llama) - parameter_count(gpt)) <= 3 * 48 * 3 / 2
+    with pytest.raises(ValueError, match="no SwiGLU width"):
+        # an untied head alone adds more than the whole GPT's blocks
+        equal_parameter_llama(GPTConfig(vocab_size=3000, context_length=4, n_layer=1, n_head=4, n_embd=48),
+                              tie_word_embeddings=False)
+
+
+def test_kv_cache_bytes_counts_kv_heads_and_the_window():
+    config = LlamaConfig(vocab_size=211, context_length=64, n_layer=2, n_head=8, n_kv_heads=2, n_embd=64)
+    windowed = LlamaConfig(vocab_size=211, context_length=64, n_layer=2, n_head=8, n_kv_heads=2, n_embd=64,
+                           sliding_window=8)
+    tokens = ids(batch=3, length=20)
+    for cfg, cache in ((config, GrowingKVCache()), (windowed, SlidingWindowKVCache(8))):
+        with torch.no_grad():
+            MiniLlama(cfg).eval()(tokens, cache=cache)
+        assert cache.nbytes() == kv_cache_bytes(cfg, 20, batch=3)
+    assert kv_cache_bytes(windowed, 20) == kv_cache_bytes(windowed, 7) < kv_cache_bytes(config, 20)

@@ -263,3 +263,62 @@ def test_the_command_line_refuses_an_accumulation_that_does_not_divide_the_batch
 
     with pytest.raises(ValueError, match="must divide the preset's batch size"):
         main(["--preset", "shakespeare-gpt", "--gradient-accumulation-steps", "3"])
+
+
+def test_a_time_budget_stops_the_run_and_drives_the_decay(tmp_path, monkeypatch):
+    config = replace(TINY, max_steps=1000, max_minutes=0.5, checkpoint_interval=1000)
+    assert learning_rate_at(500, config, elapsed=0.0) > learning_rate_at(500, config, elapsed=15.0)
+    assert learning_rate_at(5, config, elapsed=30.0) == pytest.approx(config.min_lr)
+    clock = iter(range(0, 10_000, 3))  # every step "takes" 3 s
+    monkeypatch.setattr("course_utils.train.time.perf_counter", lambda: next(clock))
+    trainer = Trainer(config, TOKENS, tmp_path / "run", eval_fn=fake_eval, progress=False)
+    trainer.run()
+    assert trainer.step == 10 and trainer.elapsed == 30  # 10 steps of 3 s fill 0.5 minutes
+    assert trainer.history["eval_step"][-1] == 10  # evaluated at the end, as at max_steps
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 10
+    with pytest.raises(ValueError, match="max_minutes"):
+        replace(TINY, max_minutes=0)
+
+
+def test_sequences_can_be_shorter_than_the_context(tmp_path):
+    config = replace(TINY, sequence_length=6)
+    trainer = Trainer(config, TOKENS, tmp_path / "run", progress=False)
+    seen = []
+    original = trainer.model.forward
+    trainer.model.forward = lambda ids, targets=None, **kw: (seen.append(ids.shape), original(ids, targets, **kw))[1]
+    trainer.train_step()
+    assert seen == [(4, 6)]
+    with pytest.raises(ValueError, match="sequence_length"):
+        replace(TINY, sequence_length=17)
+
+
+def test_side_by_side_runs_get_equal_time(tmp_path, monkeypatch):
+    from course_utils.train import train_side_by_side
+
+    fast = replace(TINY, max_steps=1000, max_minutes=1.0, checkpoint_interval=1000)
+    slow = replace(fast, model=replace(TINY.model, n_layer=2))
+    trainers = [Trainer(fast, TOKENS, tmp_path / "fast", progress=False),
+                Trainer(slow, TOKENS, tmp_path / "slow", progress=False)]
+    now = [0.0]
+    steps_taken = []
+
+    def fake_clock():
+        return now[0]
+
+    def timed(trainer, seconds):
+        original = trainer.train_step
+
+        def step():  # the clock advances while a step runs: 2 s for one model, 5 s for the other
+            now[0] += seconds
+            steps_taken.append(trainer is trainers[0])
+            return original()
+        trainer.train_step = step
+
+    timed(trainers[0], 2.0)
+    timed(trainers[1], 5.0)
+    monkeypatch.setattr("course_utils.train.time.perf_counter", fake_clock)
+    train_side_by_side(trainers)
+    assert [t.step for t in trainers] == [30, 12] and [t.elapsed for t in trainers] == [60, 60]
+    assert steps_taken[:4] == [True, False, True, True]  # always the one behind in time
+    with pytest.raises(ValueError, match="time budget"):
+        train_side_by_side([Trainer(TINY, TOKENS, tmp_path / "none", progress=False)])
