@@ -61,13 +61,23 @@ ids = tokenizer(text, return_tensors="pt").input_ids
 tokens = [tokenizer.decode(i) for i in ids[0]]
 print(len(tokens), "tokens:", tokens)
 
+
+
+def token_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log p(ids[t] | ids[:t]) for t = 1 .. T-1, from one text's logits (T, V) and ids (T,): (T - 1,)."""
+    # EXERCISE token_log_probs: Return the log-probability the logits give to each of ids[1:], shape (T - 1,).
+    # HINT: the logits at position t are the guess for token t + 1; take log_softmax over the vocabulary, then gather.
+    log_probs = F.log_softmax(logits[:-1], dim=-1)  # predictions for tokens 2..T
+    return log_probs.gather(1, ids[1:, None]).squeeze(1)
+    # END EXERCISE
+
+
 with torch.no_grad():
     logits = model(ids)  # (batch=1, T, vocab)
-log_probs = F.log_softmax(logits[0, :-1], dim=-1)  # predictions for tokens 2..T
-token_log_probs = log_probs.gather(1, ids[0, 1:, None]).squeeze(1)
-for token, lp in zip(tokens[1:], token_log_probs):
+per_token = token_log_probs(logits[0], ids[0])
+for token, lp in zip(tokens[1:], per_token):
     print(f"p({token!r:>12} | previous tokens) = {lp.exp():.3f}")
-print(f"log p(text | first token) = sum of the terms = {token_log_probs.sum():.2f} nats")
+print(f"log p(text | first token) = sum of the terms = {per_token.sum():.2f} nats")
 
 # %% [markdown]
 # That sum is only the probability of the text *if* the prediction at position $t$ really used
@@ -81,11 +91,20 @@ print(f"log p(text | first token) = sum of the terms = {token_log_probs.sum():.2
 # $T \times T$ score matrix, which `torch.triu(..., diagonal=1)` selects.
 
 # %%
+def causal_mask_by_hand(T: int) -> torch.Tensor:
+    """(T, T) bool: True where query i may attend to key j, that is where j <= i."""
+    # EXERCISE causal_mask: Return the (T, T) bool mask that is True where key j <= query i.
+    # HINT: torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1) is True exactly on the future.
+    future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    return ~future
+    # END EXERCISE
+
+
 T = 6
-future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+allowed = causal_mask_by_hand(T)
+future = ~allowed
 print("future (True = must be hidden):")
 print(future.int())
-allowed = ~future
 assert torch.equal(allowed, causal_mask(T))  # the same mask course_utils uses
 print("rows: queries (positions), columns: keys; 1 = may attend")
 print(allowed.int())
@@ -153,10 +172,13 @@ plt.show()
 # %%
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True) -> torch.Tensor:
     """Scaled dot-product attention, step by step. q, k, v: (..., T, d) -> (..., T, d)."""
+    # EXERCISE attention: Return softmax(q k^T / sqrt(d)) v, with the future hidden first when causal.
+    # HINT: mask the scores with masked_fill(..., float("-inf")) before the softmax, which runs over the keys (dim=-1).
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if causal:
         scores = scores.masked_fill(~causal_mask(q.shape[-2]), float("-inf"))
     return torch.softmax(scores, dim=-1) @ v
+    # END EXERCISE
 
 
 q, k, v = torch.randn(3, 2, 4, 10, 16, generator=generator)

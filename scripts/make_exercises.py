@@ -1,0 +1,178 @@
+"""Generate the exercise workbooks in ``exercises/`` from the lessons: the one way they are written.
+
+    python scripts/make_exercises.py          # write exercises/NN_topic.py and .ipynb
+    python scripts/make_exercises.py --check  # exit 1 if they are not what the lessons give
+
+A lesson marks the body of a function the learner writes (see CONTRIBUTING.md, "Exercises"):
+
+    def causal_mask_by_hand(T: int) -> torch.Tensor:
+        # EXERCISE causal_mask: Return the (T, T) boolean mask, True where query i may see key j.
+        # HINT: torch.triu(..., diagonal=1) selects the future.
+        future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+        return ~future
+        # END EXERCISE
+
+In the workbook the body becomes ``raise NotImplementedError(<the task>)``, and a new cell after
+it calls the checker of that name, ``checks.causal_mask(causal_mask_by_hand, hint=...)``, which
+compares the learner's function with the library's on fixed and random inputs. The hint is shown
+only when an answer is wrong. Everything else is the lesson, outputs removed, so the exercises
+cannot drift from the solutions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+LESSONS = ROOT / "notebooks"
+EXERCISES = ROOT / "exercises"
+
+START = re.compile(r"^(?P<indent>\s*)# EXERCISE (?P<name>[a-z_][a-z0-9_]*): (?P<task>.+)$")
+HINT = re.compile(r"^\s*# HINT: (?P<hint>.+)$")
+END = re.compile(r"^\s*# END EXERCISE$")
+FUNCTION = re.compile(r"^\s*def (?P<name>\w+)\(")
+
+BANNER = (
+    "**Exercise workbook.** This is lesson {number} with the body of {count} function{s} left for you "
+    "to write: {names}. Each blank raises `NotImplementedError` with its task: write the body, run its "
+    "cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was "
+    "expected, what came back, and a hint. Run the workbook top to bottom: it stops at the first blank. "
+    "The solved lesson is `notebooks/{lesson}`.\n\n"
+    "To start one exercise again, copy its blank from `git show HEAD:exercises/{stem}.py`; to reset the "
+    "whole workbook, run `git checkout exercises/{stem}.ipynb exercises/{stem}.py`."
+)
+
+
+class MarkerError(ValueError):
+    """A lesson's exercise markers are malformed."""
+
+
+def blank_cell(source: str, where: str) -> tuple[str, list[tuple[str, str, str | None]]]:
+    """The cell's source with each marked body replaced by its stub, and for each exercise its
+    (checker name, function name, hint)."""
+    lines = source.split("\n")
+    out: list[str] = []
+    found = []
+    i = 0
+    while i < len(lines):
+        start = START.match(lines[i])
+        if not start:
+            if "# EXERCISE" in lines[i] or END.match(lines[i]):
+                raise MarkerError(f"{where}: a marker line that is not '# EXERCISE name: task': {lines[i]!r}")
+            out.append(lines[i])
+            i += 1
+            continue
+        functions = [m.group("name") for line in out if (m := FUNCTION.match(line))]
+        if not functions:
+            raise MarkerError(f"{where}: exercise {start.group('name')!r} is not inside a function")
+        hint = None
+        j = i + 1
+        if j < len(lines) and (h := HINT.match(lines[j])):
+            hint = h.group("hint")
+            j += 1
+        while j < len(lines) and not END.match(lines[j]):
+            if START.match(lines[j]):
+                raise MarkerError(f"{where}: exercise {start.group('name')!r} has no '# END EXERCISE'")
+            j += 1
+        if j == len(lines):
+            raise MarkerError(f"{where}: exercise {start.group('name')!r} has no '# END EXERCISE'")
+        indent, task = start.group("indent"), start.group("task")
+        out += [f"{indent}# EXERCISE {start.group('name')}: {task}", f"{indent}raise NotImplementedError({task!r})"]
+        found.append((start.group("name"), functions[-1], hint))
+        i = j + 1
+    return "\n".join(out), found
+
+
+def split_after_definitions(source: str, functions: list[str]) -> tuple[str, str]:
+    """The cell's source up to the end of the last of ``functions``' definitions, and the rest:
+    in a workbook the blank's own cell must define, not call, so that it runs without error."""
+    lines = source.split("\n")
+    last_def = max(i for i, line in enumerate(lines) if (m := FUNCTION.match(line)) and m.group("name") in functions)
+    end = next((i for i in range(last_def + 1, len(lines)) if lines[i] and not lines[i][0].isspace()), len(lines))
+    return "\n".join(lines[:end]).rstrip("\n"), "\n".join(lines[end:]).strip("\n")
+
+
+def workbook(lesson: Path) -> nbformat.NotebookNode | None:
+    """The exercise notebook for ``lesson`` (a .py), or None if it marks no exercise."""
+    notebook = jupytext.read(lesson)
+    cells = []
+    exercises = []
+    for number, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code" or "# EXERCISE" not in cell.source:
+            cells.append(cell)
+            continue
+        source, found = blank_cell(cell.source, f"{lesson.name}, cell {number}")
+        definitions, rest = split_after_definitions(source, [function for _, function, _ in found])
+        cells.append(nbformat.v4.new_code_cell(definitions, metadata=cell.metadata))
+        for name, function, hint in found:
+            call = f"checks.{name}({function}" + (f", hint={hint!r})" if hint else ")")
+            cells.append(nbformat.v4.new_code_cell(call))
+        if rest:  # the code that uses the functions runs after their checks
+            cells.append(nbformat.v4.new_code_cell(rest))
+        exercises += [name for name, _, _ in found]
+    if not exercises:
+        return None
+    first_code = next(i for i, cell in enumerate(cells) if cell.cell_type == "code")
+    cells.insert(first_code + 1, nbformat.v4.new_code_cell("from course_utils import checks"))
+    names = ", ".join(f"`{name}`" for name in exercises)
+    banner = BANNER.format(number=lesson.name[:2], count=len(exercises), s="s" if len(exercises) > 1 else "",
+                           names=names, lesson=lesson.with_suffix(".ipynb").name, stem=lesson.stem)
+    cells.insert(1, nbformat.v4.new_markdown_cell(banner))
+    for index, cell in enumerate(cells):
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cell["id"] = f"cell-{index}"  # stable ids: the same lesson gives the same workbook
+    result = nbformat.v4.new_notebook(cells=cells, metadata=notebook.metadata)
+    return result
+
+
+def render(notebook: nbformat.NotebookNode) -> dict[str, str]:
+    """The workbook's files, by suffix: the notebook and its jupytext py:percent pair."""
+    paired = nbformat.from_dict(notebook)
+    paired.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
+    ipynb = jupytext.writes(paired, fmt="ipynb")
+    py = jupytext.writes(paired, fmt="py:percent")
+    return {".ipynb": ipynb, ".py": py}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="only report workbooks that are out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    expected = set()
+    for lesson in sorted(LESSONS.glob("[0-9][0-9]_*.py")):
+        notebook = workbook(lesson)
+        if notebook is None:
+            continue
+        for suffix, text in render(notebook).items():
+            target = EXERCISES / (lesson.stem + suffix)
+            expected.add(target)
+            if target.exists() and target.read_text() == text:
+                continue
+            stale.append(target)
+            if not args.check:
+                EXERCISES.mkdir(exist_ok=True)
+                temporary = target.with_name(f".{target.name}.tmp")
+                temporary.write_text(text)
+                temporary.replace(target)
+    for extra in sorted(set(EXERCISES.glob("[0-9][0-9]_*.*")) - expected):
+        stale.append(extra)
+        if not args.check:
+            extra.unlink()
+    for path in stale:
+        print(f"{'out of date' if args.check else 'wrote'}: {path.relative_to(ROOT)}")
+    if args.check and stale:
+        print("run python scripts/make_exercises.py and commit exercises/", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
