@@ -9,6 +9,7 @@ prints one line.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -39,6 +40,11 @@ def _difference(actual: Any, expected: Any, atol: float) -> str | None:
                 return f"dtype {actual.dtype} instead of torch.bool"
             wrong = (actual != expected).nonzero()
             return f"{len(wrong)} entries differ, the first at {wrong[0].tolist()}" if len(wrong) else None
+        if not expected.is_floating_point():  # token ids and counts: exactly equal
+            if actual.is_floating_point() or actual.dtype == torch.bool:
+                return f"dtype {actual.dtype} instead of an integer tensor ({expected.dtype})"
+            wrong = (actual != expected).nonzero()
+            return f"{len(wrong)} entries differ, the first at {wrong[0].tolist()}" if len(wrong) else None
         if not actual.is_floating_point():
             return f"dtype {actual.dtype} instead of a floating-point tensor"
         gap = (actual.double() - expected.double()).abs()
@@ -49,6 +55,18 @@ def _difference(actual: Any, expected: Any, atol: float) -> str | None:
             worst = (gap == gap.max()).nonzero()[0].tolist()
             return f"largest difference {gap.max():.3g} (tolerance {atol:g}), at {worst}"
         return None
+    if isinstance(expected, tuple):
+        if not isinstance(actual, tuple | list) or len(actual) != len(expected):
+            return f"expected a tuple of {len(expected)}, got {_show(actual)}"
+        for index, (mine, theirs) in enumerate(zip(actual, expected)):
+            if problem := _difference(mine, theirs, atol):
+                return f"item {index}: {problem}"
+        return None
+    if isinstance(expected, float):
+        if not isinstance(actual, int | float) and not (isinstance(actual, torch.Tensor) and actual.numel() == 1):
+            return f"expected a number, got a {type(actual).__name__}"
+        gap = abs(float(actual) - expected)
+        return None if gap <= atol * max(1.0, abs(expected)) else f"off by {gap:.3g} (tolerance {atol:g}, relative)"
     return None if actual == expected else "values differ"
 
 
@@ -59,9 +77,12 @@ def run_checks(
     cases: Iterable[dict],
     hint: str | None = None,
     atol: float = 1e-5,
+    canonical: Callable[[Any], Any] | None = None,
 ) -> None:
     """Compare ``learner(**case)`` with ``reference(**case)`` for each case, in order (smallest
-    first); raise ``ExerciseFailed`` on the first that differs, else print one line."""
+    first); raise ``ExerciseFailed`` on the first that differs, else print one line.
+    ``canonical``, applied to both answers before comparing, makes equally right answers equal
+    (for example which of two tied tokens a filter keeps)."""
     cases = list(cases)
     for case in cases:
         shown = ", ".join(f"{key}={_show(value)}" for key, value in case.items())
@@ -74,7 +95,10 @@ def run_checks(
             raise ExerciseFailed(f"{name} raised {type(error).__name__}: {error}\n  on the input: {shown}"
                                  + (f"\n  hint: {hint}" if hint else "")) from error
         expected = reference(**case)
-        problem = _difference(actual, expected, atol)
+        if canonical is not None and isinstance(actual, torch.Tensor) and actual.shape == expected.shape:
+            problem = _difference(canonical(actual), canonical(expected), atol)
+        else:
+            problem = _difference(actual, expected, atol)
         if problem:
             raise ExerciseFailed(
                 f"{name}: wrong answer on the smallest input it fails on\n"
@@ -125,4 +149,279 @@ def token_log_probs(learner: Callable, hint: str | None = None) -> None:
     run_checks("token_log_probs", learner, reference, cases, hint, atol=1e-4)
 
 
-__all__ = ["ExerciseFailed", "attention", "causal_mask", "run_checks", "token_log_probs"]
+# ---- lesson 02 --------------------------------------------------------------------------------
+
+def split_heads(learner: Callable, hint: str | None = None) -> None:
+    """``learner(t, n_head)``: (B, T, C) -> (B, H, T, D), head h holding channels h*D .. (h+1)*D - 1."""
+    def reference(t, n_head):  # as CausalSelfAttention.forward splits q, k and v
+        B, T, C = t.shape
+        return t.view(B, T, n_head, C // n_head).transpose(1, 2)
+
+    generator = _generator(3)
+    cases = [{"t": torch.arange(B * T * C, dtype=torch.float32).view(B, T, C), "n_head": H}
+             for B, T, C, H in [(1, 1, 2, 2), (1, 2, 4, 2), (2, 3, 6, 3), (1, 5, 8, 4)]]
+    cases += [{"t": torch.randn(B, T, C, generator=generator), "n_head": H}
+              for B, T, C, H in [(2, 7, 32, 4), (3, 9, 64, 8)]]
+    run_checks("split_heads", learner, reference, cases, hint, atol=0.0)
+
+
+def gelu_tanh(learner: Callable, hint: str | None = None) -> None:
+    """``learner(x)``: GPT-2's tanh approximation of GELU, elementwise."""
+    cases = [{"x": torch.tensor([0.0])}, {"x": torch.tensor([1.0, -1.0])}, {"x": torch.linspace(-6, 6, 121)},
+             {"x": torch.randn(3, 4, 5, generator=_generator(4)) * 3}]
+    run_checks("gelu_tanh", learner, lambda x: F.gelu(x, approximate="tanh"), cases, hint, atol=1e-5)
+
+
+def parameter_count(learner: Callable, hint: str | None = None) -> None:
+    """``learner(V, T_max, C, L, tied)``: GPT-2's parameter count (the library's formula)."""
+    from .llama import parameter_count as library_count
+    from .model import GPTConfig
+
+    def reference(V, T_max, C, L, tied):
+        config = GPTConfig(vocab_size=V, context_length=T_max, n_embd=C, n_layer=L, n_head=1)
+        return library_count(config) + (0 if tied else V * C)
+
+    shapes = [(2, 1, 1, 1), (10, 4, 8, 1), (10, 4, 8, 3), (50257, 1024, 768, 12), (50257, 1024, 1600, 48)]
+    cases = [{"V": V, "T_max": T_max, "C": C, "L": L, "tied": tied}
+             for V, T_max, C, L in shapes for tied in (True, False)]
+    run_checks("parameter_count", learner, reference, cases, hint)
+
+
+# ---- lesson 03 --------------------------------------------------------------------------------
+
+def _filter_cases(seed: int) -> list[torch.Tensor]:
+    """Logits (B, V) for the filters, small first: ties, a uniform row, a peaked row, random rows."""
+    generator = _generator(seed)
+    return [
+        torch.tensor([[1.0, 2.0]]),
+        torch.tensor([[3.0, 1.0, 2.0, 2.0, 0.0]]),  # a tie for second place
+        torch.zeros(1, 4),  # all tied: probabilities exactly 1/4, sums that land on 0.5 and 0.75
+        torch.tensor([[0.35, 0.25, 0.15, 0.10, 0.05, 0.04, 0.03, 0.03]]).log(),
+        torch.randn(3, 10, generator=generator) * 2,
+        torch.randint(-3, 3, (4, 50), generator=generator).float(),  # many ties
+    ]
+
+
+def _sorted_rows(logits: torch.Tensor) -> torch.Tensor:
+    return logits.sort(dim=-1).values  # which of several tied tokens is kept does not matter
+
+
+def top_k(learner: Callable, hint: str | None = None) -> None:
+    """``learner(logits, top_k)``: every token below its row's top_k-th largest logit set to -inf,
+    ties with it kept (the rule of ``generation.top_k_filter`` and transformers)."""
+    from .generation import top_k_filter
+
+    cases = [{"logits": logits, "top_k": k} for logits in _filter_cases(5) for k in (1, 2, 3)
+             if k <= logits.shape[-1]]
+    run_checks("top_k", learner, top_k_filter, cases, hint, atol=0.0)
+
+
+def top_p(learner: Callable, hint: str | None = None) -> None:
+    """``learner(logits, top_p)``: the nucleus of each row kept, the crossing token included (the
+    rule of ``generation.top_p_filter`` and transformers). Tied tokens may be kept either way."""
+    from .generation import top_p_filter
+
+    cases = [{"logits": logits, "top_p": p} for logits in _filter_cases(6) for p in (0.25, 0.5, 0.75, 0.9)]
+    run_checks("top_p", learner, top_p_filter, cases, hint, atol=1e-6, canonical=_sorted_rows)
+
+
+def repetition_penalty(learner: Callable, hint: str | None = None) -> None:
+    """``learner(logits, input_ids, penalty)``: the CTRL rule of ``generation.apply_repetition_penalty``."""
+    from .generation import apply_repetition_penalty
+
+    generator = _generator(7)
+    cases = [
+        {"logits": torch.tensor([[2.0, -1.0]]), "input_ids": torch.tensor([[0]]), "penalty": 2.0},
+        {"logits": torch.tensor([[2.0, -1.0]]), "input_ids": torch.tensor([[1]]), "penalty": 2.0},  # a negative logit
+        {"logits": torch.tensor([[2.0, 1.0, -1.0, 0.5]]), "input_ids": torch.tensor([[0, 2, 2]]), "penalty": 1.5},
+        {"logits": torch.randn(3, 20, generator=generator),
+         "input_ids": torch.randint(0, 20, (3, 6), generator=generator), "penalty": 1.3},
+        {"logits": torch.randn(2, 20, generator=generator),
+         "input_ids": torch.randint(0, 20, (2, 9), generator=generator), "penalty": 0.7},  # below 1 encourages repeats
+    ]
+    run_checks("repetition_penalty", learner, apply_repetition_penalty, cases, hint)
+
+
+# ---- lesson 06 --------------------------------------------------------------------------------
+
+def _head_weights(seed: int) -> list[torch.Tensor]:
+    """One head's causal attention weights (T, T), small first: uniform, one-hot, random ones with
+    exact zeros."""
+    generator = _generator(seed)
+    cases = []
+    for T in (2, 3):
+        cases.append(torch.tril(torch.ones(T, T)) / torch.arange(1, T + 1)[:, None])  # uniform over the past
+    previous = torch.zeros(4, 4)
+    previous[0, 0] = 1.0
+    previous[torch.arange(1, 4), torch.arange(0, 3)] = 1.0  # every query on the token before
+    cases.append(previous)
+    for T in (5, 16):
+        scores = torch.randn(T, T, generator=generator) * 2
+        scores = scores.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), float("-inf"))
+        cases.append(scores.softmax(-1))
+    sparse = cases[-1].clone()
+    sparse[sparse < 0.05] = 0.0  # exact zeros inside the past too
+    cases.append(sparse / sparse.sum(-1, keepdim=True))
+    return cases
+
+
+def _score_check(name: str, rule_name: str, learner: Callable, hint: str | None) -> None:
+    from . import attention as library
+
+    rule = getattr(library, rule_name)
+    run_checks(name, lambda w: torch.as_tensor(learner(w), dtype=torch.float32).reshape(()),
+               lambda w: rule([w[None, None]])[0, 0], [{"w": w} for w in _head_weights(8)], hint)
+
+
+def previous_token_score(learner: Callable, hint: str | None = None) -> None:
+    """``learner(w)``: mean of w[i, i-1] over queries i >= 1 of one head's weights (T, T)."""
+    _score_check("previous_token_score", "previous_token_score", learner, hint)
+
+
+def mean_distance(learner: Callable, hint: str | None = None) -> None:
+    """``learner(w)``: mean over queries of sum_j w[i, j] (i - j), in tokens."""
+    _score_check("mean_distance", "mean_distance", learner, hint)
+
+
+def attention_entropy(learner: Callable, hint: str | None = None) -> None:
+    """``learner(w)``: mean over queries of -sum_j w[i, j] ln w[i, j], 0 ln 0 = 0."""
+    _score_check("attention_entropy", "entropy", learner, hint)
+
+
+# ---- lesson 04 --------------------------------------------------------------------------------
+
+def cached_attention_step(learner: Callable, hint: str | None = None) -> None:
+    """``learner(q_new, k_new, v_new, cached_k, cached_v)``: one new token's attention over the
+    cache and itself, as ``model.attend`` computes it."""
+    from .model import attend
+
+    def reference(q_new, k_new, v_new, cached_k, cached_v):
+        return attend(q_new, torch.cat([cached_k, k_new], dim=2), torch.cat([cached_v, v_new], dim=2))[0]
+
+    generator = _generator(13)
+    cases = []
+    for B, H, T_past, D in [(1, 1, 1, 2), (1, 2, 3, 4), (2, 4, 9, 8), (3, 2, 30, 16)]:
+        new = [torch.randn(B, H, 1, D, generator=generator) * 2 for _ in range(3)]
+        cached = [torch.randn(B, H, T_past, D, generator=generator) * 2 for _ in range(2)]
+        cases.append(dict(zip(("q_new", "k_new", "v_new", "cached_k", "cached_v"), new + cached)))
+    run_checks("cached_attention_step", learner, reference, cases, hint)
+
+
+def shifted_causal_mask(learner: Callable, hint: str | None = None) -> None:
+    """``learner(n_new, n_past)``: ``model.causal_mask(n_new, n_past=n_past)``."""
+    from .model import causal_mask as reference
+
+    cases = [{"n_new": n_new, "n_past": n_past} for n_new, n_past in [(1, 0), (1, 3), (2, 1), (3, 9), (5, 0), (4, 20)]]
+    run_checks("shifted_causal_mask", learner, lambda n_new, n_past: reference(n_new, n_past=n_past), cases, hint)
+
+
+def kv_cache_bytes(learner: Callable, hint: str | None = None) -> None:
+    """``learner(n_layer, batch, seq_len, n_head, head_size, bytes_per_value)``: ``model.kv_cache_bytes``."""
+    from .model import GPTConfig
+    from .model import kv_cache_bytes as reference
+
+    def library(n_layer, batch, seq_len, n_head, head_size, bytes_per_value):
+        config = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_head * head_size)
+        return reference(config, seq_len, batch, bytes_per_value)
+
+    cases = [dict(n_layer=L, batch=B, seq_len=T, n_head=H, head_size=D, bytes_per_value=b)
+             for L, B, T, H, D, b in [(1, 1, 1, 1, 1, 4), (2, 1, 3, 2, 4, 4), (6, 3, 100, 8, 32, 4),
+                                      (36, 1, 1024, 20, 64, 2), (12, 8, 1024, 12, 64, 1)]]
+    run_checks("kv_cache_bytes", learner, library, cases, hint)
+
+
+# ---- lesson 05 --------------------------------------------------------------------------------
+
+def next_token_windows(learner: Callable, hint: str | None = None) -> None:
+    """``learner(tokens, starts, length)``: inputs and targets (B, length) of ``train.windows_at``."""
+    from .train import windows_at
+
+    generator = _generator(9)
+    stream = torch.arange(100, 140)  # token i is 100 + i: an off-by-one shows in the numbers
+    cases = [{"tokens": stream, "starts": torch.tensor([0]), "length": 1},
+             {"tokens": stream, "starts": torch.tensor([0, 5]), "length": 3},
+             {"tokens": stream, "starts": torch.tensor([38]), "length": 1},  # the last window that fits
+             {"tokens": torch.randint(0, 50, (500,), generator=generator),
+              "starts": torch.randint(0, 400, (6,), generator=generator), "length": 32}]
+    run_checks("next_token_windows", learner, windows_at, cases, hint, atol=0.0)
+
+
+def learning_rate(learner: Callable, hint: str | None = None) -> None:
+    """``learner(step, warmup_steps, max_steps, learning_rate, min_lr)``: ``train.learning_rate_at``."""
+    from .train import TrainConfig, learning_rate_at
+
+    def reference(step, warmup_steps, max_steps, learning_rate, min_lr):
+        config = TrainConfig(warmup_steps=warmup_steps, max_steps=max_steps, learning_rate=learning_rate,
+                             min_lr=min_lr)
+        return float(learning_rate_at(step, config))
+
+    cases = [{"step": step, "warmup_steps": warmup, "max_steps": total, "learning_rate": 1e-3, "min_lr": 1e-4}
+             for warmup, total in [(1, 2), (10, 100), (100, 2400)]
+             for step in sorted({0, warmup - 1, warmup, (warmup + total) // 2, total - 1, total, total + 50})]
+    run_checks("learning_rate", learner, reference, cases, hint, atol=1e-9)
+
+
+def bits_per_byte(learner: Callable, hint: str | None = None) -> None:
+    """``learner(nll, text)``: bits per UTF-8 byte from per-token losses in nats."""
+    def reference(nll, text):
+        return float(nll.double().sum() / math.log(2) / len(text.encode("utf-8")))
+
+    generator = _generator(10)
+    cases = [{"nll": torch.tensor([math.log(2)]), "text": "a"},
+             {"nll": torch.tensor([1.0, 2.0]), "text": "ab"},
+             {"nll": torch.tensor([1.0, 2.0, 0.5]), "text": "Ophélie’s"},  # characters of 2 and 3 bytes
+             {"nll": torch.rand(40, generator=generator) * 5, "text": "To be, or not to be, that is the question"}]
+    run_checks("bits_per_byte", learner, reference, cases, hint, atol=1e-6)
+
+
+# ---- lesson 07 --------------------------------------------------------------------------------
+
+def residual_distribution(learner: Callable, hint: str | None = None) -> None:
+    """``learner(p, q)``: norm(max(0, p - q)) of ``speculative.residual_distribution``."""
+    from .speculative import residual_distribution as reference
+
+    generator = _generator(11)
+    cases = [{"p": torch.tensor([1.0, 0.0]), "q": torch.tensor([0.0, 1.0])},
+             {"p": torch.tensor([0.5, 0.3, 0.2]), "q": torch.tensor([0.2, 0.6, 0.2])},
+             {"p": torch.tensor([0.25, 0.25, 0.25, 0.25]), "q": torch.tensor([0.7, 0.1, 0.1, 0.1])}]
+    for V in (8, 50):
+        p, q = (torch.randn(V, generator=generator).mul(2).softmax(-1) for _ in range(2))
+        cases.append({"p": p, "q": q})
+    run_checks("residual_distribution", learner, reference, cases, hint, atol=1e-6)
+
+
+def greedy_acceptance(learner: Callable, hint: str | None = None) -> None:
+    """``learner(drafted, choices)``: (drafts kept, next token) as greedy ``speculative.accept_drafts``."""
+    from .generation import GenerationSettings
+    from .speculative import accept_drafts
+
+    def reference(drafted, choices):
+        logits = F.one_hot(choices, int(max(choices.max(), drafted.max())) + 1).float()
+        kept, following = accept_drafts(drafted[None], logits, None, GenerationSettings())
+        return kept, int(following)
+
+    generator = _generator(12)
+    cases = [{"drafted": torch.tensor([3]), "choices": torch.tensor([3, 4])},
+             {"drafted": torch.tensor([1]), "choices": torch.tensor([3, 4])},
+             {"drafted": torch.tensor([5, 1, 2]), "choices": torch.tensor([5, 9, 2, 7])},  # a match after a mismatch
+             {"drafted": torch.tensor([5, 9, 2]), "choices": torch.tensor([5, 9, 2, 7])}]  # all kept: the bonus
+    for K in (4, 8):
+        choices = torch.randint(0, 4, (K + 1,), generator=generator)
+        drafted = torch.where(torch.rand(K, generator=generator) < 0.7, choices[:K], (choices[:K] + 1) % 4)
+        cases.append({"drafted": drafted, "choices": choices})
+    run_checks("greedy_acceptance", learner, reference, cases, hint)
+
+
+def expected_tokens(learner: Callable, hint: str | None = None) -> None:
+    """``learner(acceptance, k)``: ``speculative.expected_tokens_per_step``."""
+    from .speculative import expected_tokens_per_step
+
+    cases = [{"acceptance": a, "k": k} for k in (0, 1, 2, 5, 8) for a in (0.0, 0.5, 0.84, 0.999, 1.0)]
+    run_checks("expected_tokens", learner, expected_tokens_per_step, cases, hint, atol=1e-9)
+
+
+__all__ = ["ExerciseFailed", "attention", "attention_entropy", "bits_per_byte", "cached_attention_step",
+           "causal_mask", "expected_tokens", "gelu_tanh", "greedy_acceptance", "kv_cache_bytes", "learning_rate",
+           "mean_distance", "next_token_windows", "parameter_count", "previous_token_score", "repetition_penalty",
+           "residual_distribution", "run_checks", "shifted_causal_mask", "split_heads", "token_log_probs", "top_k",
+           "top_p"]

@@ -175,6 +175,14 @@ class SpeculativeStats:
             self.accepted_at.append(0)
 
 
+def residual_distribution(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """norm(max(0, p - q)) for the target's and the drafter's distributions (..., V): where a
+    rejected draft's replacement is drawn from, the target's mass the drafter under-proposed.
+    Defined when p and q differ (a rejection implies they do)."""
+    residual = (p - q).clamp(min=0)
+    return residual / residual.sum(dim=-1, keepdim=True)
+
+
 def accept_drafts(
     drafted: torch.Tensor,
     target_logits: torch.Tensor,
@@ -200,8 +208,7 @@ def accept_drafts(
             continue
         q = draft_probabilities[i] if draft_probabilities is not None else torch.nn.functional.one_hot(
             x, p.shape[-1]).float()
-        residual = (p[i] - q).clamp(min=0)
-        return i, torch.multinomial(residual / residual.sum(), 1, generator=generator).view(1, 1)
+        return i, torch.multinomial(residual_distribution(p[i], q), 1, generator=generator).view(1, 1)
     return K, torch.multinomial(p[K], 1, generator=generator).view(1, 1)
 
 

@@ -171,14 +171,20 @@ def encode_plays(tokenizer, plays: dict[str, str]) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
+def windows_at(tokens: torch.Tensor, starts: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The windows of ``length`` tokens starting at ``starts`` (B,): inputs (B, length) and
+    targets (B, length), the same windows moved one token on: the next token at every position."""
+    inputs = torch.stack([tokens[s : s + length] for s in starts.tolist()])
+    targets = torch.stack([tokens[s + 1 : s + 1 + length] for s in starts.tolist()])
+    return inputs, targets
+
+
 def random_batch(
     tokens: torch.Tensor, batch_size: int, context_length: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows: inputs (B, T) and targets (B, T), the same windows shifted by one."""
     starts = torch.randint(0, len(tokens) - context_length - 1, (batch_size,), generator=generator)
-    inputs = torch.stack([tokens[s : s + context_length] for s in starts.tolist()])
-    targets = torch.stack([tokens[s + 1 : s + 1 + context_length] for s in starts.tolist()])
-    return inputs, targets
+    return windows_at(tokens, starts, context_length)
 
 
 TEACHER_PROMPT_TOKENS = 32  # each teacher text continues this many tokens of training text

@@ -32,6 +32,8 @@
 # your Hugging Face cache) and every cell runs unchanged on the real GPT-2.
 
 # %%
+import math
+
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
@@ -159,15 +161,26 @@ if model_name() == "shakespeare-gpt":  # what this model learned; GPT-2 learned 
 # One linear layer `c_attn` produces queries, keys and values for all heads at once (3C
 # outputs). They are split into H heads of size D, each head attends causally (lesson 01), and
 # the heads' outputs are laid side by side and mixed by `c_proj`. Here is that computation
-# written out for the first block, checked against the module's own output.
+# written out for the first block, checked against the module's own output. Splitting into
+# heads is a reshape with a trap: the C channels of each position must be cut into H slices of D,
+# so the view is (B, T, H, D) and only then are T and H swapped.
 
 # %%
+def split_heads(t: torch.Tensor, n_head: int) -> torch.Tensor:
+    """(B, T, C) -> (B, H, T, D): head h holds channels h*D .. (h+1)*D - 1 of every position."""
+    # EXERCISE split_heads: Return t (B, T, C) as (B, n_head, T, C // n_head), head h holding channels h*D to (h+1)*D - 1.
+    # HINT: view the channels as (n_head, D) first, then swap the position and head dimensions; viewing straight to (B, H, T, D) mixes positions.
+    B, T, C = t.shape
+    return t.view(B, T, n_head, C // n_head).transpose(1, 2)
+    # END EXERCISE
+
+
 block = model.h[0]
 H, D, C = config.n_head, config.head_size, config.n_embd
 with torch.no_grad():
     h_in = block.ln_1(x)
     q, k, v = block.attn.c_attn(h_in).split(C, dim=2)  # each (B, T, C)
-    q, k, v = (t.view(B, T, H, D).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+    q, k, v = (split_heads(t, H) for t in (q, k, v))  # (B, H, T, D)
     scores = q @ k.transpose(-2, -1) / D**0.5  # (B, H, T, T)
     future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
     weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
@@ -197,12 +210,22 @@ plt.show()
 #
 # After attention mixes information *across* positions, the MLP transforms each position on its
 # own: widen to 4C, apply GELU, project back to C. GELU(x) = x·Φ(x), where Φ is the standard
-# normal CDF; GPT-2 uses a tanh approximation of it. How close is the approximation?
+# normal CDF; GPT-2 uses a tanh approximation of it, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715
+# x^3))). We write it out, check it against PyTorch's, and see how close it is to the exact GELU.
 
 # %%
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GPT-2's GELU, elementwise: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    # EXERCISE gelu_tanh: Return 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), elementwise, for a tensor x.
+    # HINT: torch.tanh and math.sqrt(2 / math.pi); the cubic term is x**3, inside the tanh, and the 0.5 x multiplies everything.
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    # END EXERCISE
+
+
 grid = torch.linspace(-4, 4, 801)
 exact = F.gelu(grid)
-tanh_form = F.gelu(grid, approximate="tanh")
+tanh_form = gelu_tanh(grid)
+check_below("gelu_tanh against F.gelu(approximate='tanh')", (tanh_form - F.gelu(grid, approximate="tanh")).abs().max(), 1e-6)
 print(f"largest |GELU - tanh approximation| on [-4, 4]: {(exact - tanh_form).abs().max():.1e}")
 fig, ax = plt.subplots(figsize=(5, 3.2))
 _ = ax.plot(grid, exact, label="GELU (exact)")
@@ -285,9 +308,12 @@ print(f"logits {tuple(logits.shape)}: a score for each of {config.vocab_size} to
 # %%
 def parameter_count(V: int, T_max: int, C: int, L: int, tied: bool = True) -> int:
     """GPT-2's parameter count from its shape."""
+    # EXERCISE parameter_count: Return GPT-2's parameter count for vocabulary V, context T_max, width C, L blocks, head tied or not.
+    # HINT: 12C^2 + 13C per block, VC + T_max C for the embeddings, 2C for the final LayerNorm, and VC more for an untied head.
     per_block = 12 * C * C + 13 * C
     head = 0 if tied else V * C
     return V * C + T_max * C + L * per_block + 2 * C + head
+    # END EXERCISE
 
 
 formula = parameter_count(config.vocab_size, config.context_length, config.n_embd, config.n_layer)

@@ -154,6 +154,42 @@ assert kept_distribution(panels["top-p = 0.8"]).gt(0).tolist() == [True] * 4 + [
 assert kept_distribution(panels["min-p = 0.2"]).gt(0).tolist() == [True] * 4 + [False] * 4
 
 # %% [markdown]
+# The two filters most used are short enough to write yourself, and their edge cases are where
+# implementations disagree: **ties** (top-k keeps every token tied with the k-th, as
+# `transformers` does) and the **crossing token** (top-p keeps the token whose probability makes
+# the running sum reach p, and a sum that lands exactly on p stops there). Written out by hand,
+# each must equal the library's filter, which is tested against `transformers`' own.
+
+# %%
+def top_k_by_hand(logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Logits (B, V) with every token below the top_k-th largest of its row set to -inf."""
+    # EXERCISE top_k: Return the logits (B, V) with every token smaller than its row's top_k-th largest set to -inf (ties with it are kept).
+    # HINT: torch.topk(logits, top_k).values[..., -1:] is each row's k-th largest; compare with <, not by index, so ties stay.
+    kth_largest = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth_largest, float("-inf"))
+    # END EXERCISE
+
+
+def top_p_by_hand(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Logits (B, V) with all but the nucleus of each row set to -inf: the most likely tokens, in
+    order, up to and including the one whose probability makes the sum reach top_p."""
+    # EXERCISE top_p: Return the logits (B, V) keeping, per row, the most likely tokens up to and including the one whose probability makes the sum reach top_p; the rest -inf.
+    # HINT: sort descending, softmax, cumsum; a token stays if the sum of the tokens before it is below top_p (so the crossing token stays).
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    before = sorted_logits.softmax(dim=-1).cumsum(dim=-1) - sorted_logits.softmax(dim=-1)
+    remove_sorted = before >= top_p
+    remove = remove_sorted.scatter(-1, order, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+    # END EXERCISE
+
+
+tied = torch.tensor([[3.0, 1.0, 2.0, 2.0, 0.0]])  # two tokens tied for second place
+assert top_k_by_hand(tied, 2).isfinite().sum() == 3 == top_k_filter(tied, 2).isfinite().sum()
+for p in (0.5, 0.75, 0.8, 0.95):  # at 0.95 one of the two tied 0.03 tokens goes: either may
+    assert torch.equal(top_p_by_hand(cat_logits, p).sort().values, top_p_filter(cat_logits, p).sort().values)
+print("top-k with a tie keeps", int(top_k_by_hand(tied, 2).isfinite().sum()), "tokens; top-p by hand = top_p_filter")
+
+# %% [markdown]
 # ## 3. Greedy decoding loops
 #
 # Greedy looks safe — always the best token — but a model's single most likely continuation is
@@ -296,6 +332,23 @@ history = torch.tensor([[0, 2, 2]])
 print("logits:                        ", logits[0].tolist())
 print("repetition penalty 2:          ", apply_repetition_penalty(logits, history, 2.0)[0].tolist())
 print("frequency 0.5 + presence 0.25: ", apply_frequency_presence_penalty(logits, history, 0.5, 0.25)[0].tolist())
+
+# %% [markdown]
+# The repetition penalty by hand: the only subtlety is the sign. Dividing a negative logit by a
+# penalty above 1 would *raise* it, so negative logits are multiplied instead.
+
+# %%
+def repetition_penalty_by_hand(logits: torch.Tensor, input_ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Logits (B, V) after the CTRL rule for the tokens in input_ids (B, T) of each row."""
+    # EXERCISE repetition_penalty: Return the logits (B, V) with each token seen in its row of input_ids divided by penalty if positive, multiplied if negative.
+    # HINT: mark the seen tokens with scatter on a zeros_like(logits) (a token seen twice is penalised once), then torch.where on the sign.
+    seen = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, input_ids, True)
+    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalised, logits)
+    # END EXERCISE
+
+
+assert torch.equal(repetition_penalty_by_hand(logits, history, 2.0), apply_repetition_penalty(logits, history, 2.0))
 
 # %%
 prompt = encode("KING HENRY.\nOnce more unto the breach, dear friends,")

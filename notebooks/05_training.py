@@ -64,6 +64,7 @@ from course_utils.train import (
     make_optimizer,
     random_batch,
     update,
+    windows_at,
 )
 
 generator = setup(seed=0)
@@ -146,9 +147,24 @@ for i, t in zip(inputs.tolist(), targets.tolist()):
 
 # %% [markdown]
 # Training takes a batch of such windows from random places in the stream, with
-# `random_batch`: inputs (B, T) and targets (B, T).
+# `random_batch`: inputs (B, T) and targets (B, T). Cutting the windows at given starting points
+# is the part where an off-by-one hides, so here it is by hand, against the library's
+# `windows_at` (which `random_batch` calls with random starts).
 
 # %%
+def windows_by_hand(tokens: torch.Tensor, starts: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets (B, length) for the windows of the token stream that start at starts (B,)."""
+    # EXERCISE next_token_windows: Return (inputs, targets), each (len(starts), length): tokens[s : s + length] for each start s, and the same windows one token on.
+    # HINT: the target at each position is the token that follows the input there, so the targets are tokens[s + 1 : s + 1 + length]; torch.stack the rows.
+    inputs = torch.stack([tokens[s : s + length] for s in starts.tolist()])
+    targets = torch.stack([tokens[s + 1 : s + 1 + length] for s in starts.tolist()])
+    return inputs, targets
+    # END EXERCISE
+
+
+starts = torch.tensor([1000, 52_000, 7])
+for mine, library in zip(windows_by_hand(train_tokens, starts, 9), windows_at(train_tokens, starts, 9)):
+    assert torch.equal(mine, library)
 batch_inputs, batch_targets = random_batch(train_tokens, batch_size=4, context_length=64, generator=generator)
 print(batch_inputs.shape, batch_targets.shape)
 assert torch.equal(batch_inputs[:, 1:], batch_targets[:, :-1])  # the same windows, shifted by one
@@ -242,8 +258,22 @@ print(f"precision='auto' picks {choice.precision} here: {choice.reason[len('auto
 # The schedule, for the bundled model's recipe:
 
 # %%
+def learning_rate_by_hand(step: int, warmup_steps: int, max_steps: int, learning_rate: float, min_lr: float) -> float:
+    """The learning rate at ``step`` (0-based): linear warm-up, then cosine decay to min_lr."""
+    # EXERCISE learning_rate: Return the rate at step (0-based): (step + 1) / warmup_steps of learning_rate during warm-up, then a cosine from learning_rate down to min_lr at max_steps.
+    # HINT: after warm-up, progress = (step - warmup_steps) / (max_steps - warmup_steps), capped at 1; rate = min_lr + (learning_rate - min_lr) * (1 + cos(pi * progress)) / 2.
+    if step < warmup_steps:
+        return learning_rate * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    return min_lr + (learning_rate - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+    # END EXERCISE
+
+
 recipe = PRESETS["shakespeare-gpt"]
 steps = np.arange(recipe.max_steps)
+for step in (0, 50, 99, 100, 1000, 2399, 3000):
+    by_hand = learning_rate_by_hand(step, recipe.warmup_steps, recipe.max_steps, recipe.learning_rate, recipe.min_lr)
+    assert abs(by_hand - learning_rate_at(step, recipe)) < 1e-12
 fig, ax = plt.subplots(figsize=(7, 3))
 _ = ax.plot(steps, [learning_rate_at(int(s), recipe) for s in steps])
 ax.set(xlabel="step", ylabel="learning rate", title="warm-up and cosine decay (shakespeare-gpt)")
@@ -438,12 +468,21 @@ assert history["val_bpb"][-1] < history["val_bpb"][0] - 0.3
 # We compute both by hand from the per-token losses, and check the library's `bits_per_byte`.
 
 # %%
+def bits_per_byte_by_hand(nll: torch.Tensor, text: str) -> float:
+    """Bits per UTF-8 byte of ``text`` from the negative log-likelihoods, in nats, of its tokens."""
+    # EXERCISE bits_per_byte: Return the total of nll (nats, one per predicted token) in bits, divided by the length of text in UTF-8 bytes.
+    # HINT: nats to bits is a division by ln 2 (math.log(2)); bytes are len(text.encode("utf-8")), not len(text); sum, do not average.
+    return nll.sum().item() / math.log(2) / len(text.encode("utf-8"))
+    # END EXERCISE
+
+
+# %%
 # NBVAL_IGNORE_OUTPUT
 model = trainer.model.eval()
 ids = [tokenizer.eos_token_id] + backend.encode(excerpt).ids
 nll = token_nll(logits_fn(model), ids, context=model.config.context_length)  # nats, one per predicted token
 mean_nll = nll.mean().item()
-by_hand = nll.sum().item() / math.log(2) / len(excerpt.encode())
+by_hand = bits_per_byte_by_hand(nll, excerpt)
 ours_bpb = validation_bpb(model)
 print(f"loss {mean_nll:.3f} nats per token -> perplexity {math.exp(mean_nll):.1f}")
 print(f"bits per byte: by hand {by_hand:.4f}, bits_per_byte() {ours_bpb:.4f}")

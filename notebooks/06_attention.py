@@ -44,11 +44,14 @@ from course_utils.attention import (
     ablation_effects,
     attention_weights,
     copying_loss,
+    entropy,
     head_scores,
     induction_score,
+    mean_distance,
     plot_attention,
     plot_head_grid,
     plot_score_table,
+    previous_token_score,
     repeated_block_batch,
     repeated_random_tokens,
     token_labels,
@@ -143,6 +146,44 @@ for ax, (name, table) in zip(axes.flatten(), scores.items()):
     plot_score_table(table, name.replace("_", " "), ax, fmt=".1f" if name == "mean_distance" else ".2f")
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# Each rule is a line or two of tensor code. Here are three of them for one head's weights on one
+# passage, w (T, T), written out and checked against `course_utils.attention` (layer 2, head 3,
+# first passage).
+
+# %%
+def previous_token_by_hand(w: torch.Tensor) -> torch.Tensor:
+    """Mean of w[i, i-1] over the queries i = 1 .. T-1 of one head's weights w (T, T)."""
+    # EXERCISE previous_token_score: Return the mean over queries i >= 1 of w[i, i - 1], the weight on the token just before (a 0-d tensor).
+    # HINT: those entries are the diagonal just below the main one: torch.diagonal(w, offset=-1) holds T - 1 of them.
+    return torch.diagonal(w, offset=-1).mean()
+    # END EXERCISE
+
+
+def mean_distance_by_hand(w: torch.Tensor) -> torch.Tensor:
+    """Mean over the queries i of sum_j w[i, j] (i - j): how far back a head looks, in tokens."""
+    # EXERCISE mean_distance: Return the mean over all queries i of sum_j w[i, j] (i - j), in tokens (a 0-d tensor).
+    # HINT: build the (T, T) matrix of i - j from torch.arange (future entries have weight 0 anyway), multiply, sum over keys, average over queries.
+    positions = torch.arange(w.shape[-1], dtype=w.dtype)
+    return (w * (positions[:, None] - positions[None, :]).clamp(min=0)).sum(-1).mean()
+    # END EXERCISE
+
+
+def entropy_by_hand(w: torch.Tensor) -> torch.Tensor:
+    """Mean over the queries i of -sum_j w[i, j] ln w[i, j], in nats, with 0 ln 0 = 0."""
+    # EXERCISE attention_entropy: Return the mean over all queries of -sum_j w[i, j] ln w[i, j], in nats, counting 0 ln 0 as 0 (a 0-d tensor).
+    # HINT: masked future weights are exactly 0 and torch.log(0) is -inf; torch.special.xlogy(w, w) gives w ln w with 0 where w is 0.
+    return -torch.special.xlogy(w, w).sum(-1).mean()
+    # END EXERCISE
+
+
+one_head = [weights[2][:1, 3:4]]  # layer 2, head 3, the first passage: a list of one (1, 1, T, T)
+for name, by_hand, rule in [("previous-token", previous_token_by_hand, previous_token_score),
+                            ("mean distance", mean_distance_by_hand, mean_distance),
+                            ("entropy", entropy_by_hand, entropy)]:
+    check_below(f"{name} by hand against course_utils.attention", abs(by_hand(one_head[0][0, 0]) - rule(one_head)[0, 0]),
+                1e-5)
 
 # %% [markdown]
 # Now sort the heads, by rules stated before looking: a head is **previous-token** if more than

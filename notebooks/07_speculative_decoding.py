@@ -56,6 +56,7 @@ from course_utils.speculative import (
     distributions,
     expected_tokens_per_step,
     predicted_speedup,
+    residual_distribution,
     speculative_generate,
 )
 
@@ -123,7 +124,22 @@ assert draft_cost < 0.5, "the draft should be much cheaper than the target"
 #   norm(max(0, p_i − q_i)): the target's probability mass the drafter under-proposed;
 # - if all K survive, draw a bonus token from p_{K+1}.
 #
-# Here is one step with sampling at temperature 0.8, K = 4, every number printed.
+# Here is one step with sampling at temperature 0.8, K = 4, every number printed. First the
+# residual, the one formula of the step worth writing yourself:
+
+# %%
+def residual_by_hand(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """norm(max(0, p - q)) for the target's and the drafter's distributions p, q (V,)."""
+    # EXERCISE residual_distribution: Return norm(max(0, p - q)): the positive part of p - q, rescaled to sum to 1.
+    # HINT: clamp(min=0) keeps the positive part; divide by its sum, not by p's or q's (both sum to 1 already).
+    residual = (p - q).clamp(min=0)
+    return residual / residual.sum()
+    # END EXERCISE
+
+
+example_p, example_q = torch.tensor([0.5, 0.3, 0.2]), torch.tensor([0.2, 0.6, 0.2])
+print("p =", example_p.tolist(), " q =", example_q.tolist(), " residual =", residual_by_hand(example_p, example_q).tolist())
+assert torch.allclose(residual_by_hand(example_p, example_q), residual_distribution(example_p, example_q))
 
 # %%
 settings = GenerationSettings(do_sample=True, temperature=0.8, top_k=0, max_new_tokens=4)
@@ -150,8 +166,7 @@ for i in range(K):
     print(f"draft {i + 1}: {show(x):>10}  q = {float(q[i, x]):.3f}  p = {float(p[i, x]):.3f}  "
           f"min(1, p/q) = {min(1.0, ratio):.3f}  u = {u:.3f}  -> {'accept' if accepted else 'reject'}")
     if not accepted:
-        residual = (p[i] - q[i]).clamp(min=0)
-        following = torch.multinomial(residual / residual.sum(), 1, generator=rule_generator)
+        following = torch.multinomial(residual_by_hand(p[i], q[i]), 1, generator=rule_generator)
         print(f"correction drawn from the residual: {show(following)}")
         kept = i
         break
@@ -177,8 +192,33 @@ print(f"accept_drafts, given the same random numbers, keeps {library_kept} and a
 #
 # Greedy decoding accepts a drafted token if and only if it is the target's argmax, and the
 # correction is the argmax itself. So the output must equal plain greedy decoding, token for
-# token, whatever K. We check K = 1 to 8 on three prompts of 100 new tokens, and keep each run's
-# statistics for section 5.
+# token, whatever K. The whole greedy rule fits in a few lines: keep drafts while they equal the
+# target's choice at their position, then add the target's choice at the first mismatch (or the
+# bonus after the last draft).
+
+# %%
+def greedy_kept_by_hand(drafted: torch.Tensor, choices: torch.Tensor) -> tuple[int, int]:
+    """drafted (K,) tokens and the target's greedy choices (K + 1,) at their positions: how many
+    drafts are kept, and the token that follows them."""
+    # EXERCISE greedy_acceptance: Return (m, token): m = how many leading drafts equal the target's choices, token = choices[m].
+    # HINT: compare drafted with choices[:K] and stop at the first mismatch (a cumulative product of the matches does it); choices has K + 1 entries, so choices[K] is the bonus.
+    matches = (drafted == choices[: len(drafted)]).int()
+    kept = int(matches.cumprod(0).sum())
+    return kept, int(choices[kept])
+    # END EXERCISE
+
+
+example_choices = torch.tensor([5, 9, 2, 7])
+for example_drafts in (torch.tensor([5, 9, 2]), torch.tensor([5, 1, 2]), torch.tensor([3, 9, 2])):
+    example_logits = torch.nn.functional.one_hot(example_choices, 10).float()
+    example_kept, example_next = accept_drafts(example_drafts[None], example_logits, None, GenerationSettings())
+    assert greedy_kept_by_hand(example_drafts, example_choices) == (example_kept, int(example_next))
+    print(f"drafts {example_drafts.tolist()}, target's choices {example_choices.tolist()}: "
+          f"keep {example_kept}, then {int(example_next)}")
+
+# %% [markdown]
+# We check K = 1 to 8 on three prompts of 100 new tokens, and keep each run's statistics for
+# section 5.
 
 # %%
 prompts = [encode(text) for text in SPECULATIVE_PROMPTS[:3]]
@@ -274,7 +314,26 @@ assert draft_p < 1e-6, "the draft alone should fail the same test"
 #
 # predicted speedup = E[tokens per step] / (K c + v(K + 1)).
 #
-# First a. With K = 1 every step drafts one token, so the fraction accepted measures a directly.
+# The formula by hand first, with its edge: at a = 1 it is 0/0, and the limit is K + 1.
+
+# %%
+def expected_tokens_by_hand(acceptance: float, k: int) -> float:
+    """(1 - a^(K+1)) / (1 - a): expected tokens per target pass with K drafts each accepted with
+    probability a; K + 1 when a = 1."""
+    # EXERCISE expected_tokens: Return (1 - a^(k+1)) / (1 - a) for acceptance a and k drafts, and k + 1 when a = 1.
+    # HINT: it is the sum 1 + a + a^2 + ... + a^k: the target's own token plus each run of accepted drafts; handle a = 1 apart (or sum the series).
+    if acceptance == 1.0:
+        return float(k + 1)
+    return (1 - acceptance ** (k + 1)) / (1 - acceptance)
+    # END EXERCISE
+
+
+for a in (0.0, 0.5, 0.84, 1.0):
+    assert all(abs(expected_tokens_by_hand(a, k) - expected_tokens_per_step(a, k)) < 1e-12 for k in range(9))
+print("K = 5:", {a: round(expected_tokens_by_hand(a, 5), 2) for a in (0.0, 0.5, 0.84, 1.0)})
+
+# %% [markdown]
+# Now a. With K = 1 every step drafts one token, so the fraction accepted measures a directly.
 # We compare the formula's tokens per step with what the runs of section 3 really did.
 
 # %%

@@ -1,0 +1,451 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 02 — A mini-GPT, piece by piece
+#
+# GPT-2 is a short list of simple parts. In this lesson we take `course_utils.MiniGPT` — the
+# whole model in one readable file, `course_utils/model.py` — and look at each part on real
+# weights:
+#
+# 1. token and position embeddings;
+# 2. masked multi-head self-attention;
+# 3. the GELU feed-forward network;
+# 4. pre-norm versus post-norm blocks, measured;
+# 5. the LM head and weight tying;
+# 6. the parameter count, checked against a formula, and GPT-2 124M's tying saving computed;
+# 7. loading pretrained weights from `transformers` and **proving** they give the same logits
+#    and the same text.
+#
+# The lesson runs on the bundled `shakespeare-gpt`. Set `COURSE_MODEL=gpt2` (with GPT-2 in
+# your Hugging Face cache) and every cell runs unchanged on the real GPT-2.
+
+# %% [markdown]
+# **Exercise workbook.** This is lesson 02 with the body of 3 functions left for you to write: `split_heads`, `gelu_tanh`, `parameter_count`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back, and a hint. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/02_mini_gpt.ipynb`.
+#
+# To start one exercise again, copy its blank from `git show HEAD:exercises/02_mini_gpt.py`; to reset the whole workbook, run `git checkout exercises/02_mini_gpt.ipynb exercises/02_mini_gpt.py`.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from course_utils import MiniGPT, generate, load_model
+from course_utils.hub import model_name
+from course_utils.lesson import check_below, setup
+
+generator = setup(seed=0)
+hf_model, tokenizer = load_model()  # a transformers GPT2LMHeadModel
+model = MiniGPT.from_hf(hf_model)  # the same weights in our own code
+config = model.config
+print(f"model: {model_name()}")
+print(config)
+
+# %%
+from course_utils import checks
+
+# %% [markdown]
+# Throughout, B is the batch size, T the sequence length, C the width (`n_embd`), H the number
+# of heads and D = C / H the size of one head. The whole forward pass is:
+#
+# ```
+# x = wte(tokens) + wpe(positions)             # (B, T, C)
+# for block in h:                              # n_layer times
+#     x = x + attn(ln_1(x))                    # masked multi-head self-attention
+#     x = x + mlp(ln_2(x))                     # GELU feed-forward
+# logits = lm_head(ln_f(x))                    # (B, T, V)
+# ```
+#
+# ## 1. Embeddings: what and where
+#
+# A token id picks a row of the token embedding `wte` (V × C); its position picks a row of the
+# position embedding `wpe` (context × C). GPT-2 learns both and adds them. Why positions at all?
+# Attention weighs tokens by their content, not their place, so without positions and without a
+# mask a model sees a *set* of tokens: "the dog bit the man." and "the man bit the dog." would
+# look alike. The causal mask changes that, as we measure after this cell.
+
+# %%
+ids = tokenizer("Now is the winter of our discontent", return_tensors="pt").input_ids
+B, T = ids.shape
+token_vectors = model.wte(ids)  # (B, T, C)
+position_vectors = model.wpe(torch.arange(T))  # (T, C), broadcast over the batch
+x = token_vectors + position_vectors
+print(f"ids {tuple(ids.shape)} -> token vectors {tuple(token_vectors.shape)} "
+      f"+ position vectors {tuple(position_vectors.shape)} = x {tuple(x.shape)}")
+
+# %% [markdown]
+# Two sentences with the same tokens in another order, and the same last token, so that the last
+# position asks the same question of both. We run the model three ways: as trained, with the
+# position embeddings left out, and with them left out *and* the causal mask replaced by a mask
+# that lets every token see every other one. A block takes the mask as an argument (True where
+# attending is allowed), so no part of the model is changed.
+
+# %%
+def last_logits(ids: torch.Tensor, positions: bool, causal: bool) -> torch.Tensor:
+    """Next-token logits (V,) at the last position of (1, T) ids."""
+    T = ids.shape[1]
+    x = model.wte(ids) + (model.wpe(torch.arange(T)) if positions else 0)
+    everything = None if causal else torch.ones(1, 1, T, T, dtype=torch.bool)  # None: causal
+    for each_block in model.h:
+        x, _ = each_block(x, everything)
+    return model.lm_head(model.ln_f(x))[0, -1]
+
+
+dog_bites = tokenizer("The dog bit the man.", return_tensors="pt").input_ids
+man_bites = tokenizer("The man bit the dog.", return_tensors="pt").input_ids
+assert sorted(dog_bites[0].tolist()) == sorted(man_bites[0].tolist()) and dog_bites[0, -1] == man_bites[0, -1]
+gaps = {}
+with torch.no_grad():
+    for name, positions, causal in [("as trained", True, True), ("no positions, causal mask", False, True),
+                                    ("no positions, no mask", False, False)]:
+        gaps[name] = (last_logits(dog_bites, positions, causal) - last_logits(man_bites, positions, causal)).abs().max()
+print("largest difference between the two sentences' last-position logits:")
+print(f"  as trained:                 {gaps['as trained']:.1f}")
+print(f"  no positions, causal mask:  {gaps['no positions, causal mask']:.1f}")
+check_below("  no positions, no mask", gaps["no positions, no mask"], 1e-4)
+assert gaps["no positions, causal mask"] > 0.5
+
+# %% [markdown]
+# Without positions and without the mask the two sentences give the same logits, to float
+# rounding: order is invisible. With the causal mask alone they differ, because the mask already
+# encodes order: "man" comes after four tokens in one sentence and after one in the other, so
+# it attends over different sets, and what a token sees becomes what it passes on. Decoders trained with no position embeddings at
+# all ("NoPE") work for this reason (Haviv et al. 2022, "Transformer Language Models without
+# Positional Encodings Still Learn Positional Information"; Kazemnejad et al. 2023). Our model was
+# trained *with* positions, so leaving them out is not something it is used to; the point is only
+# that the information is there. Learned positions still help, and GPT-2 uses them.
+#
+# What did the model learn in `wpe`? Compare every pair of position vectors by cosine similarity,
+# then average it over all pairs the same distance apart.
+
+# %% tags=["readme-figure"]
+with torch.no_grad():
+    positions = F.normalize(model.wpe.weight, dim=-1)
+    similarity = positions @ positions.T  # (context, context)
+distances = [1, 2, 5, 10, 20, 50, 100, 200, 400]
+by_distance = {d: torch.diagonal(similarity, d).mean().item() for d in distances if d < config.context_length}
+print("mean cosine similarity of two position vectors, by distance:")
+print("  " + "  ".join(f"{d}: {value:.2f}" for d, value in by_distance.items()))
+fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.8))
+image = left.imshow(similarity[:64, :64], cmap="RdBu_r", vmin=-1, vmax=1)
+left.set_xlabel("position")
+left.set_ylabel("position")
+left.set_title("Cosine similarity, first 64 positions")
+fig.colorbar(image, ax=left)
+_ = right.plot(list(by_distance), list(by_distance.values()), "o-")
+right.set_xscale("log")
+right.set_xlabel("distance between positions")
+right.set_ylabel("mean cosine similarity")
+right.set_title("Similarity against distance")
+plt.tight_layout()
+plt.show()
+assert by_distance[1] > by_distance[max(by_distance)] + 0.1  # far positions differ, in any model
+if model_name() == "shakespeare-gpt":  # what this model learned; GPT-2 learned another shape
+    assert abs(by_distance[1] - by_distance[20]) < 0.05
+
+# %% [markdown]
+# A common claim is that nearby positions get similar vectors. Look at the numbers before
+# believing it: in `shakespeare-gpt` a neighbour is no more alike than a position twenty away.
+# What the model learned is coarse: positions far apart differ, and positions within a few dozen
+# of each other are about equally alike. Run the lesson with `COURSE_MODEL=gpt2` to see what a
+# larger model trained on more text learned instead.
+#
+# ## 2. Masked multi-head self-attention
+#
+# One linear layer `c_attn` produces queries, keys and values for all heads at once (3C
+# outputs). They are split into H heads of size D, each head attends causally (lesson 01), and
+# the heads' outputs are laid side by side and mixed by `c_proj`. Here is that computation
+# written out for the first block, checked against the module's own output. Splitting into
+# heads is a reshape with a trap: the C channels of each position must be cut into H slices of D,
+# so the view is (B, T, H, D) and only then are T and H swapped.
+
+# %%
+def split_heads(t: torch.Tensor, n_head: int) -> torch.Tensor:
+    """(B, T, C) -> (B, H, T, D): head h holds channels h*D .. (h+1)*D - 1 of every position."""
+    # EXERCISE split_heads: Return t (B, T, C) as (B, n_head, T, C // n_head), head h holding channels h*D to (h+1)*D - 1.
+    raise NotImplementedError('Return t (B, T, C) as (B, n_head, T, C // n_head), head h holding channels h*D to (h+1)*D - 1.')
+
+
+# %%
+checks.split_heads(split_heads, hint='view the channels as (n_head, D) first, then swap the position and head dimensions; viewing straight to (B, H, T, D) mixes positions.')
+
+# %%
+block = model.h[0]
+H, D, C = config.n_head, config.head_size, config.n_embd
+with torch.no_grad():
+    h_in = block.ln_1(x)
+    q, k, v = block.attn.c_attn(h_in).split(C, dim=2)  # each (B, T, C)
+    q, k, v = (split_heads(t, H) for t in (q, k, v))  # (B, H, T, D)
+    scores = q @ k.transpose(-2, -1) / D**0.5  # (B, H, T, T)
+    future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+    heads = weights @ v  # (B, H, T, D)
+    by_hand = block.attn.c_proj(heads.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+    module_output, _ = block.attn(h_in)
+print(f"q, k, v per head: {tuple(q.shape)}; attention weights: {tuple(weights.shape)}")
+check_below("by hand vs MiniGPT's attention module: largest difference", (by_hand - module_output).abs().max(), 1e-6)
+
+# %% [markdown]
+# Each head has its own attention pattern over the same tokens: different heads learn to look
+# at different things (lesson 06 explores them).
+
+# %%
+tokens = [tokenizer.decode(i) for i in ids[0]]
+fig, axes = plt.subplots(1, min(H, 4), figsize=(3.2 * min(H, 4), 3.2))
+for head, ax in enumerate(axes):
+    ax.imshow(weights[0, head], cmap="viridis", vmin=0, vmax=1)
+    ax.set_title(f"layer 0, head {head}")
+    ax.set_xticks(range(T), tokens, rotation=90)
+    ax.set_yticks(range(T), tokens if head == 0 else [])
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 3. The feed-forward network and GELU
+#
+# After attention mixes information *across* positions, the MLP transforms each position on its
+# own: widen to 4C, apply GELU, project back to C. GELU(x) = x·Φ(x), where Φ is the standard
+# normal CDF; GPT-2 uses a tanh approximation of it, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715
+# x^3))). We write it out, check it against PyTorch's, and see how close it is to the exact GELU.
+
+# %%
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GPT-2's GELU, elementwise: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    # EXERCISE gelu_tanh: Return 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), elementwise, for a tensor x.
+    raise NotImplementedError('Return 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), elementwise, for a tensor x.')
+
+
+# %%
+checks.gelu_tanh(gelu_tanh, hint='torch.tanh and math.sqrt(2 / math.pi); the cubic term is x**3, inside the tanh, and the 0.5 x multiplies everything.')
+
+# %%
+grid = torch.linspace(-4, 4, 801)
+exact = F.gelu(grid)
+tanh_form = gelu_tanh(grid)
+check_below("gelu_tanh against F.gelu(approximate='tanh')", (tanh_form - F.gelu(grid, approximate="tanh")).abs().max(), 1e-6)
+print(f"largest |GELU - tanh approximation| on [-4, 4]: {(exact - tanh_form).abs().max():.1e}")
+fig, ax = plt.subplots(figsize=(5, 3.2))
+_ = ax.plot(grid, exact, label="GELU (exact)")
+_ = ax.plot(grid, tanh_form, "--", label="GELU (tanh, GPT-2)")
+_ = ax.plot(grid, F.relu(grid), ":", label="ReLU")
+ax.legend()
+ax.set_title("GELU is a smooth ReLU that lets small negatives through")
+plt.show()
+
+# %%
+mlp = block.mlp
+with torch.no_grad():
+    hidden = mlp.gelu(mlp.c_fc(h_in))
+    by_hand = mlp.c_proj(hidden)
+print(f"MLP: {tuple(h_in.shape)} -> {tuple(hidden.shape)} -> {tuple(by_hand.shape)}")
+assert torch.allclose(by_hand, mlp(h_in), atol=1e-6)
+
+# %% [markdown]
+# ## 4. Pre-norm versus post-norm
+#
+# The original Transformer normalised *after* each residual addition (post-norm):
+#
+# ```
+# x = ln_1(x + attn(x));  x = ln_2(x + mlp(x))        # post-norm (2017)
+# x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))        # pre-norm (GPT-2)
+# ```
+#
+# Pre-norm leaves an untouched "residual highway" from the embeddings to the output: each block
+# only *adds* to it, and the gradient flows back along it without passing through any
+# LayerNorm. That makes deep pre-norm stacks train without the careful learning-rate warm-up
+# post-norm needs (Xiong et al., 2020, "On Layer Normalization in the Transformer
+# Architecture"). The price: nothing normalises the highway itself, so its scale drifts as
+# blocks add to it — which is why GPT-2 adds one last LayerNorm, `ln_f`, before the head. We
+# measure that drift on the trained model: the root-mean-square size of the residual stream
+# after the embeddings and after each block, averaged over positions of a real passage.
+
+# %%
+passage = tokenizer("HAMLET.\nTo be, or not to be, that is the question:\n"
+                    "Whether 'tis nobler in the mind to suffer", return_tensors="pt").input_ids
+with torch.no_grad():
+    stream = model.wte(passage) + model.wpe(torch.arange(passage.shape[1]))
+    rms = [stream.pow(2).mean().sqrt().item()]
+    for each_block in model.h:
+        stream, _ = each_block(stream)
+        rms.append(stream.pow(2).mean().sqrt().item())
+    after_ln_f = model.ln_f(stream).pow(2).mean().sqrt().item()
+for layer, value in enumerate(rms):
+    print(f"{'embeddings' if layer == 0 else f'after block {layer}':>16}: RMS {value:7.3f}")
+print(f"{'after ln_f':>16}: RMS {after_ln_f:7.3f}")
+fig, ax = plt.subplots(figsize=(5, 3.2))
+_ = ax.plot(range(len(rms)), rms, "o-")
+ax.set_xlabel("blocks applied")
+ax.set_ylabel("RMS of the residual stream")
+ax.set_title("Pre-norm: the highway grows; ln_f rescales it")
+plt.show()
+assert rms[-1] > rms[0]
+
+# %% [markdown]
+# ## 5. The LM head and weight tying
+#
+# The LM head turns each final vector into V logits, one score per vocabulary token. It is a
+# C → V linear map, the same shape as the token embedding read backwards, and GPT-2 uses the
+# *same* matrix for both: a token's input vector is also the direction that scores it as output.
+
+# %%
+print("lm_head.weight is wte.weight:", model.lm_head.weight is model.wte.weight)
+assert model.lm_head.weight.data_ptr() == model.wte.weight.data_ptr()
+with torch.no_grad():
+    logits = model(ids)
+print(f"logits {tuple(logits.shape)}: a score for each of {config.vocab_size} tokens at each position")
+
+# %% [markdown]
+# ## 6. Counting parameters
+#
+# Per block: attention has $C \times 3C$ weights $+ 3C$ biases for q, k, v and $C^2 + C$ for the
+# output projection; the MLP has $C \times 4C + 4C$ and $4C \times C + C$; two LayerNorms have
+# $2C$ each. That is $12C^2 + 13C$ per block. Add the embeddings ($VC + T_{max}C$) and the final
+# LayerNorm ($2C$); with tying the head adds nothing.
+
+# %%
+def parameter_count(V: int, T_max: int, C: int, L: int, tied: bool = True) -> int:
+    """GPT-2's parameter count from its shape."""
+    # EXERCISE parameter_count: Return GPT-2's parameter count for vocabulary V, context T_max, width C, L blocks, head tied or not.
+    raise NotImplementedError("Return GPT-2's parameter count for vocabulary V, context T_max, width C, L blocks, head tied or not.")
+
+
+# %%
+checks.parameter_count(parameter_count, hint='12C^2 + 13C per block, VC + T_max C for the embeddings, 2C for the final LayerNorm, and VC more for an untied head.')
+
+# %%
+formula = parameter_count(config.vocab_size, config.context_length, config.n_embd, config.n_layer)
+print(f"formula: {formula:,}   counted: {model.num_parameters():,}")
+assert formula == model.num_parameters()
+
+# %% [markdown]
+# The same formula for GPT-2 124M, taking the shape from its configuration (`GPT2Config()`'s
+# defaults are GPT-2 small) and counting a real instance built on PyTorch's `meta` device, which
+# allocates no memory:
+
+# %%
+gpt2 = GPT2Config()
+with torch.device("meta"):
+    gpt2_small = GPT2LMHeadModel(gpt2)
+counted = sum(p.numel() for p in gpt2_small.parameters())
+tied = parameter_count(gpt2.vocab_size, gpt2.n_positions, gpt2.n_embd, gpt2.n_layer)
+untied = parameter_count(gpt2.vocab_size, gpt2.n_positions, gpt2.n_embd, gpt2.n_layer, tied=False)
+print(f"GPT-2 small: V={gpt2.vocab_size}, context={gpt2.n_positions}, C={gpt2.n_embd}, L={gpt2.n_layer}")
+print(f"counted {counted:,}; formula with tying {tied:,}; without tying {untied:,}")
+print(f"weight tying saves {untied - tied:,} parameters ({(untied - tied) / untied:.1%} of the untied model)")
+assert counted == tied
+
+# %% [markdown]
+# ### The lineage: GPT-1, GPT-2, GPT-3
+#
+# The same architecture, scaled. Published figures, typed in from the papers:
+#
+# | model | paper | layers | width C | context | vocabulary | training data | parameters (published) |
+# |---|---|---|---|---|---|---|---|
+# | GPT-1 | Radford et al. 2018, "Improving Language Understanding by Generative Pre-Training", §4.1 | 12 | 768 | 512 | 40,000 BPE merges | BooksCorpus, over 7,000 books | 117M (GPT-2 paper, Table 2) |
+# | GPT-2 | Radford et al. 2019, "Language Models are Unsupervised Multitask Learners", §2.3 and Table 2 | 48 | 1,600 | 1,024 | 50,257 | WebText, 40 GB from 8M web pages | 1,542M |
+# | GPT-3 | Brown et al. 2020, "Language Models are Few-Shot Learners", Table 2.1 and §2.2 | 96 | 12,288 | 2,048 | GPT-2's | 300B tokens of filtered Common Crawl, WebText2, books, Wikipedia | 175.0B |
+#
+# GPT-1 was post-norm, with no final LayerNorm; GPT-3 alternates dense and locally banded sparse
+# attention layers, which changes no weight. Our formula should account for all three. We check it
+# twice: against the published count, and against a real model of that shape built on the `meta`
+# device (`transformers`' `OpenAIGPTConfig()` defaults are GPT-1, whose vocabulary is the 40,000
+# merges plus 478 base symbols).
+
+# %%
+from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel  # noqa: E402
+
+lineage = {  # name: (transformers model class, config, published parameter count)
+    "GPT-1": (OpenAIGPTLMHeadModel, OpenAIGPTConfig(), 117e6),
+    "GPT-2 XL": (GPT2LMHeadModel, GPT2Config(n_embd=1600, n_layer=48, n_head=25), 1542e6),
+    "GPT-3": (GPT2LMHeadModel, GPT2Config(n_embd=12288, n_layer=96, n_head=96, n_positions=2048), 175.0e9),
+}
+print(f"{'model':>8} | {'published':>10} | {'formula':>16} | {'off by':>6} | counted on meta")
+for name, (model_class, shape, published) in lineage.items():
+    formula = parameter_count(shape.vocab_size, shape.n_positions, shape.n_embd, shape.n_layer)
+    with torch.device("meta"):
+        counted = sum(p.numel() for p in model_class(shape).parameters())
+    no_final_norm = 2 * shape.n_embd if model_class is OpenAIGPTLMHeadModel else 0  # post-norm GPT-1
+    print(f"{name:>8} | {published / 1e6:>9,.0f}M | {formula:>16,} | {formula / published - 1:>+6.1%} | "
+          f"{counted:,}" + (" (+ 2C for the final LayerNorm it lacks)" if no_final_norm else ""))
+    assert counted + no_final_norm == formula
+    assert abs(formula / published - 1) < 0.03
+
+# %% [markdown]
+# The formula lands within about 1% of every published count, and exactly on each real model.
+# One published number in that line of papers is off by more: the GPT-2 paper lists its smallest
+# model as 117M, GPT-1's count, but the model we counted above has 124M, which is why it is
+# usually called "GPT-2 124M". Counting beats copying.
+
+# %% [markdown]
+# ## 7. Loading pretrained weights, and proving them equal
+#
+# `MiniGPT.from_hf` copies every tensor of a `transformers` GPT-2 into our model (GPT-2 stores
+# its linear layers transposed, as `Conv1D`). Copying is easy to get subtly wrong — a missed
+# transpose, a swapped q and k — so we do not trust it: we compare the logits of the two models
+# on the same text, then the text each generates greedily.
+
+# %%
+prompt = "KING RICHARD III.\nNow is the winter of our discontent\n"
+ids = tokenizer(prompt, return_tensors="pt").input_ids
+with torch.no_grad():
+    theirs = hf_model(ids).logits
+    ours = model(ids)
+check_below(f"logits {tuple(ours.shape)}: largest difference", (theirs - ours).abs().max(), 1e-4)
+
+# %%
+ours_ids = generate(model, ids, max_new_tokens=40)
+theirs_ids = hf_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=40,
+                               do_sample=False, pad_token_id=tokenizer.eos_token_id)
+assert torch.equal(ours_ids, theirs_ids)
+print("identical greedy continuations:\n")
+print(tokenizer.decode(ours_ids[0]))
+
+# %% [markdown]
+# Same weights, same logits to within float rounding, same text: our model *is* GPT-2. How long
+# is it? The parts that make it up, docstrings included: the configuration, the mask, the
+# attention function, the three modules, the base class it shares with lesson 08's `MiniLlama`,
+# and `MiniGPT` itself (the file also holds the KV caches of lesson 04):
+
+# %%
+import inspect  # noqa: E402
+
+from course_utils.model import MLP, Block, CausalSelfAttention, CourseModel, GPTConfig, attend, causal_mask  # noqa: E402
+
+parts = (GPTConfig, causal_mask, attend, CausalSelfAttention, MLP, Block, CourseModel, MiniGPT)
+model_lines = {part.__name__: len(inspect.getsource(part).splitlines()) for part in parts}
+total_lines = sum(model_lines.values())
+# The exact count changes with every edit to model.py; the claim in the text is what is checked.
+assert total_lines < 350 and max(model_lines, key=model_lines.get) == "MiniGPT", model_lines
+print(f"{', '.join(model_lines)}: fewer than 350 lines in all, the most of them in MiniGPT")
+
+# %% [markdown]
+# Under three hundred and fifty lines, the most of them in `MiniGPT` with its `from_hf` and
+# `to_hf`; `attend` also carries the sliding windows and ALiBi biases of lesson 08. The forward
+# pass of section 1 is the part to read first. With `COURSE_MODEL=gpt2` these cells load
+# OpenAI's 124M-parameter weights and pass the same checks.
+#
+# ## Check your understanding
+#
+# 1. Using the formula, how many parameters does a model with V=4096, context 512, C=384 and
+#    6 layers have? What fraction of them is in the embeddings?
+# 2. Why does weight tying save a larger *fraction* of parameters in a small model than in
+#    GPT-2 XL?
+# 3. `from_hf` transposes four weight matrices per block. Which cell of this lesson would catch a
+#    forgotten transpose? Why would a shape error not catch it for `attn.c_proj` (hint: C × C)?
+# 4. Position embeddings are learned here. What happens if you feed a sequence longer than
+#    `context_length`? Try it with `model(torch.zeros(1, config.context_length + 1, dtype=torch.long))`.

@@ -1,0 +1,765 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 04 — The KV cache, and generation as fast as the hardware allows
+#
+# In lesson 03 every step of `generate()` ran the model on the *whole* sequence so far, to use
+# only the logits of its last position. That is wasteful: the keys and values of the earlier
+# tokens are the same at every step, because a causal model never lets a token look at what
+# comes after it. The **KV cache** keeps them. In this lesson we:
+#
+# 1. count the work each step does with and without a cache;
+# 2. build a cached attention step by hand, including the mask for several new tokens;
+# 3. compare two ways to store the cache: growing and preallocated;
+# 4. check that the cache changes nothing: same tokens, same logits;
+# 5. compute what it costs in memory, for our model and for GPT-2 Large, plan a batch to fit a
+#    memory budget, and shrink the cache to int8;
+# 6. measure the speed-up against generated length, against `transformers`, and across batch
+#    sizes, and see where the time goes;
+# 7. measure this machine's memory bandwidth and how close our loop gets to its limit;
+# 8. see what happens at the end of the context window.
+
+# %% [markdown]
+# **Exercise workbook.** This is lesson 04 with the body of 3 functions left for you to write: `cached_attention_step`, `shifted_causal_mask`, `kv_cache_bytes`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back, and a hint. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/04_kv_cache.ipynb`.
+#
+# To start one exercise again, copy its blank from `git show HEAD:exercises/04_kv_cache.py`; to reset the whole workbook, run `git checkout exercises/04_kv_cache.ipynb exercises/04_kv_cache.py`.
+
+# %%
+import copy
+import inspect
+import time
+from functools import partial
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from course_utils import MiniGPT, generate, load_model
+from course_utils.bench import StepTimer, count_flops, median_seconds, memory_bandwidth
+from course_utils.lesson import check_below, setup
+from course_utils.model import GPTConfig, GrowingKVCache, PreallocatedKVCache, causal_mask, kv_cache_bytes
+
+generator = setup(seed=0)
+torch.set_grad_enabled(False)  # this lesson only runs models: no gradients anywhere
+hf_model, tokenizer = load_model()
+model = MiniGPT.from_hf(hf_model)
+config = model.config
+H, D, C = config.n_head, config.head_size, config.n_embd
+print(config)
+
+
+def encode(text: str) -> torch.Tensor:
+    return tokenizer(text, return_tensors="pt").input_ids
+
+
+# %%
+from course_utils import checks
+
+# %% [markdown]
+# ## 1. The redundancy, counted
+#
+# Without a cache, the step that predicts token T+1 runs all T tokens through every layer: T
+# rows of every projection and MLP, and T × T attention scores per head. With a cache it runs
+# one token: one row of each matrix product, and one query against T keys.
+#
+# We do not estimate this; we count it. `count_flops` runs a call under torch's
+# `FlopCounterMode`, which records the floating-point operations of every matrix product
+# (2 per multiply-add), split into the weight matrix products ("linear") and attention itself.
+
+# %%
+# 512 tokens of text to work with: the model's own Shakespeare, sampled.
+hamlet = encode("HAMLET.\n")
+text_ids = generate(model, hamlet, config.context_length - hamlet.shape[1], do_sample=True, generator=generator)
+print(f"{'T':>4} | {'no cache: linear':>16} {'attention':>10} | {'cache: linear':>14} {'attention':>10} | ratio")
+step_flops, cached_attention = {}, {}
+for T in (8, 64, 256, 512):
+    ids = text_ids[:, :T]
+    without = count_flops(partial(model, ids))  # the whole sequence again
+    cache = PreallocatedKVCache(T)
+    model(ids[:, :-1], cache=cache)  # the first T-1 tokens are already cached...
+    with_cache = count_flops(partial(model, ids[:, -1:], cache=cache))  # ...so the step runs one token
+    step_flops[T] = (sum(without.values()), sum(with_cache.values()))
+    cached_attention[T] = with_cache["attention"]
+    print(f"{T:>4} | {without['linear'] / 1e6:>14.1f} M {without['attention'] / 1e6:>8.1f} M | "
+          f"{with_cache['linear'] / 1e6:>12.2f} M {with_cache['attention'] / 1e6:>8.2f} M | "
+          f"{step_flops[T][0] / step_flops[T][1]:>5.0f}x")
+
+# %% [markdown]
+# With the cache the linear work per step is constant, and the attention work still grows by one
+# key per step; without it the linear work grows with T and attention with T². The ratio is
+# roughly T. Be exact about what became linear. Over a whole generation of N tokens, the
+# projections and the MLP cost N² work without the cache and N with it: that part turns from
+# quadratic into linear. Attention costs N³ without the cache and still N² with it, because
+# every new token must read every cached key. The cache removes one power of N from each, not
+# all the growth. Attention stays a small share here because a key costs 2C multiply-adds
+# against 12C² for a token's weights, so it catches up only at a context of about 6C tokens
+# (1,536 for this model). Past that, attention dominates each step, which is why long-context
+# models work so hard on attention itself.
+#
+# The counted numbers match a formula we can write down: per layer, 12 C² multiply-adds for the
+# projections and MLP plus 2 (n_past + 1) C for attention, and C × V for the LM head
+# (`multiply_adds_per_token` in `course_utils.model`).
+
+# %%
+from course_utils.model import multiply_adds_per_token  # noqa: E402
+
+for T, (_, cached) in step_flops.items():
+    assert cached == 2 * multiply_adds_per_token(config, n_past=T - 1)
+    assert cached_attention[T] == 2 * 2 * T * C * config.n_layer  # one query against T keys, per layer
+print(f"cached attention per step: {cached_attention[8] / 1e6:.2f} M FLOPs at T=8, "
+      f"{cached_attention[512] / 1e6:.2f} M at T=512: still growing with the context")
+total_without = sum(2 * multiply_adds_per_token(config, n_past=t) * (t + 1) for t in range(512))
+total_with = sum(2 * multiply_adds_per_token(config, n_past=t) for t in range(512))
+print("the counted cached steps equal the formula")
+print(f"generating 512 tokens: about {total_without / 1e9:.0f} GFLOP without a cache, "
+      f"{total_with / 1e9:.1f} GFLOP with one")
+
+# %% [markdown]
+# (The no-cache total is an estimate: it charges step t the cost of t+1 tokens at the last
+# token's attention cost, an upper bound; the table above is the exact count per step.)
+#
+# ## 2. A cached attention step, by hand
+#
+# Take the first layer. Without a cache, attention over T tokens computes queries, keys and
+# values for all of them, then lets each query attend to its past.
+
+# %%
+block = model.h[0]
+
+
+def first_layer_input(ids: torch.Tensor) -> torch.Tensor:
+    """(1, T) ids -> (1, T, C): token plus position embeddings, through the first layer's LayerNorm."""
+    return block.ln_1(model.wte(ids) + model.wpe(torch.arange(ids.shape[1])))
+
+
+T = 12
+ids = text_ids[:, :T]
+x = first_layer_input(ids)
+
+
+def heads(t: torch.Tensor) -> torch.Tensor:
+    """(1, T, C) -> (1, H, T, D): each head gets its own D-dimensional slice."""
+    return t.view(1, -1, H, D).transpose(1, 2)
+
+
+q, k, v = (heads(t) for t in block.attn.c_attn(x).split(C, dim=2))
+full = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (1, H, T, D)
+
+# %% [markdown]
+# With a cache, the keys and values of the first T−1 tokens are stored. The new token alone goes
+# through the projection; its key and value are appended; its query attends to **all** the keys.
+# It needs no mask: every key in the cache is in its past.
+
+# %%
+def cached_step_by_hand(q_new: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor,
+                        cached_k: torch.Tensor, cached_v: torch.Tensor) -> torch.Tensor:
+    """One new token's attention (B, H, 1, D): its query, key and value (B, H, 1, D) and the
+    cached keys and values (B, H, T_past, D)."""
+    # EXERCISE cached_attention_step: Return the new token's attention output (B, H, 1, D): append its key and value to the cached ones, then attend with its query over all of them.
+    raise NotImplementedError("Return the new token's attention output (B, H, 1, D): append its key and value to the cached ones, then attend with its query over all of them.")
+
+# %%
+checks.cached_attention_step(cached_step_by_hand, hint="torch.cat along the position dimension (dim=2); scale the scores by sqrt(D); no mask is needed: every cached key is in the new token's past.")
+
+# %%
+cached_k, cached_v = k[:, :, :-1], v[:, :, :-1]  # what the cache holds after T-1 tokens
+q_new, k_new, v_new = (heads(t) for t in block.attn.c_attn(x[:, -1:]).split(C, dim=2))  # one token
+step = cached_step_by_hand(q_new, k_new, v_new, cached_k, cached_v)
+check_below("cached step vs last row of the full computation: max difference", (step - full[:, :, -1:]).abs().max(), 1e-6)
+
+
+# %% [markdown]
+# Several new tokens at once (the prompt after a cached prefix, or a draft model's guesses in
+# speculative decoding) need a mask again: new query i may see all the cached keys and the new keys up to
+# itself. It is the causal mask shifted right by the number of cached positions.
+
+# %%
+def shifted_mask_by_hand(n_new: int, n_past: int) -> torch.Tensor:
+    """(n_new, n_past + n_new) bool: True where new query i may attend to key j, j <= n_past + i."""
+    # EXERCISE shifted_causal_mask: Return the (n_new, n_past + n_new) bool mask, True where new query i may see key j, that is j <= n_past + i.
+    raise NotImplementedError('Return the (n_new, n_past + n_new) bool mask, True where new query i may see key j, that is j <= n_past + i.')
+
+
+# %%
+checks.shifted_causal_mask(shifted_mask_by_hand, hint='it is the causal mask moved n_past columns right: torch.triu(ones, diagonal=n_past + 1) is the future to hide.')
+
+# %%
+n_past, n_new = T - 3, 3
+mask = shifted_mask_by_hand(n_new, n_past)  # (3, 12): True where query i may attend to key j
+assert torch.equal(mask, causal_mask(n_new, n_past=n_past))  # the library's mask
+print(mask.int())
+q_chunk = q[:, :, n_past:]  # the three new queries
+chunk = F.scaled_dot_product_attention(q_chunk, k, v, attn_mask=mask)
+unmasked = F.scaled_dot_product_attention(q_chunk, k, v)
+check_below("with the mask:    max difference", (chunk - full[:, :, n_past:]).abs().max(), 1e-6)
+print(f"without the mask: max difference {(unmasked - full[:, :, n_past:]).abs().max().item():.1f} "
+      "(the first two new tokens see their future)")
+assert not torch.allclose(unmasked, full[:, :, n_past:], atol=1e-3)
+
+# %% [markdown]
+# `MiniGPT` does this in every layer when it is given a cache: the first call (the **prefill**)
+# runs the prompt and fills the cache; each later call passes only the new tokens. Positions
+# continue from the number of cached tokens.
+
+# %%
+prompt = encode("ROMEO.\n")
+cache = PreallocatedKVCache(max_length=prompt.shape[1] + 3)
+logits = model(prompt, cache=cache)  # prefill: (1, T_prompt, V)
+tokens = prompt
+for _ in range(3):
+    next_token = logits[:, -1].argmax(dim=-1, keepdim=True)
+    tokens = torch.cat([tokens, next_token], dim=1)
+    logits = model(next_token, cache=cache)  # one token in, (1, 1, V) out
+    print(f"cache holds {len(cache)} positions; generated so far: {tokenizer.decode(tokens[0, prompt.shape[1]:])!r}")
+
+# %% [markdown]
+# ## 3. Growing or preallocated?
+#
+# There are two natural ways to store the cache, and `course_utils.model` has both:
+#
+# - **growing** (`GrowingKVCache`): concatenate the new keys and values onto the old ones. Simple,
+#   and it holds only what is used — but every step allocates new tensors and copies the whole
+#   cache into them, so copying grows with the length.
+# - **preallocated** (`PreallocatedKVCache`): allocate buffers for the longest sequence once, write
+#   each step's keys and values in place, and hand attention a view of the filled part. No
+#   copies of the past, but memory for the full length from the start. `transformers` calls these
+#   *dynamic* and *static* caches.
+#
+# Here is the preallocated one's whole `extend`, the method each layer calls:
+
+# %%
+print(inspect.getsource(PreallocatedKVCache.extend))
+
+# %% [markdown]
+# The difference is visible in where the keys live: the growing cache's tensor moves to new
+# memory every step, the preallocated one's never does. We keep every step's tensor alive while
+# we look: once a tensor is freed, the allocator may hand its memory to the next one, and a
+# reused address would look like "did not move".
+
+# %%
+for cache in (GrowingKVCache(), PreallocatedKVCache(16)):
+    layer0_keys = []
+    model(prompt, cache=cache)
+    for token in text_ids[0, :4]:
+        model(token.view(1, 1), cache=cache)
+        layer0_keys.append(cache.keys[0])
+    addresses = {keys.data_ptr() for keys in layer0_keys}
+    print(f"{type(cache).__name__:>20}: layer-0 keys at {len(addresses)} different address(es) in 4 steps")
+
+# %% [markdown]
+# `generate(use_cache=True)` (the default, as in `transformers`) uses the preallocated form,
+# sized to prompt + `max_new_tokens`, because it measured faster here (section 6 and
+# `python -m course_utils.bench generation`); `cache_implementation="growing"` picks the other.
+#
+# ## 4. The cache changes nothing
+#
+# A cache is an optimisation, so it must not change a single token. We check greedy decoding,
+# seeded sampling and beam search (where the cache rows are reordered as beams swap), with both
+# cache forms, against no cache at all.
+
+# %%
+prompt = encode("JULIET.\nO Romeo, Romeo!")
+cases = {
+    "greedy": dict(),
+    "seeded sampling": dict(do_sample=True, temperature=0.9, top_p=0.95),
+    "beam search": dict(num_beams=4, num_return_sequences=2),
+}
+for name, arguments in cases.items():
+    outputs = [
+        generate(model, prompt, 60, use_cache=use_cache, cache_implementation=implementation,
+                 generator=torch.Generator().manual_seed(1), **arguments)
+        for use_cache, implementation in ((False, "preallocated"), (True, "preallocated"), (True, "growing"))
+    ]
+    assert all(torch.equal(outputs[0], other) for other in outputs[1:])
+    print(f"{name:>16}: identical tokens without a cache, with a preallocated and with a growing one")
+
+# %% [markdown]
+# And the logits themselves: a full forward pass over 300 tokens against the same tokens fed one
+# at a time through the cache.
+
+# %%
+def token_by_token(model: MiniGPT, ids: torch.Tensor, cache) -> torch.Tensor:
+    """Logits (1, T, V) of (1, T) ids run one token at a time through ``cache``."""
+    return torch.cat([model(ids[:, t : t + 1], cache=cache) for t in range(ids.shape[1])], dim=1)
+
+
+def cache_vs_full(model: MiniGPT, ids: torch.Tensor) -> float:
+    """Largest difference between the logits of one full pass and of a token-by-token cached run."""
+    return (token_by_token(model, ids, PreallocatedKVCache(ids.shape[1])) - model(ids)).abs().max().item()
+
+
+ids = text_ids[:, :300]
+in_float32 = cache_vs_full(model, ids)
+in_float64 = cache_vs_full(copy.deepcopy(model).double(), ids)
+ours_vs_transformers = (model(ids) - hf_model(ids).logits).abs().max().item()
+print(f"logits up to {model(ids).abs().max().item():.0f} in size")
+check_below("largest logit difference, cached vs full, float64", in_float64, 1e-12)
+check_below("largest logit difference, cached vs full, float32", in_float32, 1e-4)
+check_below("for scale: our full pass vs transformers' full pass, float32", ours_vs_transformers, 1e-4)
+
+# %% [markdown]
+# In float64 the two computations agree to far below 1e-12: the cache computes exactly the same
+# function. In float32 they differ around the fifth decimal (the exact digits change from one CPU
+# to another, which is why the lesson prints bounds rather than digits), because one row
+# through a matrix multiply is summed in a different order than 300 rows at once; that is the
+# same size as the difference between two correct implementations (ours and `transformers`') of
+# the same full pass, and far too small to change which token wins, as the identical tokens above
+# show.
+#
+# ## 5. What the cache costs in memory
+#
+# Each layer keeps a key and a value vector of H heads × D dimensions per position, so for a
+# batch of B sequences of T positions:
+#
+# $$\text{bytes} = 2 \cdot \text{layers} \cdot B \cdot T \cdot H \cdot D \cdot \text{bytes per value}$$
+#
+# `kv_cache_bytes` is that formula. Write it yourself first, then we check it against the bytes
+# the cache tensors actually hold, for both forms (the preallocated one holds its full
+# `max_length` from the start) and for `transformers`' own cache on the same model.
+
+# %%
+def kv_bytes_by_hand(n_layer: int, batch: int, seq_len: int, n_head: int, head_size: int, bytes_per_value: int) -> int:
+    """Bytes of the keys and values a cache holds for ``batch`` sequences of ``seq_len`` positions."""
+    # EXERCISE kv_cache_bytes: Return the bytes of a KV cache: keys and values, for every layer, sequence, position, head and head dimension.
+    raise NotImplementedError('Return the bytes of a KV cache: keys and values, for every layer, sequence, position, head and head dimension.')
+
+
+# %%
+checks.kv_cache_bytes(kv_bytes_by_hand, hint='2 (keys and values) x n_layer x batch x seq_len x n_head x head_size x bytes_per_value.')
+
+# %%
+assert kv_bytes_by_hand(config.n_layer, 3, 100, config.n_head, config.head_size, 4) == kv_cache_bytes(config, 100, 3)
+
+# %%
+batch, T = 3, 100
+batch_ids = text_ids[:, :T].repeat(batch, 1)
+growing, preallocated = GrowingKVCache(), PreallocatedKVCache(max_length=config.context_length)
+model(batch_ids, cache=growing)
+model(batch_ids, cache=preallocated)
+past = hf_model(batch_ids, use_cache=True).past_key_values
+hf_bytes = sum(t.numel() * t.element_size() for layer in past.layers for t in (layer.keys, layer.values))
+rows = [
+    ("growing, 100 positions", growing.nbytes(), kv_cache_bytes(config, T, batch)),
+    ("preallocated, 512 positions", preallocated.nbytes(), kv_cache_bytes(config, config.context_length, batch)),
+    ("transformers, 100 positions", hf_bytes, kv_cache_bytes(config, T, batch)),
+]
+for name, measured, formula in rows:
+    print(f"{name:>28}: measured {measured:>10,} bytes, formula {formula:>10,} bytes")
+    assert measured == formula
+
+# %% [markdown]
+# For our small model at its full context of 512 tokens this is small next to the weights. For a
+# bigger model it is not. GPT-2 Large's configuration (from its `config.json` on the Hugging Face
+# hub: 36 layers, 20 heads, 1280 dimensions, 1024 positions) gives, at its full context:
+
+# %%
+gpt2_large = GPTConfig(vocab_size=50257, context_length=1024, n_layer=36, n_head=20, n_embd=1280)
+with torch.device("meta"):  # shapes only: counts the parameters without allocating 3 GB
+    n_params = MiniGPT(gpt2_large).num_parameters()
+print(f"GPT-2 Large: {n_params:,} parameters")
+for precision, size in (("float32", 4), ("float16", 2)):
+    print(f"GPT-2 Large, 1024 tokens, {precision}: {kv_cache_bytes(gpt2_large, 1024, 1, size) / 1e6:.0f} MB "
+          f"per sequence (weights: {n_params * size / 1e9:.2f} GB)")
+print(f"our model, 512 tokens, float32: {kv_cache_bytes(config, 512) / 1e6:.1f} MB per sequence "
+      f"(weights: {model.num_parameters() * 4 / 1e6:.1f} MB)")
+
+# %% [markdown]
+# In half precision that is the 189 MB usually quoted for GPT-2 Large; in float32 twice as much.
+# The cache grows with the batch and the length, the weights do not: serving 16 sequences of
+# 1024 tokens with GPT-2 Large in float16 needs 16 × 189 MB ≈ 3 GB of cache, more than the 1.5 GB
+# of weights. That is why long contexts and large batches are limited by cache memory.
+#
+# ### Planning memory: how many sequences fit?
+#
+# Before serving a model the question is practical: with M bytes, how many sequences of T tokens
+# can run at once? The weights are paid once and the cache once per sequence, so
+#
+# $$B_{\max} = \left\lfloor \frac{M - \text{parameters} \cdot \text{bytes per value}}{\text{cache bytes of one sequence of } T \text{ tokens}} \right\rfloor .$$
+#
+# One generation step also needs activations, about B × (4C + V) values that live only for the
+# step: small next to these for short batches, so we leave them out, and a real plan keeps a
+# margin for them (and for the framework's own memory).
+
+# %%
+def largest_batch(config: GPTConfig, n_params: int, context: int, memory_bytes: float, bytes_per_value: int) -> int:
+    """Sequences of ``context`` tokens whose KV cache fits in ``memory_bytes`` next to the weights."""
+    free = memory_bytes - n_params * bytes_per_value
+    return max(0, int(free // kv_cache_bytes(config, context, 1, bytes_per_value)))
+
+
+print("GPT-2 Large in float16: largest batch")
+print(f"{'context':>8} | {'8 GB':>5} | {'24 GB':>5}")
+for context in (256, 512, 1024):
+    fits = [largest_batch(gpt2_large, n_params, context, gigabytes * 1e9, 2) for gigabytes in (8, 24)]
+    print(f"{context:>8} | {fits[0]:>5} | {fits[1]:>5}")
+
+batches = np.arange(0, 161)
+fig, ax = plt.subplots(figsize=(6, 3.6))
+for context in (256, 1024):
+    total = n_params * 2 + batches * kv_cache_bytes(gpt2_large, context, 1, 2)
+    _ = ax.plot(batches, total / 1e9, label=f"weights + cache, {context} tokens")
+for gigabytes in (8, 24):
+    _ = ax.axhline(gigabytes, color="grey", linestyle=":")
+    _ = ax.text(2, gigabytes + 0.4, f"{gigabytes} GB", color="grey")
+ax.set_xlabel("batch (sequences at once)")
+ax.set_ylabel("GB")
+ax.set_title("GPT-2 Large, float16: the cache soon outweighs the weights")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# A formula is a claim; check it against tensors. For our model we give ourselves a budget of
+# 64 MB, allocate the real weights and a real preallocated cache for the largest batch the formula
+# allows, and count their bytes, then do the same with one sequence more. For GPT-2 Large we
+# build the same on the `meta` device, which gives every tensor its shape and dtype but no memory,
+# so its bytes can be counted without 3 GB.
+
+
+# %%
+def weights_and_cache_bytes(model: MiniGPT, batch: int, context: int) -> int:
+    """Bytes of ``model``'s parameters plus a preallocated cache of ``batch`` x ``context`` positions,
+    as allocated by the cache itself."""
+    cache = PreallocatedKVCache(context)
+    step = torch.zeros(batch, model.config.n_head, 1, model.config.head_size, dtype=model.wte.weight.dtype)
+    for layer in range(model.config.n_layer):
+        cache.extend(layer, step, step)  # the first write allocates the layer's buffers
+    return sum(p.numel() * p.element_size() for p in model.parameters()) + cache.nbytes()
+
+
+budget = 64e6
+ours_fit = largest_batch(config, model.num_parameters(), config.context_length, budget, 4)
+measured = [weights_and_cache_bytes(model, b, config.context_length) for b in (ours_fit, ours_fit + 1)]
+print(f"our model, float32, 512 tokens, 64 MB: formula says {ours_fit} sequences; "
+      f"measured {measured[0] / 1e6:.1f} MB for {ours_fit}, {measured[1] / 1e6:.1f} MB for {ours_fit + 1}")
+assert measured[0] <= budget < measured[1]
+with torch.device("meta"):
+    large_half = MiniGPT(gpt2_large).half()
+    large_fit = largest_batch(gpt2_large, n_params, 1024, 24e9, 2)
+    measured = [weights_and_cache_bytes(large_half, b, 1024) for b in (large_fit, large_fit + 1)]
+print(f"GPT-2 Large, float16, 1024 tokens, 24 GB: formula says {large_fit} sequences; "
+      f"measured on meta tensors {measured[0] / 1e9:.2f} GB for {large_fit}, {measured[1] / 1e9:.2f} GB for {large_fit + 1}")
+assert measured[0] <= 24e9 < measured[1]
+
+# %% [markdown]
+# ### Smaller caches: int8 keys and values
+#
+# If the cache is what limits the batch, store it in fewer bits. `Int8KVCache` rounds each head's
+# key and value vector at each position to int8 with its own scale, s = max|x| / 127, so every
+# value is off by at most s/2: D bytes plus a 4-byte scale per head and position, instead of 4D.
+# Attention reads the values back in float32. The questions are what that saves and what it
+# costs. We run the same 300 tokens through the model token by token with the float cache and with
+# the int8 one, and compare the logits at every position.
+
+# %%
+from course_utils.model import Int8KVCache  # noqa: E402
+
+ids = text_ids[:, :300]
+stepwise, cache_bytes = {}, {}
+for name, cache in (("float32", GrowingKVCache()), ("int8", Int8KVCache())):
+    stepwise[name] = token_by_token(model, ids, cache)
+    cache_bytes[name] = cache.nbytes()
+error = (stepwise["int8"] - stepwise["float32"]).abs()
+log_p, log_q = stepwise["float32"].log_softmax(-1), stepwise["int8"].log_softmax(-1)
+kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+disagreement = (stepwise["int8"].argmax(-1) != stepwise["float32"].argmax(-1)).float().mean()
+print(f"cache for 300 tokens: float32 {cache_bytes['float32']:,} bytes, int8 {cache_bytes['int8']:,} bytes "
+      f"({cache_bytes['int8'] / cache_bytes['float32']:.1%})")
+assert cache_bytes["int8"] == cache_bytes["float32"] * (D + 4) // (4 * D)
+check_below("largest logit error (logits up to about 18)", error.max(), 0.2)
+check_below("mean logit error", error.mean(), 0.02)
+check_below("mean KL divergence of the next-token distributions, nats", kl, 1e-3)
+check_below("positions where the most likely token differs", disagreement, 0.01)
+
+# %% [markdown]
+# A little over a quarter of the memory, so three and a half times as many sequences in the same
+# cache budget, for logits that move by a few hundredths and a most likely token that stays the
+# same at practically every position.
+# Free-running generation is a harsher test: once one token differs, everything after it
+# differs. Five prompts, 200 greedy tokens each, float cache against int8 (which prompt diverges,
+# if any, depends on near-ties and can change from one CPU to another, so this cell's output is
+# not compared):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+identical = 0
+for text in ("ROMEO.\n", "KING LEAR.\nBlow, winds,", "PORTIA.\nThe quality of mercy", "MACBETH.\nIs this",
+             "HAMLET.\nTo be"):
+    prompt = encode(text)
+    runs = [generate(model, prompt, 200, cache_implementation=name)[0, prompt.shape[1]:] for name in ("growing", "int8")]
+    differs = (runs[0] != runs[1]).nonzero()
+    identical += len(differs) == 0
+    print(f"{text.splitlines()[0]:>12} " + ("identical for 200 tokens" if len(differs) == 0 else
+                                         f"first differs at token {differs[0].item()}"))
+assert identical >= 3
+
+# %% [markdown]
+# **What serving systems add.** Production servers treat the cache as the scarce resource it is.
+# vLLM (Kwon et al. 2023, "Efficient Memory Management for Large Language Model Serving with
+# PagedAttention") stores it in fixed-size blocks of a few tokens, allocated as a sequence grows
+# and found through a per-sequence block table, as an operating system pages memory. No
+# sequence reserves `max_length` positions up front, as our preallocated cache does; at most one
+# part-filled block per sequence is wasted; and sequences that share a prompt share its blocks,
+# which beam search and parallel sampling exploit. With continuous batching (Yu et al. 2022,
+# "Orca") a finished sequence leaves the batch and a new one takes its place at the next step.
+# Servers also quantise the cache as we just did, to int8 or 8-bit floats, for the same reason.
+#
+# ## 6. Speed
+#
+# ### Tokens per second against generated length
+#
+# We time every step of greedy generation up to the full context, for our `generate` with each
+# cache form and without one, and for `transformers`' `generate()` on the same weights (with its
+# own cache). `StepTimer` is a stopping criterion that never stops: both loops call it once per
+# generated token, so it records when each token was ready. Each way runs a short warm-up, then
+# three full runs, interleaved; we keep the median time of every step.
+
+# %%
+prompt = encode("ROMEO.\n")
+new_tokens = config.context_length - prompt.shape[1]
+
+
+def timed_steps(run, n: int) -> np.ndarray:
+    """Seconds each of the n generated tokens took (the first includes the prefill)."""
+    timer = StepTimer()
+    started = time.perf_counter()
+    run(timer, n)
+    return np.diff([started, *timer.times])
+
+
+ways = {
+    "ours, preallocated cache": lambda timer, n: generate(model, prompt, n, stopping_criteria=[timer]),
+    "ours, growing cache": lambda timer, n: generate(
+        model, prompt, n, cache_implementation="growing", stopping_criteria=[timer]),
+    "ours, no cache": lambda timer, n: generate(model, prompt, n, use_cache=False, stopping_criteria=[timer]),
+    "transformers generate()": lambda timer, n: hf_model.generate(
+        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n, min_new_tokens=n, do_sample=False,
+        pad_token_id=tokenizer.eos_token_id, stopping_criteria=[timer]),
+}
+for run in ways.values():
+    timed_steps(run, 32)  # warm-up
+runs = {name: [] for name in ways}
+for _ in range(3):
+    for name, run in ways.items():
+        steps = timed_steps(run, new_tokens)
+        assert len(steps) == new_tokens  # every way generated every token
+        runs[name].append(steps)
+step_seconds = {name: np.median(np.stack(values), axis=0) for name, values in runs.items()}
+tokens_per_second = {name: np.arange(1, new_tokens + 1) / np.cumsum(s) for name, s in step_seconds.items()}
+
+# %% tags=["readme-figure"]
+fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+for name, seconds in step_seconds.items():
+    _ = left.plot(np.arange(1, new_tokens + 1), seconds * 1e3, label=name)
+    _ = right.plot(np.arange(1, new_tokens + 1), tokens_per_second[name], label=name)
+left.set(xlabel="generated token", ylabel="ms for this token", yscale="log", title="time per step")
+right.set(xlabel="tokens generated", ylabel="tokens per second so far", title="throughput against length")
+right.legend()
+plt.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"{'tokens generated':>26}" + "".join(f"{n:>9}" for n in (32, 128, 256, new_tokens)))
+for name, rates in tokens_per_second.items():
+    print(f"{name:>26}" + "".join(f"{rates[n - 1]:>9.0f}" for n in (32, 128, 256, new_tokens)))
+full = {name: rates[-1] for name, rates in tokens_per_second.items()}
+print(f"at {new_tokens} tokens: cache {full['ours, preallocated cache'] / full['ours, no cache']:.1f}x faster than no "
+      f"cache; preallocated {full['ours, preallocated cache'] / full['ours, growing cache']:.2f}x the growing cache; "
+      f"ours {full['ours, preallocated cache'] / full['transformers generate()']:.2f}x transformers")
+
+# %% [markdown]
+# Without the cache each step costs more than the one before (it reruns a longer sequence), so
+# throughput keeps falling; with it, steps cost almost the same from first to last. Our loop is
+# faster than `transformers`' here because it does less per step: no general-purpose logits
+# processors, cache classes or mask builders, just the model and an `argmax`.
+
+# %%
+assert full["ours, preallocated cache"] > 2 * full["ours, no cache"]  # the cache pays, even on a noisy machine
+
+# %% [markdown]
+# ### Batch size
+#
+# Each step reads all the weights once whatever the batch, so generating for several sequences at
+# once should cost little more per step than for one. We generate 64 tokens for batches of 1 to
+# 64 copies of the prompt (median of three runs after a warm-up).
+
+# %%
+batch_sizes = [1, 4, 16, 64]
+batch_rates, step_ms = [], []
+for batch in batch_sizes:
+    batch_prompt = prompt.repeat(batch, 1)
+    seconds = median_seconds(partial(generate, model, batch_prompt, 64), runs=3)
+    batch_rates.append(batch * 64 / seconds)
+    step_ms.append(seconds / 64 * 1e3)
+fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+_ = left.plot(batch_sizes, batch_rates, "o-")
+left.set(xscale="log", xlabel="batch size", ylabel="generated tokens per second", title="throughput")
+_ = right.plot(batch_sizes, step_ms, "o-")
+right.set(xscale="log", xlabel="batch size", ylabel="ms per step", title="time per step")
+plt.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+for batch, rate, ms in zip(batch_sizes, batch_rates, step_ms):
+    print(f"batch {batch:>2}: {rate:>7.0f} tokens/s, {ms:.2f} ms per step")
+
+# %% [markdown]
+# Throughput climbs with the batch while the time per step grows far more slowly: at batch 1 a
+# step does too little work to keep the machine busy. That is why servers batch requests.
+#
+# ### Where the time goes
+#
+# The profiler records every torch operation of 100 cached steps. We compare the time spent
+# inside operations with the wall time: the rest is Python and dispatch overhead between them.
+# (The two log lines it prints on stderr are the profiler starting and stopping.)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+generate(model, prompt, 100)  # warm-up
+with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+    started = time.perf_counter()
+    generate(model, prompt, 100)
+    wall = time.perf_counter() - started
+events = profiler.key_averages()
+print(events.table(sort_by="self_cpu_time_total", row_limit=10))
+self_seconds = {event.key: event.self_cpu_time_total / 1e6 for event in events}
+matmul = sum(seconds for key, seconds in self_seconds.items() if key in ("aten::addmm", "aten::mm"))
+in_ops = sum(self_seconds.values())
+print(f"per step: {wall / 100 * 1e3:.2f} ms wall (profiled), {in_ops / 100 * 1e3:.2f} ms inside torch operations, "
+      f"{matmul / 100 * 1e3:.2f} ms of them in matrix multiplies")
+
+# %% [markdown]
+# Matrix multiplies are the real work; the many small operations around them (layer norms, GELU,
+# views, the cache writes, the `argmax`) and the Python between them take a large share of each
+# step at batch 1. (The profiler itself adds overhead, so the wall time here is higher than in the
+# benchmark.)
+#
+# ## 7. The limit: memory bandwidth
+#
+# At batch 1 each step must read every weight once and the cache once. Reading memory has a
+# speed limit, the machine's **memory bandwidth**. We measure it with a large copy (512 MB, far
+# larger than the CPU caches: every byte read and written once), and from it the fastest any
+# batch-1 loop could possibly go: bandwidth ÷ bytes per token.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+bandwidth = memory_bandwidth(megabytes=512)
+
+
+def bytes_per_token(model: MiniGPT) -> tuple[int, float]:
+    """Bytes a batch-1 step reads: all the weights (the tied matrix once), and the cache, averaged
+    over a generation from our prompt to the full context."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    lengths = range(prompt.shape[1], model.config.context_length)
+    return weights, float(np.mean([kv_cache_bytes(model.config, t) for t in lengths]))
+
+
+weight_bytes, mean_cache_bytes = bytes_per_token(model)
+ceiling = bandwidth * 1e9 / (weight_bytes + mean_cache_bytes)
+ours = full["ours, preallocated cache"]
+print(f"memory bandwidth (512 MB copy, median of 5): {bandwidth:.1f} GB/s")
+print(f"bytes read per token: {weight_bytes / 1e6:.1f} MB of weights + {mean_cache_bytes / 1e6:.1f} MB of cache "
+      f"on average = {(weight_bytes + mean_cache_bytes) / 1e6:.1f} MB")
+print(f"bandwidth-bound ceiling: {ceiling:.0f} tokens/s; our loop: {ours:.0f} tokens/s = {ours / ceiling:.0%} of it")
+print(f"per token: {1e3 / ours:.2f} ms taken, {1e3 / ceiling:.2f} ms needed to move the bytes")
+print(f"batch 64 reaches {batch_rates[-1]:.0f} tokens/s = {batch_rates[-1] / ceiling:.1f}x the batch-1 ceiling")
+
+# %% [markdown]
+# The difference between the time a token takes and the time its bytes need is per-step
+# overhead: launching a hundred-odd small operations and the Python between them (the profile
+# above). That overhead hardly depends on the model's size, while the bytes do, so a smaller model
+# should land further from its ceiling. The draft model made for speculative decoding (2 layers
+# × 128, a sixth of the bytes) lets us check:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+draft = MiniGPT.from_hf(load_model("shakespeare-gpt-draft")[0])
+draft_rate = new_tokens / median_seconds(partial(generate, draft, prompt, new_tokens), runs=3)
+draft_ceiling = bandwidth * 1e9 / sum(bytes_per_token(draft))
+print(f"draft: {sum(bytes_per_token(draft)) / 1e6:.1f} MB per token, ceiling {draft_ceiling:.0f} tokens/s, "
+      f"our loop {draft_rate:.0f} tokens/s = {draft_rate / draft_ceiling:.0%} of it")
+print(f"target: {ours / ceiling:.0%} of its ceiling")
+assert draft_rate > ours  # fewer bytes and operations per token: faster, on any CPU
+
+# %% [markdown]
+# Which of the two lands closer to its ceiling depends on the CPU, so compare the two fractions on
+# yours. On a CPU with AMX matrix units, where the course was first built, the target reached
+# about 60% of its ceiling and the draft about 35%: the draft's steps are mostly overhead. On an
+# AMD EPYC with AVX-512 but no AMX, the target reached about 21% and the draft 25%: there the
+# target's multiplies cost more than its bytes, and both land far below the bound. Either way the ceiling is a bound, not a forecast. Batching "breaks" the
+# batch-1 ceiling because one read of the weights serves every sequence in the batch. (Our 24 MB
+# of weights can partly stay in the CPU's own caches between steps, which are faster than main
+# memory, so this ceiling is a guide rather than a wall.)
+#
+# ## 8. The end of the context window
+#
+# The model has learned position embeddings for 512 positions and no more. `generate` refuses a
+# request that would go past them, before doing any work:
+
+# %%
+long_prompt = text_ids[:, :500]
+try:
+    generate(model, long_prompt, max_new_tokens=30)
+except ValueError as error:
+    print("ValueError:", error)
+
+# %% [markdown]
+# `transformers` warns, then fails inside the model when it looks up position 512:
+
+# %%
+try:
+    hf_model.generate(long_prompt, attention_mask=torch.ones_like(long_prompt), max_new_tokens=30, do_sample=False,
+                      pad_token_id=tokenizer.eos_token_id)
+except IndexError as error:
+    print("IndexError:", error)
+
+# %% [markdown]
+# To keep writing past the window, one has to drop the oldest tokens and carry on with the last
+# ones (a *sliding window*). With learned absolute positions the cache cannot simply slide with
+# it: every cached key was computed at its old position. Here is the same token's key in the first
+# layer, computed once at position 50 and once at position 49 (the window moved by one):
+
+# %%
+def first_layer_keys(ids: torch.Tensor) -> torch.Tensor:
+    return block.attn.c_attn(first_layer_input(ids)).split(C, dim=2)[1]  # (1, T, C)
+
+
+at_50 = first_layer_keys(text_ids[:, :100])[0, 50]
+at_49 = first_layer_keys(text_ids[:, 1:101])[0, 49]  # the same token, one position earlier
+print(f"same token, positions 50 and 49: max key difference {(at_50 - at_49).abs().max().item():.2f} "
+      f"(typical key size {at_50.abs().mean().item():.2f})")
+assert not torch.allclose(at_50, at_49, atol=1e-2)
+
+# %% [markdown]
+# So a sliding window means recomputing the cache for the kept tokens (a new prefill) each time
+# the window moves, for example by half a window at a time so that the cost is paid rarely.
+#
+# ## Check your understanding
+#
+# 1. Without a cache, generating N tokens costs work proportional to what power of N? With one?
+#    Which rows of the table in section 1 show it?
+# 2. Why does a single new token need no attention mask when attending to the cache, while three
+#    new tokens do? Which entries of the printed mask stop them seeing their future?
+# 3. GPT-2 Large serves 8 users with 1024-token contexts in float16. How much cache memory is
+#    that? Check your answer with `kv_cache_bytes`.
+# 4. The preallocated cache was faster here. What does it give up in exchange, and when would a
+#    growing cache be the better choice?
+# 5. At batch 1 our loop does not reach the bandwidth ceiling. Name two things that would bring
+#    it closer, and explain why a batch of 64 can exceed it.
+# 6. Why can a cache not simply slide along with the window in a model with learned absolute
+#    position embeddings?
