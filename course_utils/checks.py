@@ -300,7 +300,7 @@ def cached_attention_step(learner: Callable, hint: str | None = None) -> None:
 
     generator = _generator(13)
     cases = []
-    for B, H, T_past, D in [(1, 1, 1, 2), (1, 2, 3, 4), (2, 4, 9, 8), (3, 2, 30, 16)]:
+    for B, H, T_past, D in [(1, 1, 0, 2), (1, 1, 1, 2), (1, 2, 3, 4), (2, 4, 9, 8), (3, 2, 30, 16)]:  # 0: empty cache
         new = [torch.randn(B, H, 1, D, generator=generator) * 2 for _ in range(3)]
         cached = [torch.randn(B, H, T_past, D, generator=generator) * 2 for _ in range(2)]
         cases.append(dict(zip(("q_new", "k_new", "v_new", "cached_k", "cached_v"), new + cached)))
