@@ -28,6 +28,10 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
+def _kind(t: torch.Tensor) -> str:
+    return "bool" if t.dtype == torch.bool else "floating-point" if t.is_floating_point() else "integer"
+
+
 def _difference(actual: Any, expected: Any, atol: float) -> str | None:
     """What differs between two answers, or None when they agree."""
     if isinstance(expected, torch.Tensor):
@@ -35,17 +39,12 @@ def _difference(actual: Any, expected: Any, atol: float) -> str | None:
             return f"expected a tensor, got a {type(actual).__name__}"
         if actual.shape != expected.shape:
             return f"shape {tuple(actual.shape)} instead of {tuple(expected.shape)}"
-        if expected.dtype == torch.bool:
-            if actual.dtype != torch.bool:
-                return f"dtype {actual.dtype} instead of torch.bool"
+        if _kind(expected) != "floating-point":  # masks, token ids and counts: exactly equal
+            if _kind(actual) != _kind(expected):
+                return f"dtype {actual.dtype} instead of a {_kind(expected)} tensor ({expected.dtype})"
             wrong = (actual != expected).nonzero()
             return f"{len(wrong)} entries differ, the first at {wrong[0].tolist()}" if len(wrong) else None
-        if not expected.is_floating_point():  # token ids and counts: exactly equal
-            if actual.is_floating_point() or actual.dtype == torch.bool:
-                return f"dtype {actual.dtype} instead of an integer tensor ({expected.dtype})"
-            wrong = (actual != expected).nonzero()
-            return f"{len(wrong)} entries differ, the first at {wrong[0].tolist()}" if len(wrong) else None
-        if not actual.is_floating_point():
+        if _kind(actual) != "floating-point":
             return f"dtype {actual.dtype} instead of a floating-point tensor"
         gap = (actual.double() - expected.double()).abs()
         gap = torch.where(torch.isnan(gap), torch.inf, gap)

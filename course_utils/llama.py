@@ -109,9 +109,8 @@ def equal_parameter_llama(gpt: GPTConfig, **changes) -> LlamaConfig:
     then differ by less than one unit of F, 3 C L parameters."""
     shared = dict(vocab_size=gpt.vocab_size, context_length=gpt.context_length, n_layer=gpt.n_layer,
                   n_head=gpt.n_head, n_embd=gpt.n_embd, dropout=gpt.dropout, tie_word_embeddings=True)
-    without_mlp = parameter_count(LlamaConfig(**{**shared, **changes, "intermediate_size": 1})) \
-        - 3 * gpt.n_embd * gpt.n_layer
     per_unit = 3 * gpt.n_embd * gpt.n_layer  # one more unit of F: a column of gate, up and down
+    without_mlp = parameter_count(LlamaConfig(**{**shared, **changes, "intermediate_size": 1})) - per_unit
     width = round((parameter_count(gpt) - without_mlp) / per_unit)
     if width < 1:
         raise ValueError(f"no SwiGLU width gives a Llama-style model as small as {gpt}")

@@ -141,10 +141,14 @@ PRESETS: dict[str, TrainConfig] = {
 }
 # GPT-2 style against Llama style at equal parameters, trained for equal time (lesson 08; the
 # README gives the commands, run side by side on one thread each so that they share the machine).
+def _race_preset(model: GPTConfig | LlamaConfig) -> TrainConfig:
+    return TrainConfig(model=model, batch_size=8, max_steps=100_000, learning_rate=1e-3, warmup_steps=100,
+                       eval_interval=250, precision="float32", max_minutes=25.0)
+
+
 _COMPARE_GPT = GPTConfig(vocab_size=VOCAB_SIZE, context_length=256, n_layer=4, n_head=8, n_embd=256, dropout=0.0)
-for _name, _model in (("compare-gpt", _COMPARE_GPT), ("compare-llama", equal_parameter_llama(_COMPARE_GPT))):
-    PRESETS[_name] = TrainConfig(model=_model, batch_size=8, max_steps=100_000, learning_rate=1e-3, warmup_steps=100,
-                                 eval_interval=250, precision="float32", max_minutes=25.0)
+PRESETS["compare-gpt"] = _race_preset(_COMPARE_GPT)
+PRESETS["compare-llama"] = _race_preset(equal_parameter_llama(_COMPARE_GPT))
 
 
 def learning_rate_at(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+from update_screenshots import write_atomically
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = ROOT / "notebooks"
@@ -89,12 +90,18 @@ def blank_cell(source: str, where: str) -> tuple[str, list[tuple[str, str, str |
     return "\n".join(out), found
 
 
+def definition_end(lines: list[str], def_line: int) -> int:
+    """The index of the first line after the function defined at ``lines[def_line]``: the next
+    non-empty line that is not indented (or the end)."""
+    return next((i for i in range(def_line + 1, len(lines)) if lines[i] and not lines[i][0].isspace()), len(lines))
+
+
 def split_after_definitions(source: str, functions: list[str]) -> tuple[str, str]:
     """The cell's source up to the end of the last of ``functions``' definitions, and the rest:
     in a workbook the blank's own cell must define, not call, so that it runs without error."""
     lines = source.split("\n")
     last_def = max(i for i, line in enumerate(lines) if (m := FUNCTION.match(line)) and m.group("name") in functions)
-    end = next((i for i in range(last_def + 1, len(lines)) if lines[i] and not lines[i][0].isspace()), len(lines))
+    end = definition_end(lines, last_def)
     return "\n".join(lines[:end]).rstrip("\n"), "\n".join(lines[end:]).strip("\n")
 
 
@@ -128,8 +135,7 @@ def workbook(lesson: Path) -> nbformat.NotebookNode | None:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         cell["id"] = f"cell-{index}"  # stable ids: the same lesson gives the same workbook
-    result = nbformat.v4.new_notebook(cells=cells, metadata=notebook.metadata)
-    return result
+    return nbformat.v4.new_notebook(cells=cells, metadata=notebook.metadata)
 
 
 def render(notebook: nbformat.NotebookNode) -> dict[str, str]:
@@ -159,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(target)
             if not args.check:
                 EXERCISES.mkdir(exist_ok=True)
-                temporary = target.with_name(f".{target.name}.tmp")
-                temporary.write_text(text)
-                temporary.replace(target)
+                write_atomically(target, text.encode("utf-8"))
     for extra in sorted(set(EXERCISES.glob("[0-9][0-9]_*.*")) - expected):
         stale.append(extra)
         if not args.check:

@@ -40,7 +40,8 @@ def lesson_figure(notebook_path: Path) -> bytes:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_suffix(".png.partial")
+    """Write ``data`` to ``<path>.partial``, then rename it over ``path``: never a half-written file."""
+    partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)
     partial.replace(path)
 

@@ -37,9 +37,8 @@ def lesson_solutions() -> list[tuple[str, str, str, str | None]]:
             _, exercises = make_exercises.blank_cell(cell.source, lesson.name)
             for name, function, hint in exercises:
                 start = next(i for i, line in enumerate(lines) if line.startswith(f"def {function}("))
-                end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i][0].isspace()),
-                           len(lines))
-                found.append((lesson.name, name, "\n".join(lines[start:end]), hint))
+                found.append((lesson.name, name, "\n".join(lines[start:make_exercises.definition_end(lines, start)]),
+                              hint))
     return found
 
 
