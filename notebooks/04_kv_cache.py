@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from course_utils import MiniGPT, generate, load_model
 from course_utils.bench import StepTimer, count_flops, median_seconds, memory_bandwidth
+from course_utils.compat import output_cache
 from course_utils.lesson import check_below, setup
 from course_utils.model import GPTConfig, GrowingKVCache, PreallocatedKVCache, causal_mask, kv_cache_bytes
 
@@ -339,7 +340,7 @@ batch_ids = text_ids[:, :T].repeat(batch, 1)
 growing, preallocated = GrowingKVCache(), PreallocatedKVCache(max_length=config.context_length)
 model(batch_ids, cache=growing)
 model(batch_ids, cache=preallocated)
-past = hf_model(batch_ids, use_cache=True).past_key_values
+past = output_cache(hf_model(batch_ids, use_cache=True))  # transformers' Cache (5.24 renamed the field)
 hf_bytes = sum(t.numel() * t.element_size() for layer in past.layers for t in (layer.keys, layer.values))
 rows = [
     ("growing, 100 positions", growing.nbytes(), kv_cache_bytes(config, T, batch)),

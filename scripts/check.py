@@ -4,17 +4,28 @@ under nbval.
     python scripts/check.py                    # everything
     python scripts/check.py --fast             # skip nbval (the lessons)
     python scripts/check.py --lessons --cpu avx2   # only the lessons, on an emulated plain-AVX2 CPU
+    python scripts/check.py --newest           # unit tests and lessons on the newest releases allowed
+    python scripts/check.py --oldest           # unit tests on the oldest releases allowed
+
 
 Each lesson runs in its own nbval session and its time is printed. ``--cpu avx2`` limits
 PyTorch, oneDNN and MKL to AVX2 (no AVX-512, no AMX, no native bfloat16), as on many laptops:
 the stored outputs must hold there too, and training must pick float32 (checked first).
 Nothing reaches a model hub: HF_HUB_OFFLINE=1 is set for every step.
+
+``--newest`` and ``--oldest`` try the ranges in ``pyproject.toml`` rather than the lock: each builds
+a fresh virtual environment in ``.venvs/`` (newest: pip's choice of the newest releases the ranges
+allow; oldest: uv's ``--resolution lowest-direct``, every direct dependency at its lower bound),
+prints the doctor's report of it, and runs the unit tests there (``--newest`` every lesson too).
+They need the package index, take minutes and several GB, and are not part of CI: run them before
+changing a range or refreshing the lock (CONTRIBUTING.md, "Dependencies").
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -43,13 +54,44 @@ def run_step(name: str, command: list[str], env: dict[str, str]) -> bool:
     return result.returncode == 0
 
 
+def build_environment(kind: str) -> Path:
+    """A fresh virtual environment in .venvs/KIND with the course installed at the newest or the
+    oldest releases its ranges allow; returns its Python."""
+    folder = ROOT / ".venvs" / kind
+    shutil.rmtree(folder, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    if kind == "newest":
+        install += ["--upgrade", "--upgrade-strategy", "eager", "-e", ".[dev]"]
+    else:
+        pins = folder / "oldest-requirements.txt"
+        subprocess.run([sys.executable, "-m", "uv", "pip", "compile", "pyproject.toml", "--extra", "dev",
+                        "--resolution", "lowest-direct", "--python", str(python), "--quiet",
+                        "--output-file", str(pins)], cwd=ROOT, check=True)
+        install += ["-r", str(pins), "-e", ".[dev]"]
+    print(f"==> installing the {kind} releases the ranges allow into {folder.relative_to(ROOT)}", flush=True)
+    subprocess.run(install, cwd=ROOT, check=True)
+    subprocess.run([str(python), "-m", "course_utils", "doctor", "--quick"], cwd=ROOT)
+    return python
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fast", action="store_true", help="skip running the lessons under nbval")
     parser.add_argument("--lessons", action="store_true", help="run only the lessons under nbval")
     parser.add_argument("--cpu", choices=["native", "avx2"], default="native",
                         help="avx2: run on an emulated CPU with only AVX2 (x86 only)")
+    parser.add_argument("--newest", action="store_true",
+                        help="unit tests and lessons in a fresh environment of the newest releases allowed")
+    parser.add_argument("--oldest", action="store_true",
+                        help="unit tests in a fresh environment of the oldest releases allowed")
+    parser.add_argument("--unit", action="store_true", help="run only the unit tests (with --lessons: both)")
     args = parser.parse_args()
+    if args.newest or args.oldest:
+        python = build_environment("newest" if args.newest else "oldest")
+        only = ["--unit", "--lessons"] if args.newest else ["--unit", "--fast"]
+        return subprocess.run([str(python), str(Path(__file__).resolve()), *only], cwd=ROOT).returncode
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0"}
     env.pop("COURSE_MODEL", None)  # stored outputs come from the bundled default
     env.pop("COURSE_DRAFT_MODEL", None)
@@ -57,12 +99,14 @@ def main() -> int:
     if args.cpu == "avx2":
         env.update(AVX2_ONLY)
     steps: list[tuple[str, list[str]]] = []
-    if not args.lessons:
+    if args.unit:
+        steps.append(("unit tests (with the notebook pairing check)", UNIT_TESTS))
+    elif not args.lessons:
         steps += [("lint", LINT), ("unit tests (with the notebook pairing check)", UNIT_TESTS),
                   ("browser tests (JupyterLab and the classroom pages in Chromium)", BROWSER_TESTS)]
     if args.cpu == "avx2":
         steps.append(("precision 'auto' on this CPU", ["-c", AUTO_PICKS_FLOAT32]))
-    if not args.fast:
+    if not args.fast and (args.lessons or not args.unit):
         lessons = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
         steps += [(f"lesson {p.stem} under nbval ({args.cpu} CPU)", [*NBVAL, str(p.relative_to(ROOT))])
                   for p in lessons]

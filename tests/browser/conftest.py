@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,16 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from course_utils.doctor import chromium_executable
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                   "--disable-background-networking", "--disable-component-update"]
 HOW_TO_ENABLE = "install Chromium (Debian: apt-get install chromium) and `pip install -e .[dev]`, or set CHROMIUM=/path"
 SERVER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0"}
-
-
-def chromium_executable() -> str | None:
-    """The Chromium to drive: ``CHROMIUM`` if set, else ``chromium`` on the PATH."""
-    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _missing() -> str | None:
