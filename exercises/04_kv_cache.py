@@ -2,11 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -50,6 +50,7 @@ import torch.nn.functional as F
 
 from course_utils import MiniGPT, generate, load_model
 from course_utils.bench import StepTimer, count_flops, median_seconds, memory_bandwidth
+from course_utils.compat import output_cache
 from course_utils.lesson import check_below, setup
 from course_utils.model import GPTConfig, GrowingKVCache, PreallocatedKVCache, causal_mask, kv_cache_bytes
 
@@ -350,7 +351,7 @@ batch_ids = text_ids[:, :T].repeat(batch, 1)
 growing, preallocated = GrowingKVCache(), PreallocatedKVCache(max_length=config.context_length)
 model(batch_ids, cache=growing)
 model(batch_ids, cache=preallocated)
-past = hf_model(batch_ids, use_cache=True).past_key_values
+past = output_cache(hf_model(batch_ids, use_cache=True))  # transformers' Cache (5.24 renamed the field)
 hf_bytes = sum(t.numel() * t.element_size() for layer in past.layers for t in (layer.keys, layer.values))
 rows = [
     ("growing, 100 positions", growing.nbytes(), kv_cache_bytes(config, T, batch)),

@@ -37,6 +37,8 @@ EXERCISES = ROOT / "exercises"
 START = re.compile(r"^(?P<indent>\s*)# EXERCISE (?P<name>[a-z_][a-z0-9_]*): (?P<task>.+)$")
 HINT = re.compile(r"^\s*# HINT: (?P<hint>.+)$")
 END = re.compile(r"^\s*# END EXERCISE$")
+# As jupytext.toml: no jupytext version in the scripts' headers, so another release changes nothing.
+JUPYTEXT_FILTER = {"notebook_metadata_filter": "-jupytext.text_representation.jupytext_version"}
 FUNCTION = re.compile(r"^\s*def (?P<name>\w+)\(")
 
 BANNER = (
@@ -141,7 +143,7 @@ def workbook(lesson: Path) -> nbformat.NotebookNode | None:
 def render(notebook: nbformat.NotebookNode) -> dict[str, str]:
     """The workbook's files, by suffix: the notebook and its jupytext py:percent pair."""
     paired = nbformat.from_dict(notebook)
-    paired.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
+    paired.metadata["jupytext"] = {"formats": "ipynb,py:percent", **JUPYTEXT_FILTER}
     ipynb = jupytext.writes(paired, fmt="ipynb")
     py = jupytext.writes(paired, fmt="py:percent")
     return {".ipynb": ipynb, ".py": py}

@@ -89,7 +89,7 @@ def test_generate_with_a_transformers_model(bundled, no_warnings):
     target, _, tokenizer, prompt = bundled
     greedy = generate(target, prompt, max_new_tokens=8)
     assert torch.equal(greedy, target.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8,
-                                               do_sample=False))
+                                               do_sample=False, pad_token_id=tokenizer.eos_token_id))
     sampled = generate(target, prompt, max_new_tokens=8, do_sample=True, top_k=20, top_p=0.9,
                        generator=torch.Generator().manual_seed(0))
     beams = generate(target, prompt, max_new_tokens=8, num_beams=3, num_return_sequences=2, length_penalty=0.5)
@@ -103,10 +103,10 @@ def test_generate_with_a_transformers_model(bundled, no_warnings):
 
 
 def test_transformers_generate_with_a_course_stopping_criterion(bundled, no_warnings):
-    target, _, _, prompt = bundled
+    target, _, tokenizer, prompt = bundled
     timer = StepTimer()
     out = target.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, do_sample=False,
-                          stopping_criteria=[timer])
+                          pad_token_id=tokenizer.eos_token_id, stopping_criteria=[timer])
     assert out.shape[1] == prompt.shape[1] + 5
 
 
@@ -137,9 +137,9 @@ def test_transformers_own_assisted_generation_gives_the_same_tokens(bundled):
     ``no_warnings``: in transformers 5.24 its candidate generator itself passes a
     ``generation_config`` together with ``max_new_tokens`` to the draft's ``generate()`` and logs a
     deprecation of that; no call of the course's does it."""
-    target, draft, _, prompt = bundled
+    target, draft, tokenizer, prompt = bundled
     assisted = target.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12, do_sample=False,
-                               assistant_model=draft)
+                               pad_token_id=tokenizer.eos_token_id, assistant_model=draft)
     assert torch.equal(assisted, generate(target, prompt, max_new_tokens=12))
 
 
