@@ -29,7 +29,7 @@
 # `COURSE_MODEL` names).
 
 # %% [markdown]
-# **Exercise workbook.** This is lesson 01 with the body of 3 functions left for you to write: `token_log_probs`, `causal_mask`, `attention`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back, and a hint. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/01_causal_masking.ipynb`.
+# **Exercise workbook.** This is lesson 01 with 3 pieces of code left for you to write: `token_log_probs`, `causal_mask`, `attention`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back and what differs. Stuck? `checks.hint("name")` prints a hint, a nudge first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/01_causal_masking.ipynb`.
 #
 # To start one exercise again, copy its blank from `git show HEAD:exercises/01_causal_masking.py`; to reset the whole workbook, run `git checkout exercises/01_causal_masking.ipynb exercises/01_causal_masking.py`.
 
@@ -78,7 +78,7 @@ def token_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError('Return the log-probability the logits give to each of ids[1:], shape (T - 1,).')
 
 # %%
-checks.token_log_probs(token_log_probs, hint='the logits at position t are the guess for token t + 1; take log_softmax over the vocabulary, then gather.')
+checks.token_log_probs(token_log_probs)
 
 # %%
 with torch.no_grad():
@@ -108,7 +108,7 @@ def causal_mask_by_hand(T: int) -> torch.Tensor:
 
 
 # %%
-checks.causal_mask(causal_mask_by_hand, hint='torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1) is True exactly on the future.')
+checks.causal_mask(causal_mask_by_hand)
 
 # %%
 T = 6
@@ -188,7 +188,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = 
 
 
 # %%
-checks.attention(attention, hint='mask the scores with masked_fill(..., float("-inf")) before the softmax, which runs over the keys (dim=-1).')
+checks.attention(attention)
 
 # %%
 q, k, v = torch.randn(3, 2, 4, 10, 16, generator=generator)

@@ -33,7 +33,7 @@
 # your Hugging Face cache) and every cell runs unchanged on the real GPT-2.
 
 # %% [markdown]
-# **Exercise workbook.** This is lesson 02 with the body of 3 functions left for you to write: `split_heads`, `gelu_tanh`, `parameter_count`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back, and a hint. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/02_mini_gpt.ipynb`.
+# **Exercise workbook.** This is lesson 02 with 1 piece of code left for you to write: `split_heads`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back and what differs. Stuck? `checks.hint("name")` prints a hint, a nudge first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/02_mini_gpt.ipynb`.
 #
 # To start one exercise again, copy its blank from `git show HEAD:exercises/02_mini_gpt.py`; to reset the whole workbook, run `git checkout exercises/02_mini_gpt.ipynb exercises/02_mini_gpt.py`.
 
@@ -182,7 +182,7 @@ def split_heads(t: torch.Tensor, n_head: int) -> torch.Tensor:
 
 
 # %%
-checks.split_heads(split_heads, hint='view the channels as (n_head, D) first, then swap the position and head dimensions; viewing straight to (B, H, T, D) mixes positions.')
+checks.split_heads(split_heads)
 
 # %%
 block = model.h[0]
@@ -226,14 +226,9 @@ plt.show()
 # %%
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     """GPT-2's GELU, elementwise: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    # EXERCISE gelu_tanh: Return 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), elementwise, for a tensor x.
-    raise NotImplementedError('Return 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), elementwise, for a tensor x.')
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
 
 
-# %%
-checks.gelu_tanh(gelu_tanh, hint='torch.tanh and math.sqrt(2 / math.pi); the cubic term is x**3, inside the tanh, and the 0.5 x multiplies everything.')
-
-# %%
 grid = torch.linspace(-4, 4, 801)
 exact = F.gelu(grid)
 tanh_form = gelu_tanh(grid)
@@ -320,14 +315,11 @@ print(f"logits {tuple(logits.shape)}: a score for each of {config.vocab_size} to
 # %%
 def parameter_count(V: int, T_max: int, C: int, L: int, tied: bool = True) -> int:
     """GPT-2's parameter count from its shape."""
-    # EXERCISE parameter_count: Return GPT-2's parameter count for vocabulary V, context T_max, width C, L blocks, head tied or not.
-    raise NotImplementedError("Return GPT-2's parameter count for vocabulary V, context T_max, width C, L blocks, head tied or not.")
+    per_block = 12 * C * C + 13 * C
+    head = 0 if tied else V * C
+    return V * C + T_max * C + L * per_block + 2 * C + head
 
 
-# %%
-checks.parameter_count(parameter_count, hint='12C^2 + 13C per block, VC + T_max C for the embeddings, 2C for the final LayerNorm, and VC more for an untied head.')
-
-# %%
 formula = parameter_count(config.vocab_size, config.context_length, config.n_embd, config.n_layer)
 print(f"formula: {formula:,}   counted: {model.num_parameters():,}")
 assert formula == model.num_parameters()

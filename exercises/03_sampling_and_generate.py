@@ -43,7 +43,7 @@
 # similar `stop_strings=`), tested to stop where the text first appears.
 
 # %% [markdown]
-# **Exercise workbook.** This is lesson 03 with the body of 3 functions left for you to write: `top_k`, `top_p`, `repetition_penalty`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back, and a hint. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/03_sampling_and_generate.ipynb`.
+# **Exercise workbook.** This is lesson 03 with 3 pieces of code left for you to write: `top_k`, `top_p`, `repetition_penalty`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back and what differs. Stuck? `checks.hint("name")` prints a hint, a nudge first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/03_sampling_and_generate.ipynb`.
 #
 # To start one exercise again, copy its blank from `git show HEAD:exercises/03_sampling_and_generate.py`; to reset the whole workbook, run `git checkout exercises/03_sampling_and_generate.ipynb exercises/03_sampling_and_generate.py`.
 
@@ -184,10 +184,10 @@ def top_p_by_hand(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 # %%
-checks.top_k(top_k_by_hand, hint="torch.topk(logits, top_k).values[..., -1:] is each row's k-th largest; compare with <, not by index, so ties stay.")
+checks.top_k(top_k_by_hand)
 
 # %%
-checks.top_p(top_p_by_hand, hint='sort descending, softmax, cumsum; a token stays if the sum of the tokens before it is below top_p (so the crossing token stays).')
+checks.top_p(top_p_by_hand)
 
 # %%
 tied = torch.tensor([[3.0, 1.0, 2.0, 2.0, 0.0]])  # two tokens tied for second place
@@ -352,7 +352,7 @@ def repetition_penalty_by_hand(logits: torch.Tensor, input_ids: torch.Tensor, pe
 
 
 # %%
-checks.repetition_penalty(repetition_penalty_by_hand, hint='mark the seen tokens with scatter on a zeros_like(logits) (a token seen twice is penalised once), then torch.where on the sign.')
+checks.repetition_penalty(repetition_penalty_by_hand)
 
 # %%
 assert torch.equal(repetition_penalty_by_hand(logits, history, 2.0), apply_repetition_penalty(logits, history, 2.0))

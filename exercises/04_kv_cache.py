@@ -33,7 +33,7 @@
 # 8. see what happens at the end of the context window.
 
 # %% [markdown]
-# **Exercise workbook.** This is lesson 04 with the body of 3 functions left for you to write: `cached_attention_step`, `shifted_causal_mask`, `kv_cache_bytes`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back, and a hint. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/04_kv_cache.ipynb`.
+# **Exercise workbook.** This is lesson 04 with 2 pieces of code left for you to write: `cached_attention_step`, `shifted_causal_mask`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back and what differs. Stuck? `checks.hint("name")` prints a hint, a nudge first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/04_kv_cache.ipynb`.
 #
 # To start one exercise again, copy its blank from `git show HEAD:exercises/04_kv_cache.py`; to reset the whole workbook, run `git checkout exercises/04_kv_cache.ipynb exercises/04_kv_cache.py`.
 
@@ -174,7 +174,7 @@ def cached_step_by_hand(q_new: torch.Tensor, k_new: torch.Tensor, v_new: torch.T
     raise NotImplementedError("Return the new token's attention output (B, H, 1, D): append its key and value to the cached ones, then attend with its query over all of them.")
 
 # %%
-checks.cached_attention_step(cached_step_by_hand, hint="torch.cat along the position dimension (dim=2); scale the scores by sqrt(D); no mask is needed: every cached key is in the new token's past.")
+checks.cached_attention_step(cached_step_by_hand)
 
 # %%
 cached_k, cached_v = k[:, :, :-1], v[:, :, :-1]  # what the cache holds after T-1 tokens
@@ -196,7 +196,7 @@ def shifted_mask_by_hand(n_new: int, n_past: int) -> torch.Tensor:
 
 
 # %%
-checks.shifted_causal_mask(shifted_mask_by_hand, hint='it is the causal mask moved n_past columns right: torch.triu(ones, diagonal=n_past + 1) is the future to hide.')
+checks.shifted_causal_mask(shifted_mask_by_hand)
 
 # %%
 n_past, n_new = T - 3, 3
@@ -328,21 +328,16 @@ check_below("for scale: our full pass vs transformers' full pass, float32", ours
 #
 # $$\text{bytes} = 2 \cdot \text{layers} \cdot B \cdot T \cdot H \cdot D \cdot \text{bytes per value}$$
 #
-# `kv_cache_bytes` is that formula. Write it yourself first, then we check it against the bytes
+# `kv_cache_bytes` is that formula. We write it out, then check it against the bytes
 # the cache tensors actually hold, for both forms (the preallocated one holds its full
 # `max_length` from the start) and for `transformers`' own cache on the same model.
 
 # %%
 def kv_bytes_by_hand(n_layer: int, batch: int, seq_len: int, n_head: int, head_size: int, bytes_per_value: int) -> int:
     """Bytes of the keys and values a cache holds for ``batch`` sequences of ``seq_len`` positions."""
-    # EXERCISE kv_cache_bytes: Return the bytes of a KV cache: keys and values, for every layer, sequence, position, head and head dimension.
-    raise NotImplementedError('Return the bytes of a KV cache: keys and values, for every layer, sequence, position, head and head dimension.')
+    return 2 * n_layer * batch * seq_len * n_head * head_size * bytes_per_value
 
 
-# %%
-checks.kv_cache_bytes(kv_bytes_by_hand, hint='2 (keys and values) x n_layer x batch x seq_len x n_head x head_size x bytes_per_value.')
-
-# %%
 assert kv_bytes_by_hand(config.n_layer, 3, 100, config.n_head, config.head_size, 4) == kv_cache_bytes(config, 100, 3)
 
 # %%

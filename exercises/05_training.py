@@ -37,7 +37,7 @@
 # offline.
 
 # %% [markdown]
-# **Exercise workbook.** This is lesson 05 with the body of 3 functions left for you to write: `next_token_windows`, `learning_rate`, `bits_per_byte`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back, and a hint. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/05_training.ipynb`.
+# **Exercise workbook.** This is lesson 05 with 2 pieces of code left for you to write: `next_token_windows`, `bits_per_byte`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back and what differs. Stuck? `checks.hint("name")` prints a hint, a nudge first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/05_training.ipynb`.
 #
 # To start one exercise again, copy its blank from `git show HEAD:exercises/05_training.py`; to reset the whole workbook, run `git checkout exercises/05_training.ipynb exercises/05_training.py`.
 
@@ -168,7 +168,7 @@ def windows_by_hand(tokens: torch.Tensor, starts: torch.Tensor, length: int) -> 
 
 
 # %%
-checks.next_token_windows(windows_by_hand, hint='the target at each position is the token that follows the input there, so the targets are tokens[s + 1 : s + 1 + length]; torch.stack the rows.')
+checks.next_token_windows(windows_by_hand)
 
 # %%
 starts = torch.tensor([1000, 52_000, 7])
@@ -269,14 +269,12 @@ print(f"precision='auto' picks {choice.precision} here: {choice.reason[len('auto
 # %%
 def learning_rate_by_hand(step: int, warmup_steps: int, max_steps: int, learning_rate: float, min_lr: float) -> float:
     """The learning rate at ``step`` (0-based): linear warm-up, then cosine decay to min_lr."""
-    # EXERCISE learning_rate: Return the rate at step (0-based): (step + 1) / warmup_steps of learning_rate during warm-up, then a cosine from learning_rate down to min_lr at max_steps.
-    raise NotImplementedError('Return the rate at step (0-based): (step + 1) / warmup_steps of learning_rate during warm-up, then a cosine from learning_rate down to min_lr at max_steps.')
+    if step < warmup_steps:
+        return learning_rate * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    return min_lr + (learning_rate - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-# %%
-checks.learning_rate(learning_rate_by_hand, hint='after warm-up, progress = (step - warmup_steps) / (max_steps - warmup_steps), capped at 1; rate = min_lr + (learning_rate - min_lr) * (1 + cos(pi * progress)) / 2.')
-
-# %%
 recipe = PRESETS["shakespeare-gpt"]
 steps = np.arange(recipe.max_steps)
 for step in (0, 50, 99, 100, 1000, 2399, 3000):
@@ -483,7 +481,7 @@ def bits_per_byte_by_hand(nll: torch.Tensor, text: str) -> float:
 
 
 # %%
-checks.bits_per_byte(bits_per_byte_by_hand, hint='nats to bits is a division by ln 2 (math.log(2)); bytes are len(text.encode("utf-8")), not len(text); sum, do not average.')
+checks.bits_per_byte(bits_per_byte_by_hand)
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -34,7 +34,7 @@
 # models alike.
 
 # %% [markdown]
-# **Exercise workbook.** This is lesson 06 with the body of 3 functions left for you to write: `previous_token_score`, `mean_distance`, `attention_entropy`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back, and a hint. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/06_attention.ipynb`.
+# **Exercise workbook.** This is lesson 06 with 3 pieces of code left for you to write: `previous_token_score`, `mean_distance`, `attention_entropy`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back and what differs. Stuck? `checks.hint("name")` prints a hint, a nudge first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/06_attention.ipynb`.
 #
 # To start one exercise again, copy its blank from `git show HEAD:exercises/06_attention.py`; to reset the whole workbook, run `git checkout exercises/06_attention.ipynb exercises/06_attention.py`.
 
@@ -180,13 +180,13 @@ def entropy_by_hand(w: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError('Return the mean over all queries of -sum_j w[i, j] ln w[i, j], in nats, counting 0 ln 0 as 0 (a 0-d tensor).')
 
 # %%
-checks.previous_token_score(previous_token_by_hand, hint='those entries are the diagonal just below the main one: torch.diagonal(w, offset=-1) holds T - 1 of them.')
+checks.previous_token_score(previous_token_by_hand)
 
 # %%
-checks.mean_distance(mean_distance_by_hand, hint='build the (T, T) matrix of i - j from torch.arange (future entries have weight 0 anyway), multiply, sum over keys, average over queries.')
+checks.mean_distance(mean_distance_by_hand)
 
 # %%
-checks.attention_entropy(entropy_by_hand, hint='masked future weights are exactly 0 and torch.log(0) is -inf; torch.special.xlogy(w, w) gives w ln w with 0 where w is 0.')
+checks.attention_entropy(entropy_by_hand)
 
 # %%
 one_head = [weights[2][:1, 3:4]]  # layer 2, head 3, the first passage: a list of one (1, 1, T, T)

@@ -38,7 +38,7 @@
 # `assistant_model=`, `num_assistant_tokens=`, `prompt_lookup_num_tokens=`.
 
 # %% [markdown]
-# **Exercise workbook.** This is lesson 07 with the body of 3 functions left for you to write: `residual_distribution`, `greedy_acceptance`, `expected_tokens`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back, and a hint. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/07_speculative_decoding.ipynb`.
+# **Exercise workbook.** This is lesson 07 with 2 pieces of code left for you to write: `residual_distribution`, `greedy_acceptance`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back and what differs. Stuck? `checks.hint("name")` prints a hint, a nudge first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/07_speculative_decoding.ipynb`.
 #
 # To start one exercise again, copy its blank from `git show HEAD:exercises/07_speculative_decoding.py`; to reset the whole workbook, run `git checkout exercises/07_speculative_decoding.ipynb exercises/07_speculative_decoding.py`.
 
@@ -144,7 +144,7 @@ def residual_by_hand(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 # %%
-checks.residual_distribution(residual_by_hand, hint="clamp(min=0) keeps the positive part; divide by its sum, not by p's or q's (both sum to 1 already).")
+checks.residual_distribution(residual_by_hand)
 
 # %%
 example_p, example_q = torch.tensor([0.5, 0.3, 0.2]), torch.tensor([0.2, 0.6, 0.2])
@@ -215,7 +215,7 @@ def greedy_kept_by_hand(drafted: torch.Tensor, choices: torch.Tensor) -> tuple[i
 
 
 # %%
-checks.greedy_acceptance(greedy_kept_by_hand, hint='compare drafted with choices[:K] and stop at the first mismatch (a cumulative product of the matches does it); choices has K + 1 entries, so choices[K] is the bonus.')
+checks.greedy_acceptance(greedy_kept_by_hand)
 
 # %%
 example_choices = torch.tensor([5, 9, 2, 7])
@@ -330,14 +330,11 @@ assert draft_p < 1e-6, "the draft alone should fail the same test"
 def expected_tokens_by_hand(acceptance: float, k: int) -> float:
     """(1 - a^(K+1)) / (1 - a): expected tokens per target pass with K drafts each accepted with
     probability a; K + 1 when a = 1."""
-    # EXERCISE expected_tokens: Return (1 - a^(k+1)) / (1 - a) for acceptance a and k drafts, and k + 1 when a = 1.
-    raise NotImplementedError('Return (1 - a^(k+1)) / (1 - a) for acceptance a and k drafts, and k + 1 when a = 1.')
+    if acceptance == 1.0:
+        return float(k + 1)
+    return (1 - acceptance ** (k + 1)) / (1 - acceptance)
 
 
-# %%
-checks.expected_tokens(expected_tokens_by_hand, hint="it is the sum 1 + a + a^2 + ... + a^k: the target's own token plus each run of accepted drafts; handle a = 1 apart (or sum the series).")
-
-# %%
 for a in (0.0, 0.5, 0.84, 1.0):
     assert all(abs(expected_tokens_by_hand(a, k) - expected_tokens_per_step(a, k)) < 1e-12 for k in range(9))
 print("K = 5:", {a: round(expected_tokens_by_hand(a, 5), 2) for a in (0.0, 0.5, 0.84, 1.0)})

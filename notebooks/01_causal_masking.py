@@ -66,7 +66,6 @@ print(len(tokens), "tokens:", tokens)
 def token_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """log p(ids[t] | ids[:t]) for t = 1 .. T-1, from one text's logits (T, V) and ids (T,): (T - 1,)."""
     # EXERCISE token_log_probs: Return the log-probability the logits give to each of ids[1:], shape (T - 1,).
-    # HINT: the logits at position t are the guess for token t + 1; take log_softmax over the vocabulary, then gather.
     log_probs = F.log_softmax(logits[:-1], dim=-1)  # predictions for tokens 2..T
     return log_probs.gather(1, ids[1:, None]).squeeze(1)
     # END EXERCISE
@@ -94,7 +93,6 @@ print(f"log p(text | first token) = sum of the terms = {per_token.sum():.2f} nat
 def causal_mask_by_hand(T: int) -> torch.Tensor:
     """(T, T) bool: True where query i may attend to key j, that is where j <= i."""
     # EXERCISE causal_mask: Return the (T, T) bool mask that is True where key j <= query i.
-    # HINT: torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1) is True exactly on the future.
     future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
     return ~future
     # END EXERCISE
@@ -173,7 +171,6 @@ plt.show()
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True) -> torch.Tensor:
     """Scaled dot-product attention, step by step. q, k, v: (..., T, d) -> (..., T, d)."""
     # EXERCISE attention: Return softmax(q k^T / sqrt(d)) v, with the future hidden first when causal.
-    # HINT: mask the scores with masked_fill(..., float("-inf")) before the softmax, which runs over the keys (dim=-1).
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
     if causal:
         scores = scores.masked_fill(~causal_mask(q.shape[-2]), float("-inf"))

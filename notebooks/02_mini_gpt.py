@@ -169,7 +169,6 @@ if model_name() == "shakespeare-gpt":  # what this model learned; GPT-2 learned 
 def split_heads(t: torch.Tensor, n_head: int) -> torch.Tensor:
     """(B, T, C) -> (B, H, T, D): head h holds channels h*D .. (h+1)*D - 1 of every position."""
     # EXERCISE split_heads: Return t (B, T, C) as (B, n_head, T, C // n_head), head h holding channels h*D to (h+1)*D - 1.
-    # HINT: view the channels as (n_head, D) first, then swap the position and head dimensions; viewing straight to (B, H, T, D) mixes positions.
     B, T, C = t.shape
     return t.view(B, T, n_head, C // n_head).transpose(1, 2)
     # END EXERCISE
@@ -216,10 +215,7 @@ plt.show()
 # %%
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     """GPT-2's GELU, elementwise: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    # EXERCISE gelu_tanh: Return 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), elementwise, for a tensor x.
-    # HINT: torch.tanh and math.sqrt(2 / math.pi); the cubic term is x**3, inside the tanh, and the 0.5 x multiplies everything.
     return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
-    # END EXERCISE
 
 
 grid = torch.linspace(-4, 4, 801)
@@ -308,12 +304,9 @@ print(f"logits {tuple(logits.shape)}: a score for each of {config.vocab_size} to
 # %%
 def parameter_count(V: int, T_max: int, C: int, L: int, tied: bool = True) -> int:
     """GPT-2's parameter count from its shape."""
-    # EXERCISE parameter_count: Return GPT-2's parameter count for vocabulary V, context T_max, width C, L blocks, head tied or not.
-    # HINT: 12C^2 + 13C per block, VC + T_max C for the embeddings, 2C for the final LayerNorm, and VC more for an untied head.
     per_block = 12 * C * C + 13 * C
     head = 0 if tied else V * C
     return V * C + T_max * C + L * per_block + 2 * C + head
-    # END EXERCISE
 
 
 formula = parameter_count(config.vocab_size, config.context_length, config.n_embd, config.n_layer)

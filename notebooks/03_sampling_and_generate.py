@@ -164,7 +164,6 @@ assert kept_distribution(panels["min-p = 0.2"]).gt(0).tolist() == [True] * 4 + [
 def top_k_by_hand(logits: torch.Tensor, top_k: int) -> torch.Tensor:
     """Logits (B, V) with every token below the top_k-th largest of its row set to -inf."""
     # EXERCISE top_k: Return the logits (B, V) with every token smaller than its row's top_k-th largest set to -inf (ties with it are kept).
-    # HINT: torch.topk(logits, top_k).values[..., -1:] is each row's k-th largest; compare with <, not by index, so ties stay.
     kth_largest = torch.topk(logits, top_k, dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth_largest, float("-inf"))
     # END EXERCISE
@@ -174,7 +173,6 @@ def top_p_by_hand(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Logits (B, V) with all but the nucleus of each row set to -inf: the most likely tokens, in
     order, up to and including the one whose probability makes the sum reach top_p."""
     # EXERCISE top_p: Return the logits (B, V) keeping, per row, the most likely tokens up to and including the one whose probability makes the sum reach top_p; the rest -inf.
-    # HINT: sort descending, softmax, cumsum; a token stays if the sum of the tokens before it is below top_p (so the crossing token stays).
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     before = sorted_logits.softmax(dim=-1).cumsum(dim=-1) - sorted_logits.softmax(dim=-1)
     remove_sorted = before >= top_p
@@ -341,7 +339,6 @@ print("frequency 0.5 + presence 0.25: ", apply_frequency_presence_penalty(logits
 def repetition_penalty_by_hand(logits: torch.Tensor, input_ids: torch.Tensor, penalty: float) -> torch.Tensor:
     """Logits (B, V) after the CTRL rule for the tokens in input_ids (B, T) of each row."""
     # EXERCISE repetition_penalty: Return the logits (B, V) with each token seen in its row of input_ids divided by penalty if positive, multiplied if negative.
-    # HINT: mark the seen tokens with scatter on a zeros_like(logits) (a token seen twice is penalised once), then torch.where on the sign.
     seen = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, input_ids, True)
     penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
     return torch.where(seen, penalised, logits)

@@ -162,7 +162,6 @@ def cached_step_by_hand(q_new: torch.Tensor, k_new: torch.Tensor, v_new: torch.T
     """One new token's attention (B, H, 1, D): its query, key and value (B, H, 1, D) and the
     cached keys and values (B, H, T_past, D)."""
     # EXERCISE cached_attention_step: Return the new token's attention output (B, H, 1, D): append its key and value to the cached ones, then attend with its query over all of them.
-    # HINT: torch.cat along the position dimension (dim=2); scale the scores by sqrt(D); no mask is needed: every cached key is in the new token's past.
     keys = torch.cat([cached_k, k_new], dim=2)  # (B, H, T, D)
     values = torch.cat([cached_v, v_new], dim=2)
     scores = q_new @ keys.transpose(-2, -1) / q_new.shape[-1] ** 0.5  # (B, H, 1, T): one query, T keys
@@ -184,7 +183,6 @@ check_below("cached step vs last row of the full computation: max difference", (
 def shifted_mask_by_hand(n_new: int, n_past: int) -> torch.Tensor:
     """(n_new, n_past + n_new) bool: True where new query i may attend to key j, j <= n_past + i."""
     # EXERCISE shifted_causal_mask: Return the (n_new, n_past + n_new) bool mask, True where new query i may see key j, that is j <= n_past + i.
-    # HINT: it is the causal mask moved n_past columns right: torch.triu(ones, diagonal=n_past + 1) is the future to hide.
     ones = torch.ones(n_new, n_past + n_new, dtype=torch.bool)
     return ~torch.triu(ones, diagonal=n_past + 1)
     # END EXERCISE
@@ -319,17 +317,14 @@ check_below("for scale: our full pass vs transformers' full pass, float32", ours
 #
 # $$\text{bytes} = 2 \cdot \text{layers} \cdot B \cdot T \cdot H \cdot D \cdot \text{bytes per value}$$
 #
-# `kv_cache_bytes` is that formula. Write it yourself first, then we check it against the bytes
+# `kv_cache_bytes` is that formula. We write it out, then check it against the bytes
 # the cache tensors actually hold, for both forms (the preallocated one holds its full
 # `max_length` from the start) and for `transformers`' own cache on the same model.
 
 # %%
 def kv_bytes_by_hand(n_layer: int, batch: int, seq_len: int, n_head: int, head_size: int, bytes_per_value: int) -> int:
     """Bytes of the keys and values a cache holds for ``batch`` sequences of ``seq_len`` positions."""
-    # EXERCISE kv_cache_bytes: Return the bytes of a KV cache: keys and values, for every layer, sequence, position, head and head dimension.
-    # HINT: 2 (keys and values) x n_layer x batch x seq_len x n_head x head_size x bytes_per_value.
     return 2 * n_layer * batch * seq_len * n_head * head_size * bytes_per_value
-    # END EXERCISE
 
 
 assert kv_bytes_by_hand(config.n_layer, 3, 100, config.n_head, config.head_size, 4) == kv_cache_bytes(config, 100, 3)

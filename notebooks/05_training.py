@@ -155,7 +155,6 @@ for i, t in zip(inputs.tolist(), targets.tolist()):
 def windows_by_hand(tokens: torch.Tensor, starts: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and targets (B, length) for the windows of the token stream that start at starts (B,)."""
     # EXERCISE next_token_windows: Return (inputs, targets), each (len(starts), length): tokens[s : s + length] for each start s, and the same windows one token on.
-    # HINT: the target at each position is the token that follows the input there, so the targets are tokens[s + 1 : s + 1 + length]; torch.stack the rows.
     inputs = torch.stack([tokens[s : s + length] for s in starts.tolist()])
     targets = torch.stack([tokens[s + 1 : s + 1 + length] for s in starts.tolist()])
     return inputs, targets
@@ -260,13 +259,10 @@ print(f"precision='auto' picks {choice.precision} here: {choice.reason[len('auto
 # %%
 def learning_rate_by_hand(step: int, warmup_steps: int, max_steps: int, learning_rate: float, min_lr: float) -> float:
     """The learning rate at ``step`` (0-based): linear warm-up, then cosine decay to min_lr."""
-    # EXERCISE learning_rate: Return the rate at step (0-based): (step + 1) / warmup_steps of learning_rate during warm-up, then a cosine from learning_rate down to min_lr at max_steps.
-    # HINT: after warm-up, progress = (step - warmup_steps) / (max_steps - warmup_steps), capped at 1; rate = min_lr + (learning_rate - min_lr) * (1 + cos(pi * progress)) / 2.
     if step < warmup_steps:
         return learning_rate * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
     return min_lr + (learning_rate - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
-    # END EXERCISE
 
 
 recipe = PRESETS["shakespeare-gpt"]
@@ -471,7 +467,6 @@ assert history["val_bpb"][-1] < history["val_bpb"][0] - 0.3
 def bits_per_byte_by_hand(nll: torch.Tensor, text: str) -> float:
     """Bits per UTF-8 byte of ``text`` from the negative log-likelihoods, in nats, of its tokens."""
     # EXERCISE bits_per_byte: Return the total of nll (nats, one per predicted token) in bits, divided by the length of text in UTF-8 bytes.
-    # HINT: nats to bits is a division by ln 2 (math.log(2)); bytes are len(text.encode("utf-8")), not len(text); sum, do not average.
     return nll.sum().item() / math.log(2) / len(text.encode("utf-8"))
     # END EXERCISE
 

@@ -156,7 +156,6 @@ plt.show()
 def previous_token_by_hand(w: torch.Tensor) -> torch.Tensor:
     """Mean of w[i, i-1] over the queries i = 1 .. T-1 of one head's weights w (T, T)."""
     # EXERCISE previous_token_score: Return the mean over queries i >= 1 of w[i, i - 1], the weight on the token just before (a 0-d tensor).
-    # HINT: those entries are the diagonal just below the main one: torch.diagonal(w, offset=-1) holds T - 1 of them.
     return torch.diagonal(w, offset=-1).mean()
     # END EXERCISE
 
@@ -164,7 +163,6 @@ def previous_token_by_hand(w: torch.Tensor) -> torch.Tensor:
 def mean_distance_by_hand(w: torch.Tensor) -> torch.Tensor:
     """Mean over the queries i of sum_j w[i, j] (i - j): how far back a head looks, in tokens."""
     # EXERCISE mean_distance: Return the mean over all queries i of sum_j w[i, j] (i - j), in tokens (a 0-d tensor).
-    # HINT: build the (T, T) matrix of i - j from torch.arange (future entries have weight 0 anyway), multiply, sum over keys, average over queries.
     positions = torch.arange(w.shape[-1], dtype=w.dtype)
     return (w * (positions[:, None] - positions[None, :]).clamp(min=0)).sum(-1).mean()
     # END EXERCISE
@@ -173,7 +171,6 @@ def mean_distance_by_hand(w: torch.Tensor) -> torch.Tensor:
 def entropy_by_hand(w: torch.Tensor) -> torch.Tensor:
     """Mean over the queries i of -sum_j w[i, j] ln w[i, j], in nats, with 0 ln 0 = 0."""
     # EXERCISE attention_entropy: Return the mean over all queries of -sum_j w[i, j] ln w[i, j], in nats, counting 0 ln 0 as 0 (a 0-d tensor).
-    # HINT: masked future weights are exactly 0 and torch.log(0) is -inf; torch.special.xlogy(w, w) gives w ln w with 0 where w is 0.
     return -torch.special.xlogy(w, w).sum(-1).mean()
     # END EXERCISE
 

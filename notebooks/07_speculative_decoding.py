@@ -131,7 +131,6 @@ assert draft_cost < 0.5, "the draft should be much cheaper than the target"
 def residual_by_hand(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """norm(max(0, p - q)) for the target's and the drafter's distributions p, q (V,)."""
     # EXERCISE residual_distribution: Return norm(max(0, p - q)): the positive part of p - q, rescaled to sum to 1.
-    # HINT: clamp(min=0) keeps the positive part; divide by its sum, not by p's or q's (both sum to 1 already).
     residual = (p - q).clamp(min=0)
     return residual / residual.sum()
     # END EXERCISE
@@ -201,7 +200,6 @@ def greedy_kept_by_hand(drafted: torch.Tensor, choices: torch.Tensor) -> tuple[i
     """drafted (K,) tokens and the target's greedy choices (K + 1,) at their positions: how many
     drafts are kept, and the token that follows them."""
     # EXERCISE greedy_acceptance: Return (m, token): m = how many leading drafts equal the target's choices, token = choices[m].
-    # HINT: compare drafted with choices[:K] and stop at the first mismatch (a cumulative product of the matches does it); choices has K + 1 entries, so choices[K] is the bonus.
     matches = (drafted == choices[: len(drafted)]).int()
     kept = int(matches.cumprod(0).sum())
     return kept, int(choices[kept])
@@ -320,12 +318,9 @@ assert draft_p < 1e-6, "the draft alone should fail the same test"
 def expected_tokens_by_hand(acceptance: float, k: int) -> float:
     """(1 - a^(K+1)) / (1 - a): expected tokens per target pass with K drafts each accepted with
     probability a; K + 1 when a = 1."""
-    # EXERCISE expected_tokens: Return (1 - a^(k+1)) / (1 - a) for acceptance a and k drafts, and k + 1 when a = 1.
-    # HINT: it is the sum 1 + a + a^2 + ... + a^k: the target's own token plus each run of accepted drafts; handle a = 1 apart (or sum the series).
     if acceptance == 1.0:
         return float(k + 1)
     return (1 - acceptance ** (k + 1)) / (1 - acceptance)
-    # END EXERCISE
 
 
 for a in (0.0, 0.5, 0.84, 1.0):

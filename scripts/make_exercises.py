@@ -7,15 +7,16 @@ A lesson marks the body of a function the learner writes (see CONTRIBUTING.md, "
 
     def causal_mask_by_hand(T: int) -> torch.Tensor:
         # EXERCISE causal_mask: Return the (T, T) boolean mask, True where query i may see key j.
-        # HINT: torch.triu(..., diagonal=1) selects the future.
         future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
         return ~future
         # END EXERCISE
 
 In the workbook the body becomes ``raise NotImplementedError(<the task>)``, and a new cell after
-it calls the checker of that name, ``checks.causal_mask(causal_mask_by_hand, hint=...)``, which
-compares the learner's function with the library's on fixed and random inputs. The hint is shown
-only when an answer is wrong. Everything else is the lesson, outputs removed, so the exercises
+it calls the checker of that name, ``checks.causal_mask(causal_mask_by_hand)``, which compares the
+learner's function with the library's on fixed and random inputs. For a method (the ``forward`` of
+a module the lesson builds), the checker is given the class. Hints are not in the lesson nor the
+workbook: ``checks.hint("causal_mask")`` prints them from ``course_utils/hints.py``, one level per
+call. Everything else is the lesson, outputs removed, so the exercises
 cannot drift from the solutions.
 """
 
@@ -39,14 +40,16 @@ HINT = re.compile(r"^\s*# HINT: (?P<hint>.+)$")
 END = re.compile(r"^\s*# END EXERCISE$")
 # As jupytext.toml: no jupytext version in the scripts' headers, so another release changes nothing.
 JUPYTEXT_FILTER = {"notebook_metadata_filter": "-jupytext.text_representation.jupytext_version"}
-FUNCTION = re.compile(r"^\s*def (?P<name>\w+)\(")
+FUNCTION = re.compile(r"^(?P<indent>\s*)def (?P<name>\w+)\(")
+CLASS = re.compile(r"^class (?P<name>\w+)\b")
 
 BANNER = (
-    "**Exercise workbook.** This is lesson {number} with the body of {count} function{s} left for you "
-    "to write: {names}. Each blank raises `NotImplementedError` with its task: write the body, run its "
+    "**Exercise workbook.** This is lesson {number} with {count} piece{s} of code left for you to "
+    "write: {names}. Each blank raises `NotImplementedError` with its task: write the body, run its "
     "cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was "
-    "expected, what came back, and a hint. Run the workbook top to bottom: it stops at the first blank. "
-    "The solved lesson is `notebooks/{lesson}`.\n\n"
+    "expected, what came back and what differs. Stuck? `checks.hint(\"name\")` prints a hint, a nudge "
+    "first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the "
+    "first blank. The solved lesson is `notebooks/{lesson}`.\n\n"
     "To start one exercise again, copy its blank from `git show HEAD:exercises/{stem}.py`; to reset the "
     "whole workbook, run `git checkout exercises/{stem}.ipynb exercises/{stem}.py`."
 )
@@ -56,9 +59,10 @@ class MarkerError(ValueError):
     """A lesson's exercise markers are malformed."""
 
 
-def blank_cell(source: str, where: str) -> tuple[str, list[tuple[str, str, str | None]]]:
+def blank_cell(source: str, where: str) -> tuple[str, list[tuple[str, str]]]:
     """The cell's source with each marked body replaced by its stub, and for each exercise its
-    (checker name, function name, hint)."""
+    (checker name, what the checker is given): the function's name, or for a method the name of
+    its class (the checker builds the learner's module from it)."""
     lines = source.split("\n")
     out: list[str] = []
     found = []
@@ -68,17 +72,21 @@ def blank_cell(source: str, where: str) -> tuple[str, list[tuple[str, str, str |
         if not start:
             if "# EXERCISE" in lines[i] or END.match(lines[i]):
                 raise MarkerError(f"{where}: a marker line that is not '# EXERCISE name: task': {lines[i]!r}")
+            if HINT.match(lines[i]):
+                raise MarkerError(f"{where}: a '# HINT:' line; hints live in course_utils/hints.py, never in a lesson")
             out.append(lines[i])
             i += 1
             continue
-        functions = [m.group("name") for line in out if (m := FUNCTION.match(line))]
-        if not functions:
+        definitions = [(len(m.group("indent")), m.group("name")) for line in out if (m := FUNCTION.match(line))]
+        if not definitions:
             raise MarkerError(f"{where}: exercise {start.group('name')!r} is not inside a function")
-        hint = None
+        subject = definitions[-1][1]
+        if definitions[-1][0] > 0:  # a method: the checker takes its class
+            classes = [m.group("name") for line in out if (m := CLASS.match(line))]
+            if not classes:
+                raise MarkerError(f"{where}: exercise {start.group('name')!r} is in a method outside a class")
+            subject = classes[-1]
         j = i + 1
-        if j < len(lines) and (h := HINT.match(lines[j])):
-            hint = h.group("hint")
-            j += 1
         while j < len(lines) and not END.match(lines[j]):
             if START.match(lines[j]):
                 raise MarkerError(f"{where}: exercise {start.group('name')!r} has no '# END EXERCISE'")
@@ -87,7 +95,7 @@ def blank_cell(source: str, where: str) -> tuple[str, list[tuple[str, str, str |
             raise MarkerError(f"{where}: exercise {start.group('name')!r} has no '# END EXERCISE'")
         indent, task = start.group("indent"), start.group("task")
         out += [f"{indent}# EXERCISE {start.group('name')}: {task}", f"{indent}raise NotImplementedError({task!r})"]
-        found.append((start.group("name"), functions[-1], hint))
+        found.append((start.group("name"), subject))
         i = j + 1
     return "\n".join(out), found
 
@@ -98,11 +106,13 @@ def definition_end(lines: list[str], def_line: int) -> int:
     return next((i for i in range(def_line + 1, len(lines)) if lines[i] and not lines[i][0].isspace()), len(lines))
 
 
-def split_after_definitions(source: str, functions: list[str]) -> tuple[str, str]:
-    """The cell's source up to the end of the last of ``functions``' definitions, and the rest:
-    in a workbook the blank's own cell must define, not call, so that it runs without error."""
+def split_after_definitions(source: str, subjects: list[str]) -> tuple[str, str]:
+    """The cell's source up to the end of the last of ``subjects``' definitions (functions or
+    classes), and the rest: in a workbook the blank's own cell must define, not call, so that it
+    runs without error."""
     lines = source.split("\n")
-    last_def = max(i for i, line in enumerate(lines) if (m := FUNCTION.match(line)) and m.group("name") in functions)
+    last_def = max(i for i, line in enumerate(lines)
+                   if (m := FUNCTION.match(line) or CLASS.match(line)) and m.group("name") in subjects)
     end = definition_end(lines, last_def)
     return "\n".join(lines[:end]).rstrip("\n"), "\n".join(lines[end:]).strip("\n")
 
@@ -117,14 +127,13 @@ def workbook(lesson: Path) -> nbformat.NotebookNode | None:
             cells.append(cell)
             continue
         source, found = blank_cell(cell.source, f"{lesson.name}, cell {number}")
-        definitions, rest = split_after_definitions(source, [function for _, function, _ in found])
+        definitions, rest = split_after_definitions(source, [subject for _, subject in found])
         cells.append(nbformat.v4.new_code_cell(definitions, metadata=cell.metadata))
-        for name, function, hint in found:
-            call = f"checks.{name}({function}" + (f", hint={hint!r})" if hint else ")")
-            cells.append(nbformat.v4.new_code_cell(call))
+        for name, subject in dict(found).items():  # one check per exercise, after the cell that defines it
+            cells.append(nbformat.v4.new_code_cell(f"checks.{name}({subject})"))
         if rest:  # the code that uses the functions runs after their checks
             cells.append(nbformat.v4.new_code_cell(rest))
-        exercises += [name for name, _, _ in found]
+        exercises += [name for name, _ in found]
     if not exercises:
         return None
     first_code = next(i for i, cell in enumerate(cells) if cell.cell_type == "code")

@@ -4,8 +4,8 @@ give, and a fresh kernel runs one until its first blank."""
 
 from __future__ import annotations
 
+import json
 import math
-import re
 import sys
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from course_utils import checks
 from course_utils.checks import ExerciseFailed
+from course_utils.hints import HINTS
 from course_utils.model import causal_mask
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,43 +27,47 @@ import make_exercises  # noqa: E402
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 
 
-def lesson_solutions() -> list[tuple[str, str, str, str | None]]:
-    """(lesson, checker name, the solved function's source, hint) for every marked exercise."""
+def lesson_solutions() -> list[tuple[str, str, str, str]]:
+    """(lesson, checker name, what the checker is given (a function or a class), the solved source
+    of that definition) for every marked exercise."""
     found = []
     for lesson in LESSONS:
         for cell in jupytext.read(lesson).cells:
             if cell.cell_type != "code" or "# EXERCISE" not in cell.source:
                 continue
-            lines = cell.source.split("\n")
             _, exercises = make_exercises.blank_cell(cell.source, lesson.name)
-            for name, function, hint in exercises:
-                start = next(i for i, line in enumerate(lines) if line.startswith(f"def {function}("))
-                found.append((lesson.name, name, "\n".join(lines[start:make_exercises.definition_end(lines, start)]),
-                              hint))
+            lines = cell.source.split("\n")
+            for name, subject in dict(exercises).items():
+                heads = (f"def {subject}(", f"class {subject}")
+                start = next(i for i, line in enumerate(lines) if line.startswith(heads))
+                source = "\n".join(lines[start:make_exercises.definition_end(lines, start)])
+                found.append((lesson.name, name, subject, source))
     return found
 
 
 SOLUTIONS = lesson_solutions()
+IDS = [f"{s[0][:2]}-{s[1]}" for s in SOLUTIONS]
 
 
-def define(source: str):
-    """The function a lesson defines, with the names lessons import."""
-    namespace = {"torch": torch, "F": F, "math": math, "causal_mask": causal_mask}
+def define(source: str, subject: str):
+    """What a lesson's cell defines under ``subject``, with the names lessons import."""
+    namespace = {"torch": torch, "F": F, "math": math, "nn": torch.nn, "causal_mask": causal_mask}
+    namespace.update(LESSON_NAMES)
     exec(source, namespace)
-    return namespace[re.match(r"def (\w+)\(", source).group(1)]
+    return namespace[subject]
 
 
-@pytest.mark.parametrize("lesson, name, source, hint", SOLUTIONS, ids=[f"{s[0][:2]}-{s[1]}" for s in SOLUTIONS])
-def test_every_checker_passes_on_the_lessons_solution(lesson, name, source, hint, capsys):
-    getattr(checks, name)(define(source), hint=hint)
+@pytest.mark.parametrize("lesson, name, subject, source", SOLUTIONS, ids=IDS)
+def test_every_checker_passes_on_the_lessons_solution(lesson, name, subject, source, capsys):
+    getattr(checks, name)(define(source, subject))
     assert capsys.readouterr().out.startswith(f"{name}: correct on all ")
 
 
-@pytest.mark.parametrize("lesson, name, source, hint", SOLUTIONS, ids=[f"{s[0][:2]}-{s[1]}" for s in SOLUTIONS])
-def test_a_blank_stub_says_what_to_write(lesson, name, source, hint):
+@pytest.mark.parametrize("lesson, name, subject, source", SOLUTIONS, ids=IDS)
+def test_a_blank_stub_says_what_to_write(lesson, name, subject, source):
     blank, _ = make_exercises.blank_cell(source, lesson)
     with pytest.raises(ExerciseFailed, match=f"{name}: not written yet. The task: "):
-        getattr(checks, name)(define(blank), hint=hint)
+        getattr(checks, name)(define(blank, subject))
 
 
 # Plausible wrong answers, each a mistake a learner makes; every one must fail with a message that
@@ -131,28 +136,16 @@ def heads_not_transposed(t, n_head):
     return t.view(B, T, n_head, C // n_head)
 
 
-def gelu_exact(x):
-    return F.gelu(x)  # the exact GELU, not GPT-2's approximation
 
 
-def gelu_with_square(x):
-    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**2)))
 
 
-def gelu_without_half(x):
-    return x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
 
 
-def count_without_norm_biases(V, T_max, C, L, tied=True):
-    return V * C + T_max * C + L * (12 * C * C + 11 * C) + C + (0 if tied else V * C)
 
 
-def count_without_final_norm(V, T_max, C, L, tied=True):
-    return V * C + T_max * C + L * (12 * C * C + 13 * C) + (0 if tied else V * C)
 
 
-def count_head_twice(V, T_max, C, L, tied=True):
-    return 2 * V * C + T_max * C + L * (12 * C * C + 13 * C) + 2 * C  # tying ignored
 
 
 def top_k_by_index(logits, top_k):
@@ -224,18 +217,8 @@ def windows_targets_shifted_back(tokens, starts, length):
     return inputs, targets  # inputs and targets swapped
 
 
-def rate_warmup_from_zero(step, warmup_steps, max_steps, learning_rate, min_lr):
-    if step < warmup_steps:
-        return learning_rate * step / warmup_steps  # step 0 gets a rate of 0
-    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
-    return min_lr + (learning_rate - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def rate_decays_to_zero(step, warmup_steps, max_steps, learning_rate, min_lr):
-    if step < warmup_steps:
-        return learning_rate * (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
-    return learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def bpb_per_character(nll, text):
@@ -272,12 +255,8 @@ def greedy_bonus_from_the_draft(drafted, choices):
     return kept, int(choices[kept - 1]) if kept else int(choices[0])  # off by one
 
 
-def tokens_without_the_target_token(acceptance, k):
-    return sum(acceptance ** i for i in range(1, k + 1))  # forgets the token the target adds
 
 
-def tokens_with_k_not_k_plus_one(acceptance, k):
-    return float(k) if acceptance == 1.0 else (1 - acceptance ** k) / (1 - acceptance)
 
 
 def step_without_the_cache(q_new, k_new, v_new, cached_k, cached_v):
@@ -305,23 +284,16 @@ def mask_shifted_one_too_far(n_new, n_past):
     return ~torch.triu(torch.ones(n_new, n_past + n_new, dtype=torch.bool), diagonal=n_past + 2)
 
 
-def bytes_without_values(n_layer, batch, seq_len, n_head, head_size, bytes_per_value):
-    return n_layer * batch * seq_len * n_head * head_size * bytes_per_value  # keys only
 
 
-def bytes_per_width_and_head(n_layer, batch, seq_len, n_head, head_size, bytes_per_value):
-    return 2 * n_layer * batch * seq_len * n_head * (n_head * head_size) * bytes_per_value  # C per head
 
 
 WRONG_ANSWERS = {
     "cached_attention_step": [step_without_the_cache, step_with_a_square_mask, step_new_key_first],
     "shifted_causal_mask": [mask_not_shifted, mask_shifted_one_too_far],
-    "kv_cache_bytes": [bytes_without_values, bytes_per_width_and_head],
     "residual_distribution": [residual_not_normalised, residual_without_clamp, residual_from_p],
     "greedy_acceptance": [greedy_counts_all_matches, greedy_bonus_from_the_draft],
-    "expected_tokens": [tokens_without_the_target_token, tokens_with_k_not_k_plus_one],
     "next_token_windows": [windows_targets_not_shifted, windows_targets_shifted_back],
-    "learning_rate": [rate_warmup_from_zero, rate_decays_to_zero],
     "bits_per_byte": [bpb_per_character, bpb_in_nats, bpb_from_the_mean],
     "previous_token_score": [previous_token_above_the_diagonal, previous_token_over_all_queries],
     "mean_distance": [distance_without_clamp_forward, distance_summed_over_queries],
@@ -330,29 +302,76 @@ WRONG_ANSWERS = {
     "top_p": [top_p_drops_the_crossing_token, top_p_without_sorting],
     "repetition_penalty": [penalty_divides_negatives, penalty_per_occurrence],
     "split_heads": [heads_viewed_directly, heads_with_channels_interleaved, heads_not_transposed],
-    "gelu_tanh": [gelu_exact, gelu_with_square, gelu_without_half],
-    "parameter_count": [count_without_norm_biases, count_without_final_norm, count_head_twice],
     "causal_mask": [mask_without_the_diagonal, mask_transposed, mask_of_ones_and_zeros],
     "attention": [attention_unscaled, attention_softmax_over_queries, attention_masked_after_softmax,
                   attention_ignoring_causal],
     "token_log_probs": [log_probs_off_by_one, log_probs_without_log, log_probs_over_positions],
 }
-HINTS = {name: hint for _, name, _, hint in SOLUTIONS}
+# The exercises of the first workbooks (issue 14); every later one has at least three wrong answers.
+FIRST_EXERCISES = {"token_log_probs", "causal_mask", "attention", "split_heads", "top_k", "top_p",
+                   "repetition_penalty", "cached_attention_step", "shifted_causal_mask", "next_token_windows",
+                   "bits_per_byte", "previous_token_score", "mean_distance", "attention_entropy",
+                   "residual_distribution", "greedy_acceptance"}
+# Lines a solution may share with the rest of a lesson without giving anything away.
+COMMON_LINES: set[str] = set()
+# Names the lessons' solved cells use besides torch, F, math and nn.
+LESSON_NAMES: dict = {}
 
 
 @pytest.mark.parametrize("name, wrong", [(name, wrong) for name, wrongs in WRONG_ANSWERS.items() for wrong in wrongs],
                          ids=lambda value: getattr(value, "__name__", value))
-def test_a_wrong_answer_fails_with_the_smallest_input_and_the_hint(name, wrong):
+def test_a_wrong_answer_fails_with_what_differs_and_where_the_hints_are(name, wrong):
     with pytest.raises(ExerciseFailed) as failure:
-        getattr(checks, name)(wrong, hint=HINTS[name])
+        getattr(checks, name)(wrong)
     message = str(failure.value)
     assert message.startswith(f"{name}: wrong answer on the smallest input it fails on")
-    for part in ("input:", "expected:", "got:", "problem:", f"hint:     {HINTS[name]}"):
+    for part in ("input:", "expected:", "got:", "problem:", f"checks.hint({name!r})"):
         assert part in message, f"{part!r} missing from:\n{message}"
+    assert not any(level in message for level in HINTS[name]), "a failure must not show a hint unasked"
 
 
 def test_every_exercise_has_wrong_answers_tested():
     assert {name for _, name, _, _ in SOLUTIONS} == set(WRONG_ANSWERS)
+    new = {name for name in WRONG_ANSWERS if name not in FIRST_EXERCISES}
+    assert all(len(WRONG_ANSWERS[name]) >= 3 for name in new), "each new exercise needs three wrong answers"
+
+
+def test_every_exercise_has_hints_from_a_nudge_to_a_near_solution():
+    assert {name for _, name, _, _ in SOLUTIONS} <= set(HINTS)
+    assert all(2 <= len(levels) <= 3 for levels in HINTS.values())
+
+
+def test_hints_come_one_level_at_a_time(capsys):
+    from course_utils import hints
+
+    hints._given.pop("causal_mask", None)
+    for level in range(1, 5):
+        checks.hint("causal_mask")
+        shown = capsys.readouterr().out
+        assert f"hint {min(level, 3)} of 3" in shown and HINTS["causal_mask"][min(level, 3) - 1] in shown
+    with pytest.raises(ValueError, match="no exercise named 'causal_mask_'"):
+        checks.hint("causal_mask_")
+
+
+def solution_body(source: str, name: str) -> list[str]:
+    """The solution's lines between the exercise's markers, stripped, blank lines left out."""
+    lines = source.split("\n")
+    start = next(i for i, line in enumerate(lines) if f"# EXERCISE {name}:" in line)
+    end = next(i for i in range(start, len(lines)) if lines[i].strip() == "# END EXERCISE")
+    return [line.strip() for line in lines[start + 1:end] if line.strip()]
+
+
+def test_no_workbook_shows_a_solution_or_a_hint():
+    """A solution's lines appear in no workbook up to its own lesson (a later lesson may use what an
+    earlier one had the learner write), and no hint appears in any workbook."""
+    for lesson, name, _, source in SOLUTIONS:
+        workbooks = "\n".join(path.read_text() for path in (ROOT / "exercises").iterdir()
+                              if path.name[:2] <= lesson[:2])
+        body = solution_body(source, name)
+        shown = [line for line in body if len(line) > 12 and line in workbooks and line not in COMMON_LINES]
+        assert not shown, f"{name}: the workbook shows the solution's lines {shown}"
+        for level in HINTS[name]:
+            assert level not in workbooks and json.dumps(level)[1:-1] not in workbooks, f"{name}: a hint in a workbook"
 
 
 def test_the_workbooks_are_what_the_lessons_give():
