@@ -79,11 +79,13 @@ def run_checks(
     cases: Iterable[dict],
     atol: float = 1e-5,
     canonical: Callable[[Any], Any] | None = None,
+    locate: Callable[..., str | None] | None = None,
 ) -> None:
     """Compare ``learner(**case)`` with ``reference(**case)`` for each case, in order (smallest
     first); raise ``ExerciseFailed`` on the first that differs, else print one line.
     ``canonical``, applied to both answers before comparing, makes equally right answers equal
-    (for example which of two tied tokens a filter keeps)."""
+    (for example which of two tied tokens a filter keeps). ``locate(**case)``, called on a wrong
+    answer, says where inside the learner's code the answer first went wrong."""
     cases = list(cases)
     for case in cases:
         shown = ", ".join(f"{key}={_show(value)}" for key, value in case.items())
@@ -101,6 +103,8 @@ def run_checks(
         else:
             problem = _difference(actual, expected, atol)
         if problem:
+            where = locate(**case) if locate is not None else None
+            problem += f"\n  where:    {where}" if where else ""
             raise ExerciseFailed(
                 f"{name}: wrong answer on the smallest input it fails on\n"
                 f"  input:    {shown}\n  expected: {_show(expected)}\n  got:      {_show(actual)}\n"
@@ -169,6 +173,189 @@ def split_heads(learner: Callable) -> None:
     cases += [{"t": torch.randn(B, T, C, generator=generator), "n_head": H}
               for B, T, C, H in [(2, 7, 32, 4), (3, 9, 64, 8)]]
     run_checks("split_heads", learner, reference, cases, atol=0.0)
+
+
+class _TinyAndBundled:
+    """The models the module checks load their weights from: a tiny random GPT (readable inputs)
+    and the bundled ``shakespeare-gpt`` (the real thing), built once."""
+
+    _models: dict[str, Any] = {}
+
+    @classmethod
+    def get(cls, label: str):
+        from .hub import load_model
+        from .model import GPTConfig, MiniGPT
+
+        if label not in cls._models:
+            if label == TINY:
+                torch.manual_seed(0)
+                model = MiniGPT(GPTConfig(vocab_size=11, context_length=8, n_layer=2, n_head=2, n_embd=4))
+                with torch.no_grad():  # weights larger than at initialisation: outputs far from flat
+                    for parameter in model.parameters():
+                        parameter.normal_(0, 0.5)
+            else:
+                model = MiniGPT.from_hf(load_model("shakespeare-gpt")[0])
+            cls._models[label] = model.eval()
+        return cls._models[label]
+
+
+TINY, BUNDLED = "a tiny random GPT (C=4, 2 heads)", "the bundled shakespeare-gpt"
+
+
+def _learners_module(learner_class: type, config, state: dict, what: str):
+    """``learner_class(config)`` with ``state`` loaded; an ``ExerciseFailed`` that says why if the
+    class does not take those weights (its ``__init__`` must build the lesson's layers)."""
+    try:
+        module = learner_class(config)
+        module.load_state_dict(state)
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        raise ExerciseFailed(f"{what}: cannot build {learner_class.__name__}(config) and load {what}'s weights into it "
+                             f"({type(error).__name__}: {error}); keep the lesson's __init__ as it is") from None
+    return module.eval()
+
+
+class _FirstOutput(torch.nn.Module):
+    """A library module whose forward returns (output, extra), made to return the output alone."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)[0]
+
+
+def first_differing_module(learner: torch.nn.Module, reference: torch.nn.Module, inputs: torch.Tensor,
+                           atol: float) -> str | None:
+    """Run both models on ``inputs`` and name the first module, in the order the reference calls
+    them, whose output in the learner's model differs (the models share their modules' names)."""
+    outputs: dict[str, dict[str, torch.Tensor]] = {"learner": {}, "reference": {}}
+    order: list[str] = []
+    handles = []
+    for side, model in (("learner", learner), ("reference", reference)):
+        for name, module in model.named_modules():
+            if not name or isinstance(module, torch.nn.Dropout | torch.nn.ModuleList):
+                continue
+
+            def record(module, arguments, output, side=side, name=name):
+                if side == "reference" and name not in order:
+                    order.append(name)
+                outputs[side].setdefault(name, output[0] if isinstance(output, tuple) else output)
+
+            handles.append(module.register_forward_hook(record))
+    try:
+        with torch.no_grad():
+            learner(inputs)
+            reference(inputs)
+    except Exception:
+        return None
+    finally:
+        for handle in handles:
+            handle.remove()
+    learners_modules = {name for name, _ in learner.named_modules()}
+    for name in order:
+        if name not in learners_modules:  # a library module put inside the learner's under another name
+            continue
+        theirs = outputs["reference"][name]
+        if name not in outputs["learner"]:
+            return f"{name} is never called by your forward"
+        mine = outputs["learner"][name]
+        try:  # (T, C) position vectors against (B, T, C) ones are the same vectors
+            mine, theirs = torch.broadcast_tensors(mine, theirs)
+        except (RuntimeError, TypeError):
+            return f"{name}'s output has shape {tuple(getattr(mine, 'shape', ()))} instead of {tuple(theirs.shape)}"
+        gap = (mine - theirs).abs().max().item()
+        if gap > atol:
+            return f"the first module whose output differs is {name}, by up to {gap:.3g}"
+    return None
+
+
+def _module_cases(seed: int, lengths: tuple[int, ...]) -> list[dict]:
+    generator = _generator(seed)
+    cases = []
+    for label in (TINY, BUNDLED):
+        config = _TinyAndBundled.get(label).config
+        for batch, T in zip((1, 1, 2), lengths):
+            cases.append({"model": label, "x": torch.randn(batch, min(T, config.context_length), config.n_embd,
+                                                           generator=generator)})
+    return cases
+
+
+def attention_module(learner_class: type) -> None:
+    """``learner_class(config)`` builds ``c_attn`` and ``c_proj`` as GPT-2 does; its ``forward(x)``
+    is masked multi-head self-attention, x (B, T, C) -> (B, T, C). Loaded with the last block's
+    attention weights of each model, it must give that module's output."""
+    def build(model):
+        reference = _TinyAndBundled.get(model)
+        return _learners_module(learner_class, reference.config, reference.h[-1].attn.state_dict(),
+                                "the attention module")
+
+    def reference(model, x):
+        with torch.no_grad():
+            return _TinyAndBundled.get(model).h[-1].attn(x)[0]
+
+    def learners(model, x):
+        with torch.no_grad():
+            return build(model)(x)
+
+    run_checks("attention_module", learners, reference, _module_cases(11, (1, 3, 9)))
+
+
+def block_forward(learner_class: type) -> None:
+    """``learner_class(config)`` builds ``ln_1``, ``attn``, ``ln_2`` and ``mlp``; its ``forward(x)``
+    is a pre-norm block, x (B, T, C) -> (B, T, C). It is checked with the library's attention and
+    MLP put inside it, so only the block's own wiring is tested."""
+    def build(model):
+        library_block = _TinyAndBundled.get(model).h[0]
+        block = _learners_module(learner_class, _TinyAndBundled.get(model).config, library_block.state_dict(),
+                                 "the first block")
+        block.attn, block.mlp = _FirstOutput(library_block.attn), library_block.mlp
+        return block
+
+    def reference(model, x):
+        with torch.no_grad():
+            return _TinyAndBundled.get(model).h[0](x)[0]
+
+    def learners(model, x):
+        with torch.no_grad():
+            return build(model)(x)
+
+    def locate(model, x):
+        return first_differing_module(build(model), _TinyAndBundled.get(model).h[0], x, 1e-5)
+
+    run_checks("block_forward", learners, reference, _module_cases(12, (1, 3, 9)), locate=locate)
+
+
+def gpt_forward(learner_class: type) -> None:
+    """``learner_class(config)`` builds ``wte``, ``wpe``, the blocks ``h``, ``ln_f`` and a tied
+    ``lm_head``; its ``forward(ids)`` gives logits (B, T, V). Loaded with the whole model's weights
+    (your blocks and attention inside), its logits must be the library's, and on a mismatch the
+    check names the first layer whose output differs, and by how much."""
+    generator = _generator(13)
+    cases = []
+    for label in (TINY, BUNDLED):
+        config = _TinyAndBundled.get(label).config
+        for batch, T in ((1, 1), (1, 5), (2, min(40, config.context_length))):
+            cases.append({"model": label, "ids": torch.randint(0, config.vocab_size, (batch, T), generator=generator)})
+
+    def build(model):
+        reference = _TinyAndBundled.get(model)
+        return _learners_module(learner_class, reference.config, reference.state_dict(), "the whole model")
+
+    def reference(model, ids):
+        with torch.no_grad():
+            return _TinyAndBundled.get(model)(ids)
+
+    def learners(model, ids):
+        with torch.no_grad():
+            return build(model)(ids)
+
+    def locate(model, ids):
+        return first_differing_module(build(model), _TinyAndBundled.get(model), ids, 1e-5)
+
+    run_checks("gpt_forward", learners, reference, cases, atol=1e-4, locate=locate)
 
 
 # ---- lesson 03 --------------------------------------------------------------------------------
@@ -366,8 +553,8 @@ def greedy_acceptance(learner: Callable) -> None:
     run_checks("greedy_acceptance", learner, reference, cases)
 
 
-__all__ = ["ExerciseFailed", "attention", "attention_entropy", "bits_per_byte", "cached_attention_step",
-           "causal_mask", "expected_tokens", "gelu_tanh", "greedy_acceptance", "kv_cache_bytes", "learning_rate",
-           "mean_distance", "next_token_windows", "parameter_count", "previous_token_score", "repetition_penalty",
-           "residual_distribution", "run_checks", "shifted_causal_mask", "split_heads", "token_log_probs", "top_k",
-           "top_p"]
+__all__ = ["ExerciseFailed", "attention", "attention_entropy", "attention_module", "bits_per_byte", "block_forward",
+           "cached_attention_step", "causal_mask", "first_differing_module", "gpt_forward",
+           "greedy_acceptance", "hint", "mean_distance", "next_token_windows", "previous_token_score",
+           "repetition_penalty", "residual_distribution", "run_checks", "shifted_causal_mask",
+           "split_heads", "token_log_probs", "top_k", "top_p"]

@@ -36,12 +36,15 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from course_utils import MiniGPT, generate, load_model
+from course_utils.attention import attention_weights
 from course_utils.hub import model_name
 from course_utils.lesson import check_below, setup
+from course_utils.model import MLP, GPTConfig
 
 generator = setup(seed=0)
 hf_model, tokenizer = load_model()  # a transformers GPT2LMHeadModel
@@ -52,15 +55,17 @@ print(config)
 
 # %% [markdown]
 # Throughout, B is the batch size, T the sequence length, C the width (`n_embd`), H the number
-# of heads and D = C / H the size of one head. The whole forward pass is:
+# of heads and D = C / H the size of one head. The whole forward pass, in words:
 #
-# ```
-# x = wte(tokens) + wpe(positions)             # (B, T, C)
-# for block in h:                              # n_layer times
-#     x = x + attn(ln_1(x))                    # masked multi-head self-attention
-#     x = x + mlp(ln_2(x))                     # GELU feed-forward
-# logits = lm_head(ln_f(x))                    # (B, T, V)
-# ```
+# - each token id picks a row of the token embedding `wte`, each position a row of the position
+#   embedding `wpe`, and their sum, (B, T, C), is the *residual stream*;
+# - `n_layer` blocks each read the stream twice and add to it: masked multi-head self-attention
+#   lets positions exchange information, then a GELU feed-forward network (the MLP) transforms
+#   each position on its own, each of the two reading a LayerNorm-ed copy of the stream;
+# - a final LayerNorm and the LM head turn each position's vector into V logits, (B, T, V).
+#
+# You will write each of these pieces in this lesson's workbook (`exercises/02_mini_gpt.ipynb`);
+# here we build them, check each against the library's `MiniGPT`, and see what they do.
 #
 # ## 1. Embeddings: what and where
 #
@@ -160,10 +165,9 @@ if model_name() == "shakespeare-gpt":  # what this model learned; GPT-2 learned 
 #
 # One linear layer `c_attn` produces queries, keys and values for all heads at once (3C
 # outputs). They are split into H heads of size D, each head attends causally (lesson 01), and
-# the heads' outputs are laid side by side and mixed by `c_proj`. Here is that computation
-# written out for the first block, checked against the module's own output. Splitting into
-# heads is a reshape with a trap: the C channels of each position must be cut into H slices of D,
-# so the view is (B, T, H, D) and only then are T and H swapped.
+# the heads' outputs are laid side by side and mixed by `c_proj`. Splitting into heads is a
+# reshape with a trap: the C channels of each position must be cut into H slices of D, so the
+# view is (B, T, H, D) and only then are T and H swapped.
 
 # %%
 def split_heads(t: torch.Tensor, n_head: int) -> torch.Tensor:
@@ -174,26 +178,53 @@ def split_heads(t: torch.Tensor, n_head: int) -> torch.Tensor:
     # END EXERCISE
 
 
+# %% [markdown]
+# With `split_heads`, the whole module: the same two linear layers as GPT-2's (so its weights load
+# straight into it), and a `forward` that computes the queries, keys and values, attends in every
+# head with the causal mask, and mixes the heads. We load the first block's weights into it and
+# compare it with `MiniGPT`'s own attention module on the first block's input.
+
+# %%
+class CausalSelfAttentionByHand(nn.Module):
+    """Masked multi-head self-attention laid out as GPT-2's: ``c_attn`` makes every head's queries,
+    keys and values at once (C -> 3C), ``c_proj`` mixes the heads' outputs (C -> C)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C)."""
+        # EXERCISE attention_module: Return the attention output for x (B, T, C): queries, keys and values from c_attn, causal attention in each head, heads mixed by c_proj.
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
+        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, H, T, D)
+        scores = q @ k.transpose(-2, -1) / (C // self.n_head) ** 0.5  # (B, H, T, T)
+        hidden_future = torch.triu(torch.ones(T, T, dtype=torch.bool, device=x.device), diagonal=1)
+        weights = scores.masked_fill(hidden_future, float("-inf")).softmax(dim=-1)
+        heads = weights @ v  # (B, H, T, D)
+        return self.c_proj(heads.transpose(1, 2).reshape(B, T, C))  # heads side by side, then mixed
+        # END EXERCISE
+
+
 block = model.h[0]
-H, D, C = config.n_head, config.head_size, config.n_embd
+attention_by_hand = CausalSelfAttentionByHand(config)
+attention_by_hand.load_state_dict(block.attn.state_dict())  # same names, same shapes: c_attn, c_proj
 with torch.no_grad():
     h_in = block.ln_1(x)
-    q, k, v = block.attn.c_attn(h_in).split(C, dim=2)  # each (B, T, C)
-    q, k, v = (split_heads(t, H) for t in (q, k, v))  # (B, H, T, D)
-    scores = q @ k.transpose(-2, -1) / D**0.5  # (B, H, T, T)
-    future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
-    weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
-    heads = weights @ v  # (B, H, T, D)
-    by_hand = block.attn.c_proj(heads.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+    by_hand = attention_by_hand(h_in)
     module_output, _ = block.attn(h_in)
-print(f"q, k, v per head: {tuple(q.shape)}; attention weights: {tuple(weights.shape)}")
-check_below("by hand vs MiniGPT's attention module: largest difference", (by_hand - module_output).abs().max(), 1e-6)
+check_below("by hand vs MiniGPT's attention module: largest difference", (by_hand - module_output).abs().max(), 1e-5)
 
 # %% [markdown]
 # Each head has its own attention pattern over the same tokens: different heads learn to look
 # at different things (lesson 06 explores them).
 
 # %%
+H = config.n_head
+weights = attention_weights(model, ids)[0]  # layer 0's weights (B, H, T, T), as lesson 06 reads them
 tokens = [tokenizer.decode(i) for i in ids[0]]
 fig, axes = plt.subplots(1, min(H, 4), figsize=(3.2 * min(H, 4), 3.2))
 for head, ax in enumerate(axes):
@@ -242,12 +273,10 @@ assert torch.allclose(by_hand, mlp(h_in), atol=1e-6)
 # %% [markdown]
 # ## 4. Pre-norm versus post-norm
 #
-# The original Transformer normalised *after* each residual addition (post-norm):
-#
-# ```
-# x = ln_1(x + attn(x));  x = ln_2(x + mlp(x))        # post-norm (2017)
-# x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))        # pre-norm (GPT-2)
-# ```
+# The original Transformer (2017) normalised *after* each residual addition (post-norm): each
+# sub-layer read the stream, its result was added to it, and the sum went through a LayerNorm.
+# GPT-2 normalises *before* (pre-norm): each sub-layer reads a LayerNorm-ed copy of the stream
+# and its result is added to the stream itself, which no LayerNorm touches.
 #
 # Pre-norm leaves an untouched "residual highway" from the embeddings to the output: each block
 # only *adds* to it, and the gradient flows back along it without passing through any
@@ -280,6 +309,37 @@ plt.show()
 assert rms[-1] > rms[0]
 
 # %% [markdown]
+# Now the block itself, around your attention module and the library's MLP (section 3). Its
+# `forward` is the pre-norm rule above: attention first, then the MLP, each reading a normalised
+# copy of the stream and adding to it. Loaded with the first block's weights, it must give
+# `MiniGPT`'s first block's output.
+
+# %%
+class BlockByHand(nn.Module):
+    """A pre-norm transformer block: the attention and the MLP, each with its LayerNorm."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = CausalSelfAttentionByHand(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual stream x (B, T, C) -> (B, T, C)."""
+        # EXERCISE block_forward: Return the block's output for the residual stream x (B, T, C): attention then MLP, pre-norm, each added to the stream.
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+        # END EXERCISE
+
+
+block_by_hand = BlockByHand(config)
+block_by_hand.load_state_dict(block.state_dict())
+with torch.no_grad():
+    difference = (block_by_hand(x) - block(x)[0]).abs().max()
+check_below("BlockByHand vs MiniGPT's first block: largest difference", difference, 1e-5)
+
+# %% [markdown]
 # ## 5. The LM head and weight tying
 #
 # The LM head turns each final vector into V logits, one score per vocabulary token. It is a
@@ -292,6 +352,41 @@ assert model.lm_head.weight.data_ptr() == model.wte.weight.data_ptr()
 with torch.no_grad():
     logits = model(ids)
 print(f"logits {tuple(logits.shape)}: a score for each of {config.vocab_size} tokens at each position")
+
+# %% [markdown]
+# That is every piece. The whole model by hand: the two embeddings, a list of your blocks, the
+# final LayerNorm and the tied head, with the same names as `MiniGPT`'s so that its trained
+# weights load into it. Its `forward` is the forward pass described at the top of the lesson.
+
+# %%
+class MiniGPTByHand(nn.Module):
+    """GPT-2 from the pieces of this lesson: ids (B, T) -> logits (B, T, V)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.context_length, config.n_embd)
+        self.h = nn.ModuleList(BlockByHand(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) -> logits (B, T, V)."""
+        # EXERCISE gpt_forward: Return the logits (B, T, V) for ids (B, T): both embeddings, every block in order, the final LayerNorm, the head.
+        positions = torch.arange(ids.shape[1], device=ids.device)  # 0, 1, ..., T - 1
+        x = self.wte(ids) + self.wpe(positions)
+        for each_block in self.h:
+            x = each_block(x)
+        return self.lm_head(self.ln_f(x))
+        # END EXERCISE
+
+
+gpt_by_hand = MiniGPTByHand(config)
+gpt_by_hand.load_state_dict(model.state_dict())
+with torch.no_grad():
+    difference = (gpt_by_hand(ids) - model(ids)).abs().max()
+check_below("MiniGPTByHand vs MiniGPT, logits: largest difference", difference, 1e-4)
 
 # %% [markdown]
 # ## 6. Counting parameters
@@ -405,7 +500,7 @@ print(tokenizer.decode(ours_ids[0]))
 # %%
 import inspect  # noqa: E402
 
-from course_utils.model import MLP, Block, CausalSelfAttention, CourseModel, GPTConfig, attend, causal_mask  # noqa: E402
+from course_utils.model import Block, CausalSelfAttention, CourseModel, attend, causal_mask  # noqa: E402
 
 parts = (GPTConfig, causal_mask, attend, CausalSelfAttention, MLP, Block, CourseModel, MiniGPT)
 model_lines = {part.__name__: len(inspect.getsource(part).splitlines()) for part in parts}

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from course_utils import checks
 from course_utils.checks import ExerciseFailed
 from course_utils.hints import HINTS
-from course_utils.model import causal_mask
+from course_utils.model import MLP, GPTConfig, causal_mask
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -49,17 +49,26 @@ SOLUTIONS = lesson_solutions()
 IDS = [f"{s[0][:2]}-{s[1]}" for s in SOLUTIONS]
 
 
-def define(source: str, subject: str):
-    """What a lesson's cell defines under ``subject``, with the names lessons import."""
-    namespace = {"torch": torch, "F": F, "math": math, "nn": torch.nn, "causal_mask": causal_mask}
-    namespace.update(LESSON_NAMES)
+def lesson_namespace(lesson: str) -> dict:
+    """The names a lesson's solved exercises define, in order, beside the names lessons import."""
+    namespace = {"torch": torch, "F": F, "math": math, "nn": torch.nn, "causal_mask": causal_mask,
+                 "GPTConfig": GPTConfig, "MLP": MLP}
+    for other, _, _, source in SOLUTIONS:
+        if other == lesson:
+            exec(source, namespace)
+    return namespace
+
+
+def define(source: str, subject: str, lesson: str):
+    """What ``source`` defines under ``subject``, among the rest of its lesson's solved exercises."""
+    namespace = lesson_namespace(lesson)
     exec(source, namespace)
     return namespace[subject]
 
 
 @pytest.mark.parametrize("lesson, name, subject, source", SOLUTIONS, ids=IDS)
 def test_every_checker_passes_on_the_lessons_solution(lesson, name, subject, source, capsys):
-    getattr(checks, name)(define(source, subject))
+    getattr(checks, name)(define(source, subject, lesson))
     assert capsys.readouterr().out.startswith(f"{name}: correct on all ")
 
 
@@ -67,7 +76,7 @@ def test_every_checker_passes_on_the_lessons_solution(lesson, name, subject, sou
 def test_a_blank_stub_says_what_to_write(lesson, name, subject, source):
     blank, _ = make_exercises.blank_cell(source, lesson)
     with pytest.raises(ExerciseFailed, match=f"{name}: not written yet. The task: "):
-        getattr(checks, name)(define(blank, subject))
+        getattr(checks, name)(define(blank, subject, lesson))
 
 
 # Plausible wrong answers, each a mistake a learner makes; every one must fail with a message that
@@ -288,7 +297,103 @@ def mask_shifted_one_too_far(n_new, n_past):
 
 
 
+LESSON_02 = lesson_namespace("02_mini_gpt.py")
+
+
+def _qkv(module, x):
+    B, T, C = x.shape
+    q, k, v = module.c_attn(x).split(C, dim=2)
+    return [t.view(B, T, module.n_head, C // module.n_head).transpose(1, 2) for t in (q, k, v)]
+
+
+def _future(T):
+    return torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+
+
+class AttentionUnscaled(LESSON_02["CausalSelfAttentionByHand"]):
+    def forward(self, x):  # scores not divided by sqrt(D)
+        B, T, C = x.shape
+        q, k, v = _qkv(self, x)
+        weights = (q @ k.transpose(-2, -1)).masked_fill(_future(T), float("-inf")).softmax(-1)
+        return self.c_proj((weights @ v).transpose(1, 2).reshape(B, T, C))
+
+
+class AttentionScaledByWidth(LESSON_02["CausalSelfAttentionByHand"]):
+    def forward(self, x):  # divided by sqrt(C), the model's width, not the head's
+        B, T, C = x.shape
+        q, k, v = _qkv(self, x)
+        weights = (q @ k.transpose(-2, -1) / C**0.5).masked_fill(_future(T), float("-inf")).softmax(-1)
+        return self.c_proj((weights @ v).transpose(1, 2).reshape(B, T, C))
+
+
+class AttentionHeadsMergedWithoutTranspose(LESSON_02["CausalSelfAttentionByHand"]):
+    def forward(self, x):  # (B, H, T, D) reshaped straight to (B, T, C): positions and heads mixed
+        B, T, C = x.shape
+        q, k, v = _qkv(self, x)
+        weights = (q @ k.transpose(-2, -1) / (C // self.n_head) ** 0.5).masked_fill(_future(T), float("-inf"))
+        return self.c_proj((weights.softmax(-1) @ v).reshape(B, T, C))
+
+
+class AttentionWithoutTheMask(LESSON_02["CausalSelfAttentionByHand"]):
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = _qkv(self, x)
+        weights = (q @ k.transpose(-2, -1) / (C // self.n_head) ** 0.5).softmax(-1)
+        return self.c_proj((weights @ v).transpose(1, 2).reshape(B, T, C))
+
+
+class BlockPostNorm(LESSON_02["BlockByHand"]):
+    def forward(self, x):  # the 2017 layout: normalise after adding
+        x = self.ln_1(x + self.attn(x))
+        return self.ln_2(x + self.mlp(x))
+
+
+class BlockWithoutTheMlpResidual(LESSON_02["BlockByHand"]):
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return self.mlp(self.ln_2(x))
+
+
+class BlockInParallel(LESSON_02["BlockByHand"]):
+    def forward(self, x):  # the MLP reads the block's input, not the stream after attention
+        return x + self.attn(self.ln_1(x)) + self.mlp(self.ln_2(x))
+
+
+class BlockWithoutLayerNorms(LESSON_02["BlockByHand"]):
+    def forward(self, x):
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+class GptWithoutPositions(LESSON_02["MiniGPTByHand"]):
+    def forward(self, ids):
+        x = self.wte(ids)
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+class GptBlocksReversed(LESSON_02["MiniGPTByHand"]):
+    def forward(self, ids):
+        x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
+        for block in reversed(self.h):
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+class GptWithoutFinalNorm(LESSON_02["MiniGPTByHand"]):
+    def forward(self, ids):
+        x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(x)
+
+
 WRONG_ANSWERS = {
+    "attention_module": [AttentionUnscaled, AttentionScaledByWidth, AttentionHeadsMergedWithoutTranspose,
+                         AttentionWithoutTheMask],
+    "block_forward": [BlockPostNorm, BlockWithoutTheMlpResidual, BlockInParallel, BlockWithoutLayerNorms],
+    "gpt_forward": [GptWithoutPositions, GptBlocksReversed, GptWithoutFinalNorm],
     "cached_attention_step": [step_without_the_cache, step_with_a_square_mask, step_new_key_first],
     "shifted_causal_mask": [mask_not_shifted, mask_shifted_one_too_far],
     "residual_distribution": [residual_not_normalised, residual_without_clamp, residual_from_p],
@@ -312,10 +417,6 @@ FIRST_EXERCISES = {"token_log_probs", "causal_mask", "attention", "split_heads",
                    "repetition_penalty", "cached_attention_step", "shifted_causal_mask", "next_token_windows",
                    "bits_per_byte", "previous_token_score", "mean_distance", "attention_entropy",
                    "residual_distribution", "greedy_acceptance"}
-# Lines a solution may share with the rest of a lesson without giving anything away.
-COMMON_LINES: set[str] = set()
-# Names the lessons' solved cells use besides torch, F, math and nn.
-LESSON_NAMES: dict = {}
 
 
 @pytest.mark.parametrize("name, wrong", [(name, wrong) for name, wrongs in WRONG_ANSWERS.items() for wrong in wrongs],
@@ -339,6 +440,29 @@ def test_every_exercise_has_wrong_answers_tested():
 def test_every_exercise_has_hints_from_a_nudge_to_a_near_solution():
     assert {name for _, name, _, _ in SOLUTIONS} <= set(HINTS)
     assert all(2 <= len(levels) <= 3 for levels in HINTS.values())
+
+
+def test_the_model_checks_name_the_first_layer_that_differs():
+    """gpt_forward and block_forward locate a wrong answer: the first module whose output differs."""
+    expected = {GptWithoutPositions: "wpe is never called", GptWithoutFinalNorm: "ln_f is never called",
+                GptBlocksReversed: "the first module whose output differs is h.0", BlockPostNorm: "differs is ln_1"}
+    for wrong, where in expected.items():
+        checker = checks.block_forward if issubclass(wrong, LESSON_02["BlockByHand"]) else checks.gpt_forward
+        with pytest.raises(ExerciseFailed) as failure:
+            checker(wrong)
+        where_line = next(line for line in str(failure.value).splitlines() if line.startswith("  where:"))
+        assert where in where_line, str(failure.value)
+
+
+def test_a_module_that_cannot_take_the_weights_says_so():
+    class Renamed(LESSON_02["CausalSelfAttentionByHand"]):
+        def __init__(self, config):
+            super().__init__(config)
+            self.qkv = self.c_attn
+            del self.c_attn
+
+    with pytest.raises(ExerciseFailed, match="keep the lesson's __init__"):
+        checks.attention_module(Renamed)
 
 
 def test_hints_come_one_level_at_a_time(capsys):
@@ -368,7 +492,7 @@ def test_no_workbook_shows_a_solution_or_a_hint():
         workbooks = "\n".join(path.read_text() for path in (ROOT / "exercises").iterdir()
                               if path.name[:2] <= lesson[:2])
         body = solution_body(source, name)
-        shown = [line for line in body if len(line) > 12 and line in workbooks and line not in COMMON_LINES]
+        shown = [line for line in body if len(line) > 12 and line in workbooks]
         assert not shown, f"{name}: the workbook shows the solution's lines {shown}"
         for level in HINTS[name]:
             assert level not in workbooks and json.dumps(level)[1:-1] not in workbooks, f"{name}: a hint in a workbook"
