@@ -94,6 +94,8 @@ def run_checks(
                                 for key, value in case.items()})
         except NotImplementedError as blank:
             raise ExerciseFailed(f"{name}: not written yet. The task: {blank}") from None
+        except ExerciseFailed:
+            raise
         except Exception as error:  # the learner's bug, reported with the input that caused it
             raise ExerciseFailed(f"{name} raised {type(error).__name__}: {error}\n  on the input: {shown}"
                                  + _stuck(name)) from error
@@ -189,7 +191,7 @@ class _TinyAndBundled:
         if label not in cls._models:
             if label == TINY:
                 torch.manual_seed(0)
-                model = MiniGPT(GPTConfig(vocab_size=11, context_length=8, n_layer=2, n_head=2, n_embd=4))
+                model = MiniGPT(GPTConfig(vocab_size=11, context_length=16, n_layer=2, n_head=2, n_embd=4))
                 with torch.no_grad():  # weights larger than at initialisation: outputs far from flat
                     for parameter in model.parameters():
                         parameter.normal_(0, 0.5)
@@ -202,16 +204,17 @@ class _TinyAndBundled:
 TINY, BUNDLED = "a tiny random GPT (C=4, 2 heads)", "the bundled shakespeare-gpt"
 
 
-def _learners_module(learner_class: type, config, state: dict, what: str):
-    """``learner_class(config)`` with ``state`` loaded; an ``ExerciseFailed`` that says why if the
-    class does not take those weights (its ``__init__`` must build the lesson's layers)."""
+def _learners_module(learner_class: type, arguments: Any, state: dict, what: str):
+    """``learner_class(*arguments)`` (one argument: a config) with ``state`` loaded; an
+    ``ExerciseFailed`` that says why if the class does not take those weights (its ``__init__``
+    must build the lesson's layers)."""
     try:
-        module = learner_class(config)
+        module = learner_class(*arguments) if isinstance(arguments, tuple) else learner_class(arguments)
         module.load_state_dict(state)
     except NotImplementedError:
         raise
     except Exception as error:
-        raise ExerciseFailed(f"{what}: cannot build {learner_class.__name__}(config) and load {what}'s weights into it "
+        raise ExerciseFailed(f"cannot build {learner_class.__name__} and load {what}'s weights into it "
                              f"({type(error).__name__}: {error}); keep the lesson's __init__ as it is") from None
     return module.eval()
 
@@ -413,6 +416,65 @@ def repetition_penalty(learner: Callable) -> None:
     run_checks("repetition_penalty", learner, apply_repetition_penalty, cases)
 
 
+
+def _prompts(seed: int, shapes: list[tuple[str, int, int]]) -> list[tuple[str, torch.Tensor]]:
+    """(model label, random prompt ids (B, T)) for each (label, B, T)."""
+    generator = _generator(seed)
+    return [(label, torch.randint(0, _TinyAndBundled.get(label).config.vocab_size, (B, T), generator=generator))
+            for label, B, T in shapes]
+
+
+def sampling_loop(learner: Callable) -> None:
+    """``learner(model, prompt, max_new_tokens, temperature, top_k, top_p, generator)``: prompt
+    (B, T) extended by max_new_tokens tokens, each drawn from the last position's logits after
+    temperature, top-k and top-p; with the same seed, exactly ``generate(do_sample=True)``'s tokens."""
+    from .generation import generate
+
+    settings = [(1.0, 3, 1.0), (0.7, 5, 0.9), (1.5, 8, 0.8), (0.8, 40, 0.9), (1.0, 50, 0.5)]
+    prompts = _prompts(14, [(TINY, 1, 2), (TINY, 1, 3), (TINY, 2, 4), (BUNDLED, 1, 6), (BUNDLED, 2, 5)])
+    cases = [{"model": label, "prompt": prompt, "max_new_tokens": 6, "temperature": t, "top_k": k, "top_p": p,
+              "seed": seed} for seed, ((label, prompt), (t, k, p)) in enumerate(zip(prompts, settings))]
+
+    def reference(model, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+        return generate(_TinyAndBundled.get(model), prompt, max_new_tokens, do_sample=True, temperature=temperature,
+                        top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(seed))
+
+    def learners(model, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+        return learner(_TinyAndBundled.get(model), prompt, max_new_tokens, temperature, top_k, top_p,
+                       torch.Generator().manual_seed(seed))
+
+    run_checks("sampling_loop", learners, reference, cases, atol=0.0)
+
+
+def beam_search(learner: Callable) -> None:
+    """``learner(model, prompt, num_beams, max_new_tokens, eos_token_id, length_penalty)``: the best
+    finished hypothesis for one prompt (1, T), token for token ``generate(num_beams=...,
+    early_stopping=True)``. End-of-text is each case's first or second most likely first token,
+    so that hypotheses finish early."""
+    from .generation import generate
+
+    cases = []
+    settings = [(2, 3, None, 1.0), (2, 4, 0, 1.0), (3, 5, 1, 1.0), (3, 6, 0, 0.5), (2, 6, 1, 2.0), (4, 8, 1, 0.0),
+                (4, 10, None, 1.0)]
+    prompts = _prompts(15, [(TINY, 1, 2), (TINY, 1, 2), (TINY, 1, 3), (TINY, 1, 4), (BUNDLED, 1, 4),
+                            (BUNDLED, 1, 6), (BUNDLED, 1, 5)])
+    for (label, prompt), (beams, new, eos_rank, penalty) in zip(prompts, settings):
+        eos = None
+        if eos_rank is not None:
+            with torch.no_grad():
+                eos = int(_TinyAndBundled.get(label)(prompt)[0, -1].topk(2).indices[eos_rank])
+        cases.append({"model": label, "prompt": prompt, "num_beams": beams, "max_new_tokens": new,
+                      "eos_token_id": eos, "length_penalty": penalty})
+
+    def reference(model, prompt, num_beams, max_new_tokens, eos_token_id, length_penalty):
+        return generate(_TinyAndBundled.get(model), prompt, max_new_tokens, num_beams=num_beams,
+                        eos_token_id=eos_token_id, length_penalty=length_penalty, early_stopping=True)
+
+    def learners(model, prompt, num_beams, max_new_tokens, eos_token_id, length_penalty):
+        return learner(_TinyAndBundled.get(model), prompt, num_beams, max_new_tokens, eos_token_id, length_penalty)
+
+    run_checks("beam_search", learners, reference, cases, atol=0.0)
+
 # ---- lesson 06 --------------------------------------------------------------------------------
 
 def _head_weights(seed: int) -> list[torch.Tensor]:
@@ -459,6 +521,25 @@ def attention_entropy(learner: Callable) -> None:
     _score_check("attention_entropy", "entropy", learner)
 
 
+def induction_score(learner: Callable) -> None:
+    """``learner(w, block)``: one head's weights (T, T) on a block repeated twice (T = 2 block) ->
+    the mean, over the queries i of the second copy, of w[i, i - block + 1] (a 0-d tensor)."""
+    from .attention import induction_score as library
+
+    generator = _generator(16)
+    cases = []
+    for block in (2, 3, 4, 8):
+        T = 2 * block
+        ideal = torch.tril(torch.ones(T, T)) / torch.arange(1, T + 1)[:, None]  # uniform in the first copy
+        ideal[block:] = 0.0
+        ideal[torch.arange(block, T), torch.arange(1, block + 1)] = 1.0  # the token after the first occurrence
+        random_rows = torch.rand(T, T, generator=generator).tril()
+        cases += [{"w": ideal, "block": block}, {"w": random_rows / random_rows.sum(-1, keepdim=True), "block": block}]
+    cases.sort(key=lambda case: case["block"])
+    run_checks("induction_score", lambda w, block: torch.as_tensor(learner(w, block), dtype=torch.float32).reshape(()),
+               lambda w, block: library([w[None, None]], block)[0, 0], cases)
+
+
 # ---- lesson 04 --------------------------------------------------------------------------------
 
 def cached_attention_step(learner: Callable) -> None:
@@ -484,6 +565,53 @@ def shifted_causal_mask(learner: Callable) -> None:
 
     cases = [{"n_new": n_new, "n_past": n_past} for n_new, n_past in [(1, 0), (1, 3), (2, 1), (3, 9), (5, 0), (4, 20)]]
     run_checks("shifted_causal_mask", learner, lambda n_new, n_past: reference(n_new, n_past=n_past), cases)
+
+
+class _CallRecorder(torch.nn.Module):
+    """A model that records how it is called: the number of tokens and the cache of each call."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.calls = model, []
+
+    def forward(self, input_ids: torch.Tensor, *arguments, cache=None, **keywords) -> torch.Tensor:
+        self.calls.append((input_ids.shape[1], cache))
+        return self.model(input_ids, *arguments, cache=cache, **keywords)
+
+
+def cached_generation(learner: Callable) -> None:
+    """``learner(model, prompt, max_new_tokens)``: greedy decoding through a KV cache, prompt (B, T)
+    -> (B, T + max_new_tokens), the tokens of greedy decoding without one. The model must be
+    called on the prompt once and then on one new token at a time, always with the same cache."""
+    from .generation import generate
+
+    prompts = _prompts(17, [(TINY, 1, 1), (TINY, 1, 3), (TINY, 2, 4), (TINY, 1, 4), (BUNDLED, 1, 5), (BUNDLED, 2, 4)])
+    cases = [{"model": label, "prompt": prompt, "max_new_tokens": new}
+             for (label, prompt), new in zip(prompts, (1, 3, 5, 12, 10, 6))]
+
+    def learners(model, prompt, max_new_tokens):
+        recorder = _CallRecorder(_TinyAndBundled.get(model))
+        answer = learner(recorder, prompt, max_new_tokens)
+        sizes = [size for size, _ in recorder.calls]
+        caches = {id(cache) for _, cache in recorder.calls}
+        expected = f"calls on {prompt.shape[1]} tokens, then 1 token per call, all with one cache"
+        got = f"calls on {sizes} tokens, with {len(caches)} different cache(s)"
+        if None in [cache for _, cache in recorder.calls]:
+            got += ", some without one"
+        if caches != {id(recorder.calls[0][1])} or recorder.calls[0][1] is None or sizes[0] != prompt.shape[1] \
+                or any(size != 1 for size in sizes[1:]):
+            raise ExerciseFailed(
+                f"cached_generation: wrong answer on the smallest input it fails on\n"
+                f"  input:    model={model!r}, prompt={_show(prompt)}, max_new_tokens={max_new_tokens}\n"
+                f"  expected: {expected}\n  got:      {got}\n"
+                f"  problem:  the cache is not used as it should be: run the prompt once, then only the newest token"
+                + _stuck("cached_generation"))
+        return answer
+
+    def reference(model, prompt, max_new_tokens):
+        return generate(_TinyAndBundled.get(model), prompt, max_new_tokens, use_cache=False)
+
+    run_checks("cached_generation", learners, reference, cases, atol=0.0)
 
 
 # ---- lesson 05 --------------------------------------------------------------------------------
@@ -513,6 +641,36 @@ def bits_per_byte(learner: Callable) -> None:
              {"nll": torch.tensor([1.0, 2.0, 0.5]), "text": "Ophélie’s"},  # characters of 2 and 3 bytes
              {"nll": torch.rand(40, generator=generator) * 5, "text": "To be, or not to be, that is the question"}]
     run_checks("bits_per_byte", learner, reference, cases, atol=1e-6)
+
+
+def training_step(learner: Callable) -> None:
+    """``learner(model, optimizer, inputs, targets, grad_clip)``: one optimisation step (loss,
+    backward, gradient norm clipped to grad_clip, step, gradients cleared). After three steps from
+    the same start, the losses and every weight must be those of the library's ``update``."""
+    from .model import GPTConfig, MiniGPT
+    from .train import TrainConfig, make_optimizer, update
+
+    config = GPTConfig(vocab_size=13, context_length=8, n_layer=1, n_head=2, n_embd=8)
+
+    def run(step, grad_clip, seed):
+        torch.manual_seed(seed)
+        model = MiniGPT(config)
+        optimizer = make_optimizer(model, TrainConfig(learning_rate=1e-2, precision="float32"))
+        batches = _generator(seed)
+        losses = []
+        for _ in range(3):
+            ids = torch.randint(0, config.vocab_size, (4, config.context_length + 1), generator=batches)
+            losses.append(float(step(model, optimizer, ids[:, :-1], ids[:, 1:], grad_clip)))
+        return torch.tensor(losses), torch.stack([p.detach().norm() for p in model.parameters()])
+
+    def library_step(model, optimizer, inputs, targets, grad_clip):
+        loss = model(inputs, targets)
+        update(model, optimizer, loss, grad_clip)
+        return loss.item()
+
+    cases = [{"grad_clip": clip, "seed": seed} for seed, clip in enumerate((100.0, 1.0, 0.05))]
+    run_checks("training_step", lambda grad_clip, seed: run(learner, grad_clip, seed),
+               lambda grad_clip, seed: run(library_step, grad_clip, seed), cases, atol=1e-6)
 
 
 # ---- lesson 07 --------------------------------------------------------------------------------
@@ -553,8 +711,146 @@ def greedy_acceptance(learner: Callable) -> None:
     run_checks("greedy_acceptance", learner, reference, cases)
 
 
-__all__ = ["ExerciseFailed", "attention", "attention_entropy", "attention_module", "bits_per_byte", "block_forward",
-           "cached_attention_step", "causal_mask", "first_differing_module", "gpt_forward",
-           "greedy_acceptance", "hint", "mean_distance", "next_token_windows", "previous_token_score",
-           "repetition_penalty", "residual_distribution", "run_checks", "shifted_causal_mask",
-           "split_heads", "token_log_probs", "top_k", "top_p"]
+def speculative_step(learner: Callable) -> None:
+    """``learner(drafted, p, q, generator)``: drafted (K,) tokens, the target's distributions p
+    (K + 1, V) and the drafter's q (K, V) -> (kept, token), exactly ``accept_drafts``' decisions
+    given the same random numbers; then, over many steps, the first token out must follow p."""
+    from .generation import GenerationSettings
+    from .speculative import accept_drafts
+
+    settings = GenerationSettings(do_sample=True, top_k=0)
+    generator = _generator(18)
+    cases = []
+    for K, V, kind in [(1, 3, "random"), (2, 3, "p = q"), (2, 4, "random"), (3, 4, "p = 0 on the drafts"),
+                       (4, 6, "random"), (4, 6, "random")]:
+        p = torch.rand(K + 1, V, generator=generator) + 0.05
+        p = p / p.sum(-1, keepdim=True)
+        q = p[:K].clone() if kind == "p = q" else torch.rand(K, V, generator=generator) + 0.05
+        q = q / q.sum(-1, keepdim=True)
+        drafted = torch.multinomial(q, 1, generator=generator).view(K)
+        if kind == "p = 0 on the drafts":
+            p[torch.arange(K), drafted] = 0.0
+            p = p / p.sum(-1, keepdim=True)
+        for seed in (len(cases), len(cases) + 100):
+            cases.append({"drafted": drafted, "p": p, "q": q, "seed": seed})
+
+    def reference(drafted, p, q, seed):
+        kept, token = accept_drafts(drafted[None], p.log(), q, settings, torch.Generator().manual_seed(seed))
+        return kept, int(token)
+
+    def learners(drafted, p, q, seed):
+        kept, token = learner(drafted, p, q, torch.Generator().manual_seed(seed))
+        return int(kept), int(token)
+
+    run_checks("speculative_step", learners, reference, cases)
+    # The distribution: a one-draft step, its draft drawn from q, gives a first token distributed as p[0].
+    p = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.25, 0.25, 0.25, 0.25]])
+    q = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+    draws = _generator(19)
+    counts = torch.zeros(4)
+    n = 4000
+    for _ in range(n):
+        drafted = torch.multinomial(q[0], 1, generator=draws)
+        kept, token = learner(drafted, p, q, draws)
+        counts[int(drafted) if kept >= 1 else int(token)] += 1
+    expected = p[0] * n
+    statistic = float(((counts - expected) ** 2 / expected).sum())
+    p_value = float(torch.special.gammaincc(torch.tensor(1.5), torch.tensor(statistic / 2)))  # 3 degrees of freedom
+    if p_value < 1e-4:
+        raise ExerciseFailed(f"speculative_step: the first token out is not distributed as the target's p[0]\n"
+                             f"  expected: {_show(expected.round())}\n  got:      {_show(counts)}\n"
+                             f"  problem:  chi-square {statistic:.1f}, p-value {p_value:.1e} (4000 steps)"
+                             + _stuck("speculative_step"))
+    print(f"speculative_step: the first token out follows p in {n} steps (chi-square p-value {p_value:.2f})")
+
+# ---- lesson 08 --------------------------------------------------------------------------------
+
+def apply_rope(learner: Callable) -> None:
+    """``learner(x, cos, sin)``: x (B, H, T, D) with each pair (x_i, x_{i+D/2}) rotated by its
+    position's angle; cos and sin (B, T, D) as ``llama.rope_cos_sin`` gives them."""
+    from .llama import apply_rope as reference
+    from .llama import rope_cos_sin
+
+    generator = _generator(21)
+    cases = []
+    for B, H, T, D, start in [(1, 1, 1, 2, 0), (1, 1, 2, 2, 0), (1, 1, 3, 4, 0), (1, 2, 5, 8, 3), (2, 3, 7, 16, 0),
+                              (1, 4, 9, 64, 100)]:
+        cos, sin = rope_cos_sin(torch.arange(start, start + T)[None].expand(B, T), D)
+        cases.append({"x": torch.randn(B, H, T, D, generator=generator), "cos": cos, "sin": sin})
+    run_checks("apply_rope", learner, reference, cases, atol=1e-5)
+
+
+def rms_norm(learner_class: type) -> None:
+    """``learner_class(size, eps)`` holds a ``weight`` (size,); its ``forward(x)`` divides x by its
+    root-mean-square over the last dimension, eps added to the mean square, and scales by the weight."""
+    from .llama import RMSNorm
+
+    generator = _generator(22)
+    cases = [{"x": torch.randn(*shape, generator=generator) * scale + shift, "eps": eps}
+             for shape, scale, shift, eps in [((1, 2), 1.0, 0.0, 1e-6), ((2, 3), 2.0, 1.0, 1e-5),
+                                              ((2, 4, 8), 3.0, 1.0, 1e-6), ((1, 5, 16), 0.05, 0.0, 1e-2)]]
+
+    def library(x, eps):
+        module = RMSNorm(x.shape[-1], eps)
+        with torch.no_grad():
+            module.weight.copy_(torch.linspace(0.5, 1.5, x.shape[-1]))
+        return module
+
+    def reference(x, eps):
+        with torch.no_grad():
+            return library(x, eps)(x)
+
+    def learners(x, eps):
+        module = _learners_module(learner_class, (x.shape[-1], eps), library(x, eps).state_dict(), "RMSNorm")
+        with torch.no_grad():
+            return module(x)
+
+    run_checks("rms_norm", learners, reference, cases, atol=1e-5)
+
+
+def swiglu(learner_class: type) -> None:
+    """``learner_class(config)`` builds ``gate_proj``, ``up_proj`` and ``down_proj``; its
+    ``forward(x)`` is Llama's gated feed-forward network, x (B, T, C) -> (B, T, C)."""
+    from .llama import LlamaConfig, SwiGLU
+
+    generator = _generator(23)
+    cases = [{"n_embd": C, "hidden": F_, "x": torch.randn(B, T, C, generator=generator) * 2}
+             for B, T, C, F_ in [(1, 1, 2, 3), (1, 3, 4, 6), (2, 5, 16, 40)]]
+
+    def library(n_embd, hidden):
+        torch.manual_seed(n_embd)
+        module = SwiGLU(LlamaConfig(n_embd=n_embd, n_head=1, n_kv_heads=1, intermediate_size=hidden))
+        with torch.no_grad():
+            for parameter in module.parameters():
+                parameter.normal_(0, 0.7)
+        return module.eval()
+
+    def reference(n_embd, hidden, x):
+        with torch.no_grad():
+            return library(n_embd, hidden)(x)
+
+    def learners(n_embd, hidden, x):
+        module = library(n_embd, hidden)
+        mine = _learners_module(learner_class, LlamaConfig(n_embd=n_embd, n_head=1, n_kv_heads=1,
+                                                            intermediate_size=hidden), module.state_dict(), "SwiGLU")
+        with torch.no_grad():
+            return mine(x)
+
+    run_checks("swiglu", learners, reference, cases, atol=1e-5)
+
+
+def repeat_kv(learner: Callable) -> None:
+    """``learner(x, n_rep)``: x (B, K, T, D) -> (B, K * n_rep, T, D), each key/value head n_rep times
+    with its repeats side by side, so that query head h reads key/value head h // n_rep."""
+    cases = [{"x": torch.arange(B * K * T * D, dtype=torch.float32).view(B, K, T, D), "n_rep": n_rep}
+             for B, K, T, D, n_rep in [(1, 1, 1, 1, 1), (1, 1, 1, 1, 2), (1, 2, 1, 1, 2), (1, 2, 2, 3, 3),
+                                       (2, 4, 3, 2, 2)]]
+    run_checks("repeat_kv", learner, lambda x, n_rep: x.repeat_interleave(n_rep, dim=1), cases, atol=0.0)
+
+
+__all__ = ["ExerciseFailed", "apply_rope", "attention", "attention_entropy", "attention_module", "beam_search",
+           "bits_per_byte", "block_forward", "cached_attention_step", "cached_generation", "causal_mask",
+           "first_differing_module", "gpt_forward", "greedy_acceptance", "hint", "induction_score",
+           "mean_distance", "next_token_windows", "previous_token_score", "repeat_kv", "repetition_penalty",
+           "residual_distribution", "rms_norm", "run_checks", "sampling_loop", "shifted_causal_mask",
+           "speculative_step", "split_heads", "swiglu", "token_log_probs", "top_k", "top_p", "training_step"]

@@ -11,7 +11,6 @@ the fix. The exit status is 1 when a lesson cannot run, else 0.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import platform
@@ -26,6 +25,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.version import InvalidVersion, Version
 
+from .data import sha256_of
 from .hub import ASSETS, BUNDLED_MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,14 +206,6 @@ def read_checksums(path: Path = CHECKSUMS) -> dict[str, str]:
     return sums
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_findings(assets: Path = ASSETS, checksums: Path = CHECKSUMS, load: bool = True) -> list[Finding]:
     """For each bundled model: do its files match the published checksums, and does it load?"""
     fix = "restore the folder: git checkout course_utils/assets (or reinstall the course)"
@@ -226,7 +218,7 @@ def model_findings(assets: Path = ASSETS, checksums: Path = CHECKSUMS, load: boo
         files = {relative: digest for relative, digest in sums.items() if relative.startswith(name + "/")}
         missing = [relative for relative in files if not (assets / relative).is_file()]
         changed = [relative for relative in files if relative not in missing
-                   and file_sha256(assets / relative) != files[relative]]
+                   and sha256_of(assets / relative) != files[relative]]
         if not files or missing or changed:
             what = (f"missing {', '.join(missing)}" if missing else
                     f"changed {', '.join(changed)}" if changed else "not in the checksum list")

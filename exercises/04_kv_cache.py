@@ -33,7 +33,7 @@
 # 8. see what happens at the end of the context window.
 
 # %% [markdown]
-# **Exercise workbook.** This is lesson 04 with 2 pieces of code left for you to write: `cached_attention_step`, `shifted_causal_mask`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back and what differs. Stuck? `checks.hint("name")` prints a hint, a nudge first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/04_kv_cache.ipynb`.
+# **Exercise workbook.** This is lesson 04 with 3 pieces of code left for you to write: `cached_attention_step`, `shifted_causal_mask`, `cached_generation`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back and what differs. Stuck? `checks.hint("name")` prints a hint, a nudge first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/04_kv_cache.ipynb`.
 #
 # To start one exercise again, copy its blank from `git show HEAD:exercises/04_kv_cache.py`; to reset the whole workbook, run `git checkout exercises/04_kv_cache.ipynb exercises/04_kv_cache.py`.
 
@@ -268,12 +268,32 @@ for cache in (GrowingKVCache(), PreallocatedKVCache(16)):
 #
 # ## 4. The cache changes nothing
 #
-# A cache is an optimisation, so it must not change a single token. We check greedy decoding,
+# A cache is an optimisation, so it must not change a single token. First the cached loop itself,
+# for greedy decoding: run the prompt once, with a cache that keeps every layer's keys and values;
+# after that, each step runs the model on the newest token alone, and the cache supplies the
+# past. Write it; it must give exactly the tokens of greedy decoding without a cache.
+
+# %%
+def cached_greedy_by_hand(model: MiniGPT, prompt: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    """Greedy decoding through a KV cache: prompt (B, T) -> (B, T + max_new_tokens)."""
+    # EXERCISE cached_generation: Return prompt (B, T) extended by max_new_tokens greedy tokens, the prompt run once through a GrowingKVCache and then only each new token.
+    raise NotImplementedError('Return prompt (B, T) extended by max_new_tokens greedy tokens, the prompt run once through a GrowingKVCache and then only each new token.')
+
+
+# %%
+checks.cached_generation(cached_greedy_by_hand)
+
+# %%
+prompt = encode("JULIET.\nO Romeo, Romeo!")
+assert torch.equal(cached_greedy_by_hand(model, prompt, 60), generate(model, prompt, 60, use_cache=False))
+print("cached_greedy_by_hand == greedy without a cache, 60 tokens")
+
+# %% [markdown]
+# The library's `generate` does the same for every kind of decoding. We check greedy decoding,
 # seeded sampling and beam search (where the cache rows are reordered as beams swap), with both
 # cache forms, against no cache at all.
 
 # %%
-prompt = encode("JULIET.\nO Romeo, Romeo!")
 cases = {
     "greedy": dict(),
     "seeded sampling": dict(do_sample=True, temperature=0.9, top_p=0.95),

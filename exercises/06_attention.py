@@ -34,7 +34,7 @@
 # models alike.
 
 # %% [markdown]
-# **Exercise workbook.** This is lesson 06 with 3 pieces of code left for you to write: `previous_token_score`, `mean_distance`, `attention_entropy`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back and what differs. Stuck? `checks.hint("name")` prints a hint, a nudge first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/06_attention.ipynb`.
+# **Exercise workbook.** This is lesson 06 with 4 pieces of code left for you to write: `previous_token_score`, `mean_distance`, `attention_entropy`, `induction_score`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back and what differs. Stuck? `checks.hint("name")` prints a hint, a nudge first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/06_attention.ipynb`.
 #
 # To start one exercise again, copy its blank from `git show HEAD:exercises/06_attention.py`; to reset the whole workbook, run `git checkout exercises/06_attention.ipynb exercises/06_attention.py`.
 
@@ -251,7 +251,23 @@ repeated = repeated_random_tokens(8, 100, config.vocab_size, torch.Generator().m
 with torch.no_grad():
     nll = -model(repeated).log_softmax(-1)[:, :-1].gather(-1, repeated[:, 1:, None]).squeeze(-1)  # (8, 199)
 first_copy, second_copy = nll[:, :99].mean().item(), nll[:, 100:].mean().item()
+
+
+def induction_score_by_hand(w: torch.Tensor, block: int) -> torch.Tensor:
+    """One head's weights (T, T) on a block of ``block`` tokens repeated twice (T = 2 block):
+    its induction score (a 0-d tensor)."""
+    # EXERCISE induction_score: Return the mean, over the queries of the second copy, of the weight on the key just after the query token's first occurrence (a 0-d tensor).
+    raise NotImplementedError("Return the mean, over the queries of the second copy, of the weight on the key just after the query token's first occurrence (a 0-d tensor).")
+
+
+# %%
+checks.induction_score(induction_score_by_hand)
+
+# %%
 bundled_induction = induction_score(attention_weights(model, repeated), block=100)
+first_layer = attention_weights(model, repeated)[0].mean(dim=0)  # (H, T, T), averaged over the batch
+assert all(abs(induction_score_by_hand(first_layer[h], 100) - bundled_induction[0, h]) < 1e-5
+           for h in range(first_layer.shape[0]))
 print(f"{model_name()}: loss on the first copy {first_copy:.1f} nats per token, on the second {second_copy:.1f}")
 print(f"largest induction score of any head: {bundled_induction.max().item():.2f}")
 if model_name() == "shakespeare-gpt":  # what this model is; GPT-2 (COURSE_MODEL=gpt2) differs

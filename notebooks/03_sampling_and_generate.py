@@ -266,45 +266,102 @@ print("top-p 0.8 → temperature 2 keeps", int(top_p_then_temperature.isfinite()
 assert temperature_then_top_p.isfinite().sum() > top_p_then_temperature.isfinite().sum()
 
 # %% [markdown]
+# With the filters in that order, the sampling loop is section 1's loop with the pick changed:
+# shape the last position's logits, turn them into probabilities, and draw one token with a
+# seeded `torch.Generator`, so that the same seed gives the same text. Write it; with the same
+# seed it must give exactly the tokens `generate(do_sample=True)` gives.
+
+# %%
+def sample_by_hand(model, prompt: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int,
+                   top_p: float, generator: torch.Generator) -> torch.Tensor:
+    """prompt (B, T) -> (B, T + max_new_tokens), each new token drawn after temperature, top-k, top-p."""
+    # EXERCISE sampling_loop: Return prompt (B, T) extended by max_new_tokens drawn tokens: each step shape the last position's logits (temperature, top-k, top-p) and draw one token per row with generator.
+    sequence = prompt
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            last = model(sequence)[:, -1, :]  # (B, V)
+        shaped = top_p_filter(top_k_filter(apply_temperature(last, temperature), top_k), top_p)
+        drawn = torch.multinomial(shaped.softmax(dim=-1), num_samples=1, generator=generator)  # (B, 1)
+        sequence = torch.cat([sequence, drawn], dim=1)
+    return sequence
+    # END EXERCISE
+
+
+prompt = encode("ROMEO.\n")
+by_hand = sample_by_hand(model, prompt, 30, temperature=0.8, top_k=40, top_p=0.9,
+                         generator=torch.Generator().manual_seed(7))
+library = generate(model, prompt, max_new_tokens=30, do_sample=True, temperature=0.8, top_k=40, top_p=0.9,
+                   generator=torch.Generator().manual_seed(7))
+assert torch.equal(by_hand, library)
+print("sample_by_hand == generate(do_sample=True), same seed:")
+show(by_hand[0], prompt.shape[1])
+
+# %% [markdown]
 # ## 5. Beam search, by hand
 #
 # Greedy commits to one token at a time. Beam search keeps the `num_beams` best partial
-# sequences (by total log-probability), extends each by every token, and keeps the best
-# `num_beams` of all those candidates. Here it is without end-of-text handling, for a single
-# prompt:
+# sequences, the *beams*, scored by their summed log-probability. Each step extends every beam
+# by every token and ranks all those candidates by their sums; the best `num_beams` candidates
+# that do not end become the next beams. A candidate that ends, with end-of-text or at
+# `max_new_tokens`, becomes a *finished hypothesis*, if it ranks among the best `num_beams` of
+# the step, scored by its sum divided by its number of new tokens to the power `length_penalty`
+# (above 0 favours longer outputs, 0 compares plain sums). Ranking the best 2 x `num_beams`
+# candidates is always enough: at most one per beam ends with end-of-text, so at least
+# `num_beams` are left to continue. With `early_stopping=True` the search stops once
+# `num_beams` hypotheses have finished, and the best of them is the answer. These are
+# `transformers`' rules; write them for a single prompt, and they must give exactly the tokens
+# of `generate(num_beams=..., early_stopping=True)` and of `transformers`.
 
 # %%
-def beam_search_by_hand(model, prompt: torch.Tensor, num_beams: int, max_new_tokens: int) -> torch.Tensor:
-    """The best sequence (1, T + max_new_tokens) by summed log-probability; prompt (1, T)."""
-    beams = prompt  # (beams, T): start with a single beam
-    scores = torch.zeros(1)  # total log-probability of each beam
-    for _ in range(max_new_tokens):
+def beam_search_by_hand(model, prompt: torch.Tensor, num_beams: int, max_new_tokens: int,
+                        eos_token_id: int | None = None, length_penalty: float = 1.0) -> torch.Tensor:
+    """The best finished hypothesis (1, T + n), n <= max_new_tokens, for one prompt (1, T)."""
+    # EXERCISE beam_search: Return the best finished hypothesis (1, T + n) for prompt (1, T) by transformers' rules above, with early_stopping=True.
+    running = [(prompt[0], 0.0)]  # the beams: (tokens, summed log-probability)
+    finished = []  # (sum / new tokens ** length_penalty, tokens), the best num_beams
+    for new_tokens in range(1, max_new_tokens + 1):
         with torch.no_grad():
-            log_probs = model(beams)[:, -1, :].log_softmax(dim=-1)  # (beams, vocab)
-        totals = (scores[:, None] + log_probs).flatten()  # every beam x every token
-        scores, best = totals.topk(num_beams)  # the num_beams best candidates
-        beam, token = best // log_probs.shape[1], best % log_probs.shape[1]
-        beams = torch.cat([beams[beam], token[:, None]], dim=1)
-    return beams[:1]  # topk sorts: the first is the best
+            log_probs = model(torch.stack([tokens for tokens, _ in running]))[:, -1, :].log_softmax(dim=-1)
+        sums = torch.tensor([score for _, score in running])[:, None] + log_probs  # (beams, V)
+        top_sums, top_indices = sums.flatten().topk(2 * num_beams)
+        continuing = []
+        for rank, (total, index) in enumerate(zip(top_sums.tolist(), top_indices.tolist())):
+            beam, token = divmod(index, log_probs.shape[1])
+            tokens = torch.cat([running[beam][0], torch.tensor([token])])
+            if token == eos_token_id or new_tokens == max_new_tokens:
+                if rank < num_beams:  # an ending candidate finishes only among the step's best num_beams
+                    finished.append((total / new_tokens**length_penalty, tokens))
+            elif len(continuing) < num_beams:
+                continuing.append((tokens, total))
+        finished = sorted(finished, key=lambda hypothesis: hypothesis[0], reverse=True)[:num_beams]
+        running = continuing
+        if len(finished) == num_beams:  # early_stopping=True
+            break
+    return finished[0][1][None]
+    # END EXERCISE
 
 
 prompt = encode("PROSPERO.\nOur revels now are ended.")
-by_hand = beam_search_by_hand(model, prompt, num_beams=4, max_new_tokens=20)
-ours = generate(model, prompt, max_new_tokens=20, num_beams=4)
+by_hand = beam_search_by_hand(model, prompt, num_beams=4, max_new_tokens=20, eos_token_id=EOS)
+ours = generate(model, prompt, max_new_tokens=20, num_beams=4, eos_token_id=EOS, early_stopping=True)
 theirs = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=20, num_beams=4,
-                           do_sample=False, pad_token_id=EOS)
+                           early_stopping=True, do_sample=False, pad_token_id=EOS)
 assert torch.equal(by_hand, ours) and torch.equal(ours, theirs)
+for penalty in (0.0, 2.0):  # other length penalties: still equal
+    assert torch.equal(beam_search_by_hand(model, prompt, 3, 12, EOS, length_penalty=penalty),
+                       generate(model, prompt, max_new_tokens=12, num_beams=3, eos_token_id=EOS,
+                                length_penalty=penalty, early_stopping=True))
 print("by hand == generate(num_beams=4) == transformers:")
 show(ours[0], prompt.shape[1])
 print("greedy for comparison:")
 show(generate(model, prompt, max_new_tokens=20)[0], prompt.shape[1])
 
 # %% [markdown]
-# The full version in `generate` also handles end-of-text: a beam that emits EOS becomes a
-# *finished hypothesis* scored by `sum of log-probs / length ** length_penalty`
-# (`length_penalty` > 0 favours longer outputs), `early_stopping` decides when to stop looking
-# for better ones, and `num_return_sequences` returns the best few. Its tests compare it with
-# `transformers` on hundreds of such settings.
+# The full version in `generate` runs a batch of prompts at once, with a KV cache, and also has
+# `transformers`' other stopping rules: `early_stopping=False` (the default) stops when the best
+# running beam, at its current length, can no longer beat the worst finished hypothesis, and
+# `"never"` when it cannot at any length; `num_return_sequences` returns the best few. Its tests
+# compare it with `transformers` on hundreds of such settings.
 
 # %%
 best_three = generate(model, prompt, max_new_tokens=20, num_beams=5, num_return_sequences=3, length_penalty=0.6,

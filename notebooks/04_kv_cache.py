@@ -257,12 +257,38 @@ for cache in (GrowingKVCache(), PreallocatedKVCache(16)):
 #
 # ## 4. The cache changes nothing
 #
-# A cache is an optimisation, so it must not change a single token. We check greedy decoding,
+# A cache is an optimisation, so it must not change a single token. First the cached loop itself,
+# for greedy decoding: run the prompt once, with a cache that keeps every layer's keys and values;
+# after that, each step runs the model on the newest token alone, and the cache supplies the
+# past. Write it; it must give exactly the tokens of greedy decoding without a cache.
+
+# %%
+def cached_greedy_by_hand(model: MiniGPT, prompt: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    """Greedy decoding through a KV cache: prompt (B, T) -> (B, T + max_new_tokens)."""
+    # EXERCISE cached_generation: Return prompt (B, T) extended by max_new_tokens greedy tokens, the prompt run once through a GrowingKVCache and then only each new token.
+    cache = GrowingKVCache()
+    sequence = prompt
+    with torch.no_grad():
+        logits = model(prompt, cache=cache)  # (B, T, V); the cache now holds T positions
+        for step in range(max_new_tokens):
+            chosen = logits[:, -1, :].argmax(dim=-1, keepdim=True)  # (B, 1)
+            sequence = torch.cat([sequence, chosen], dim=1)
+            if step + 1 < max_new_tokens:
+                logits = model(chosen, cache=cache)  # (B, 1, V): one position, the rest from the cache
+    return sequence
+    # END EXERCISE
+
+
+prompt = encode("JULIET.\nO Romeo, Romeo!")
+assert torch.equal(cached_greedy_by_hand(model, prompt, 60), generate(model, prompt, 60, use_cache=False))
+print("cached_greedy_by_hand == greedy without a cache, 60 tokens")
+
+# %% [markdown]
+# The library's `generate` does the same for every kind of decoding. We check greedy decoding,
 # seeded sampling and beam search (where the cache rows are reordered as beams swap), with both
 # cache forms, against no cache at all.
 
 # %%
-prompt = encode("JULIET.\nO Romeo, Romeo!")
 cases = {
     "greedy": dict(),
     "seeded sampling": dict(do_sample=True, temperature=0.9, top_p=0.95),

@@ -171,12 +171,27 @@ assert torch.equal(batch_inputs[:, 1:], batch_targets[:, :-1])  # the same windo
 # %% [markdown]
 # ## 2. The training loop
 #
-# At its heart training is five lines repeated: take a batch, compute the loss (the mean
+# At its heart training is a few lines repeated: take a batch, compute the loss (the mean
 # cross-entropy of the targets under the model's predictions), backpropagate, let the optimizer
-# (AdamW) move the weights, clear the gradients. Here it is by hand, with the shift as a parameter
-# so that we can get it wrong on purpose.
+# (AdamW) move the weights, clear the gradients. One more line keeps a long run safe: **gradient
+# clipping** scales the whole gradient down when its total norm exceeds a limit, so that a rare
+# huge gradient cannot throw the weights far away; it acts after the backward pass and before
+# the optimizer reads the gradients. Write one step.
 
 # %%
+def training_step_by_hand(model: MiniGPT, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
+                          targets: torch.Tensor, grad_clip: float) -> float:
+    """One optimisation step on a batch, inputs and targets (B, T); returns the loss before the step."""
+    # EXERCISE training_step: Take one step on the batch: the loss, its gradients, their total norm clipped to grad_clip, the optimizer's step, no gradient left over; return the loss.
+    loss = model(inputs, targets)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+    # END EXERCISE
+
+
 small = GPTConfig(vocab_size=tokenizer.vocab_size, context_length=64, n_layer=2, n_head=4, n_embd=128)
 
 
@@ -191,11 +206,7 @@ def train_by_hand(steps: int, shift: int, seed: int = 0) -> tuple[MiniGPT, list[
         starts = torch.randint(0, len(train_tokens) - T - 1, (16,), generator=batches).tolist()
         inputs = torch.stack([train_tokens[s : s + T] for s in starts])
         targets = torch.stack([train_tokens[s + shift : s + shift + T] for s in starts])
-        loss = model(inputs, targets)  # mean cross-entropy in nats per token
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
+        losses.append(training_step_by_hand(model, optimizer, inputs, targets, grad_clip=1.0))
     return model.eval(), losses
 
 
@@ -244,6 +255,27 @@ assert honest["shift 0 (bug)"] > math.log(tokenizer.vocab_size) > honest["shift 
 #   float32, and in float32 elsewhere, weights and optimizer always in float32;
 # - evaluation on the validation plays as it goes, a progress bar, and checkpoints (section 6).
 #
+# The library's `update` is one step of that loop: the five lines, with the gradient clipped
+# between the backward pass and the optimizer's step. Three steps of your `training_step_by_hand`
+# must leave every weight where three steps of `update` leave them, from the same start.
+
+# %%
+stepped = {}
+for way in ("by hand", "library"):
+    torch.manual_seed(0)
+    twin = MiniGPT(small)
+    twin_optimizer = make_optimizer(twin, TrainConfig(learning_rate=3e-3, precision="float32"))
+    batches = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        inputs, targets = random_batch(train_tokens, 8, small.context_length, batches)
+        if way == "by hand":
+            training_step_by_hand(twin, twin_optimizer, inputs, targets, grad_clip=0.5)
+        else:
+            update(twin, twin_optimizer, twin(inputs, targets), grad_clip=0.5)
+    stepped[way] = torch.cat([p.detach().flatten() for p in twin.parameters()])
+check_below("weights after three steps, by hand vs the library's update", (stepped["by hand"] - stepped["library"]).abs().max(), 1e-6)
+
+# %% [markdown]
 # This lesson asks for `precision="float32"` in every run: its models are small, where bfloat16
 # gains little, and float32 gives the same results on every machine up to float noise. What
 # `"auto"` picks on your machine, and why (it times one matrix multiply in each precision):

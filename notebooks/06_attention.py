@@ -236,7 +236,21 @@ repeated = repeated_random_tokens(8, 100, config.vocab_size, torch.Generator().m
 with torch.no_grad():
     nll = -model(repeated).log_softmax(-1)[:, :-1].gather(-1, repeated[:, 1:, None]).squeeze(-1)  # (8, 199)
 first_copy, second_copy = nll[:, :99].mean().item(), nll[:, 100:].mean().item()
+
+
+def induction_score_by_hand(w: torch.Tensor, block: int) -> torch.Tensor:
+    """One head's weights (T, T) on a block of ``block`` tokens repeated twice (T = 2 block):
+    its induction score (a 0-d tensor)."""
+    # EXERCISE induction_score: Return the mean, over the queries of the second copy, of the weight on the key just after the query token's first occurrence (a 0-d tensor).
+    queries = torch.arange(block, 2 * block)
+    return w[queries, queries - block + 1].mean()
+    # END EXERCISE
+
+
 bundled_induction = induction_score(attention_weights(model, repeated), block=100)
+first_layer = attention_weights(model, repeated)[0].mean(dim=0)  # (H, T, T), averaged over the batch
+assert all(abs(induction_score_by_hand(first_layer[h], 100) - bundled_induction[0, h]) < 1e-5
+           for h in range(first_layer.shape[0]))
 print(f"{model_name()}: loss on the first copy {first_copy:.1f} nats per token, on the second {second_copy:.1f}")
 print(f"largest induction score of any head: {bundled_induction.max().item():.2f}")
 if model_name() == "shakespeare-gpt":  # what this model is; GPT-2 (COURSE_MODEL=gpt2) differs

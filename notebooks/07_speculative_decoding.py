@@ -155,26 +155,38 @@ def show(token: torch.Tensor) -> str:
     return repr(tokenizer.decode([int(token)]))
 
 
-rule_generator = torch.Generator().manual_seed(2)
 print(f"context: {tokenizer.decode(prompt[0])!r}")
 for i in range(K):
     x = drafted[0, i]
-    ratio = float(p[i, x] / q[i, x])
-    u = float(torch.rand(1, generator=rule_generator))
-    accepted = u < min(1.0, ratio)
     print(f"draft {i + 1}: {show(x):>10}  q = {float(q[i, x]):.3f}  p = {float(p[i, x]):.3f}  "
-          f"min(1, p/q) = {min(1.0, ratio):.3f}  u = {u:.3f}  -> {'accept' if accepted else 'reject'}")
-    if not accepted:
-        following = torch.multinomial(residual_by_hand(p[i], q[i]), 1, generator=rule_generator)
-        print(f"correction drawn from the residual: {show(following)}")
-        kept = i
-        break
-else:
-    following = torch.multinomial(p[K], 1, generator=rule_generator)
-    print(f"all {K} accepted; bonus token from p_{K + 1}: {show(following)}")
-    kept = K
+          f"min(1, p/q) = {min(1.0, float(p[i, x] / q[i, x])):.3f}")
+
+# %% [markdown]
+# Now the rule as code. Each draft in turn gets one uniform random number u from the generator
+# and is accepted when u < min(1, p/q); the first rejection ends the step with a token drawn
+# from the residual; if none is rejected, the bonus token is drawn from the last row of p. The
+# order in which the random numbers are drawn is part of the rule: with the same generator, the
+# library's `accept_drafts` must make exactly your decisions.
+
+# %%
+def speculative_step_by_hand(drafted: torch.Tensor, p: torch.Tensor, q: torch.Tensor,
+                             generator: torch.Generator) -> tuple[int, int]:
+    """drafted (K,) tokens, the target's distributions p (K + 1, V) and the drafter's q (K, V) at
+    their positions: how many drafts are kept, and the token that follows them."""
+    # EXERCISE speculative_step: Return (kept, token): accept the drafts in order while a uniform draw from generator is below min(1, p/q); at the first rejection draw the token from the residual, else the bonus from the last row of p.
+    for i, x in enumerate(drafted.tolist()):
+        if torch.rand(1, generator=generator) < torch.clamp(p[i, x] / q[i, x], max=1.0):
+            continue
+        return i, int(torch.multinomial(residual_by_hand(p[i], q[i]), 1, generator=generator))
+    return len(drafted), int(torch.multinomial(p[len(drafted)], 1, generator=generator))
+    # END EXERCISE
+
+
+kept, following = speculative_step_by_hand(drafted[0], p, q, torch.Generator().manual_seed(2))
+ending = "a correction from the residual" if kept < K else f"the bonus token from p_{K + 1}"
+print(f"kept {kept} of {K} drafts, then {show(following)}: {ending}")
 library_kept, library_following = accept_drafts(drafted, target_logits, q, settings, torch.Generator().manual_seed(2))
-assert (library_kept, int(library_following)) == (kept, int(following))
+assert (library_kept, int(library_following)) == (kept, following)
 print(f"accept_drafts, given the same random numbers, keeps {library_kept} and adds {show(library_following)}: "
       "the same decisions")
 

@@ -112,21 +112,35 @@ check_below("a rotation keeps a vector's length (change in norm)", abs(rope_by_h
 # Four very different places, one distance, one score; the opposite distance gives a different
 # score, so the model can still tell before from after.
 #
-# The library's `apply_rope` does the same on whole batches of heads (B, H, T, D) with cosines and
-# sines instead of complex numbers, in the "rotate half" layout of Llama checkpoints. It must
-# equal our rotation, and `transformers`' own rotary functions, or a Llama checkpoint loaded into
-# `MiniLlama` would compute different scores.
+# A model rotates whole batches of heads (B, H, T, D) at once, with cosines and sines instead of
+# complex numbers. `rope_cos_sin(positions, D)` gives them, (B, T, D): the angle of pair i sits at
+# both i and i + D/2, because Llama checkpoints pair dimension i with dimension i + D/2 (the
+# "rotate half" layout), as our complex numbers did. Rotating a pair (a, b) by an angle gives
+# (a cos - b sin, a sin + b cos). Write the rotation for whole batches; it must equal our rotation
+# by hand, the library's `apply_rope`, and `transformers`' own rotary functions, or a Llama
+# checkpoint loaded into `MiniLlama` would compute different scores.
 
 # %%
+def apply_rope_by_hand(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x_i, x_{i+D/2}) of x (B, H, T, D) by its angle; cos, sin: (B, T, D)."""
+    # EXERCISE apply_rope: Return x (B, H, T, D) with each pair (x_i, x_{i+D/2}) rotated by its position's angle, given cos and sin (B, T, D).
+    first, second = x.chunk(2, dim=-1)  # x_i and x_{i+D/2}, each (B, H, T, D/2)
+    pair_cos = cos[:, None, :, : first.shape[-1]]  # each pair's angle, the same for every head
+    pair_sin = sin[:, None, :, : first.shape[-1]]
+    return torch.cat([first * pair_cos - second * pair_sin, first * pair_sin + second * pair_cos], dim=-1)
+    # END EXERCISE
+
+
 from transformers import LlamaConfig as HFLlamaConfig  # noqa: E402
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb  # noqa: E402
 
 positions = torch.arange(0, 40).unsqueeze(0)  # (B=1, T=40)
 heads = torch.randn(1, 2, 40, HEAD_SIZE)  # (B, H, T, D)
 cos, sin = rope_cos_sin(positions, HEAD_SIZE)
-ours = apply_rope(heads, cos, sin)
+ours = apply_rope_by_hand(heads, cos, sin)
 by_hand = torch.stack([torch.stack([rope_by_hand(heads[0, h, t].double(), t) for t in range(40)]) for h in range(2)])
-check_below("apply_rope against the rotation by hand", (ours[0].double() - by_hand).abs().max(), 1e-5)
+check_below("apply_rope_by_hand against the rotation by hand", (ours[0].double() - by_hand).abs().max(), 1e-5)
+check_below("apply_rope_by_hand against the library's apply_rope", (ours - apply_rope(heads, cos, sin)).abs().max(), 1e-6)
 
 hf_config = HFLlamaConfig(hidden_size=2 * HEAD_SIZE, num_attention_heads=2,
                           rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
@@ -248,15 +262,44 @@ plt.show()
 # %% [markdown]
 # ## 3. RMSNorm and SwiGLU
 #
-# **RMSNorm** (Zhang and Sennrich 2019) is LayerNorm without the mean: x / sqrt(mean(x^2) + eps)
-# x weight. It skips one reduction and has no bias; the authors found the re-centring did not
-# matter. On an input whose mean is already zero, with LayerNorm's weight 1 and bias 0, the two
-# are the same function:
+# **RMSNorm** (Zhang and Sennrich 2019) is LayerNorm without the mean: it does not subtract the
+# vector's mean, it only divides the vector by its root-mean-square (with a small eps added to the
+# mean square, for safety), then multiplies by a learned weight, one per channel, with no bias. It
+# skips one reduction; the authors found the re-centring did not matter. Write it; the library's
+# `RMSNorm` is the reference.
 
 # %%
+class RMSNormByHand(nn.Module):
+    """Root-mean-square normalisation over the last dimension, with a learned weight (no bias)."""
+
+    def __init__(self, size: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., size) -> the same shape."""
+        # EXERCISE rms_norm: Return x (..., size) divided by its root-mean-square over the last dimension (eps added to the mean square), times the weight.
+        return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight
+        # END EXERCISE
+
+
 C = 256
-layer_norm, rms_norm = nn.LayerNorm(C), RMSNorm(C, eps=1e-5)
 x = torch.randn(4, 10, C) * 3 + 1
+rms_norm = RMSNorm(C, eps=1e-5)
+rms_norm_by_hand = RMSNormByHand(C, eps=1e-5)
+with torch.no_grad():
+    rms_norm.weight.uniform_(0.5, 1.5)  # a trained-looking weight, loaded into both
+    rms_norm_by_hand.load_state_dict(rms_norm.state_dict())
+    check_below("RMSNormByHand against the library's RMSNorm", (rms_norm_by_hand(x) - rms_norm(x)).abs().max(), 1e-5)
+    rms_norm.weight.fill_(1.0)
+
+# %% [markdown]
+# On an input whose mean is already zero, with LayerNorm's weight 1 and bias 0, the two are the
+# same function:
+
+# %%
+layer_norm = nn.LayerNorm(C)
 centred = x - x.mean(-1, keepdim=True)
 with torch.no_grad():
     check_below("RMSNorm = LayerNorm on inputs with zero mean", (rms_norm(centred) - layer_norm(centred)).abs().max(), 1e-5)
@@ -266,14 +309,41 @@ print(f"parameters: LayerNorm {sum(p.numel() for p in layer_norm.parameters())} 
 
 # %% [markdown]
 # **SwiGLU** (Shazeer 2020, "GLU Variants Improve Transformer") replaces the MLP's
-# up-GELU-down with a gate: down(silu(gate(x)) x up(x)). That is three matrices instead of two,
-# so to keep the parameter count, the hidden width F shrinks from 4C to 2/3 x 4C, rounded up to a
-# convenient multiple (Llama rounds to 256: 4096 wide gives 11008). We check both counts against
-# the modules themselves.
+# up-GELU-down with a gate. Two projections take x up to the hidden width, `gate_proj` and
+# `up_proj`; the gate goes through SiLU (x times its sigmoid) and then multiplies the other
+# elementwise, so it decides, channel by channel, how much of the up-projection passes; `down_proj`
+# brings the product back to C. Write it; the library's `SwiGLU` is the reference.
+
+# %%
+class SwiGLUByHand(nn.Module):
+    """The gated feed-forward network of Llama: C -> hidden width (twice) -> C, no biases."""
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.n_embd, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.n_embd, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C)."""
+        # EXERCISE swiglu: Return the gated feed-forward output for x (B, T, C): the SiLU of gate_proj's output gates up_proj's, and down_proj maps back.
+        return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+        # END EXERCISE
+
+
+swiglu = SwiGLU(LlamaConfig(n_embd=C))
+swiglu_by_hand = SwiGLUByHand(LlamaConfig(n_embd=C))
+swiglu_by_hand.load_state_dict(swiglu.state_dict())
+with torch.no_grad():
+    check_below("SwiGLUByHand against the library's SwiGLU", (swiglu_by_hand(x) - swiglu(x)).abs().max(), 1e-5)
+
+# %% [markdown]
+# That is three matrices instead of two, so to keep the parameter count, the hidden width F
+# shrinks from 4C to 2/3 x 4C, rounded up to a convenient multiple (Llama rounds to 256: 4096
+# wide gives 11008). We check both counts against the modules themselves.
 
 # %%
 gelu_mlp = MLP(GPTConfig(n_embd=C))
-swiglu = SwiGLU(LlamaConfig(n_embd=C))
 F = swiglu_hidden_size(C)
 print(f"GELU MLP:  2 x C x 4C + 4C + C biases = {2 * C * 4 * C + 4 * C + C:,}; "
       f"the module has {sum(p.numel() for p in gelu_mlp.parameters()):,}")
@@ -312,8 +382,41 @@ for name, config in checks.items():
 #
 # bytes per token = 2 x n_layer x n_kv_heads x head_size x bytes per value.
 #
-# We run a 100-token prompt through three `MiniLlama`s that differ only in `n_kv_heads` and
-# weigh the cache tensors they fill.
+# Inside attention, nothing else changes: each key/value head is repeated for the query heads of
+# its group, and attention runs as before. Query head h reads key/value head h // (H / K), so
+# the repeats of one head must sit next to each other. Write that repeat, then use it to compute a
+# grouped-query attention layer of `MiniLlama` (8 query heads, 2 key/value heads) by hand.
+
+# %%
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, K, T, D) -> (B, K * n_rep, T, D): each key/value head n_rep times, repeats side by side."""
+    # EXERCISE repeat_kv: Return x (B, K, T, D) with each key/value head repeated n_rep times, repeats side by side: (B, K * n_rep, T, D).
+    return x.repeat_interleave(n_rep, dim=1)
+    # END EXERCISE
+
+
+grouped = MiniLlama(LlamaConfig(vocab_size=4096, n_layer=1, n_head=8, n_kv_heads=2, n_embd=256)).eval()
+gqa_layer = grouped.layers[0].self_attn
+stream = torch.randn(1, 12, 256, generator=generator)  # (B, T, C)
+batch, length, width = stream.shape
+head_size = grouped.config.head_size
+rope = rope_cos_sin(torch.arange(length)[None], head_size)
+with torch.no_grad():
+    queries = apply_rope(gqa_layer.q_proj(stream).view(batch, length, 8, head_size).transpose(1, 2), *rope)
+    keys = apply_rope(gqa_layer.k_proj(stream).view(batch, length, 2, head_size).transpose(1, 2), *rope)
+    values = gqa_layer.v_proj(stream).view(batch, length, 2, head_size).transpose(1, 2)
+    heads_out = nn.functional.scaled_dot_product_attention(queries, repeat_kv(keys, 4), repeat_kv(values, 4),
+                                                           is_causal=True)
+    gqa_by_hand = gqa_layer.o_proj(heads_out.transpose(1, 2).reshape(batch, length, width))
+    gqa_module, _ = gqa_layer(stream, rope)
+print(f"queries {tuple(queries.shape)}, keys and values {tuple(keys.shape)}, "
+      f"repeated {tuple(repeat_kv(keys, 4).shape)}")
+check_below("grouped-query attention by hand against MiniLlama's layer", (gqa_by_hand - gqa_module).abs().max(), 1e-5)
+
+# %% [markdown]
+# The cache holds the K heads before the repeat: that is the saving. We run a 100-token prompt
+# through three `MiniLlama`s that differ only in `n_kv_heads` and weigh the cache tensors they
+# fill.
 
 # %%
 prompt = torch.randint(0, 4096, (1, 100), generator=generator)

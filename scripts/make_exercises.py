@@ -2,6 +2,7 @@
 
     python scripts/make_exercises.py          # write exercises/NN_topic.py and .ipynb
     python scripts/make_exercises.py --check  # exit 1 if they are not what the lessons give
+    python scripts/make_exercises.py --examples FOLDER  # five learners' workbooks to try the grader on
 
 A lesson marks the body of a function the learner writes (see CONTRIBUTING.md, "Exercises"):
 
@@ -59,10 +60,11 @@ class MarkerError(ValueError):
     """A lesson's exercise markers are malformed."""
 
 
-def blank_cell(source: str, where: str) -> tuple[str, list[tuple[str, str]]]:
-    """The cell's source with each marked body replaced by its stub, and for each exercise its
-    (checker name, what the checker is given): the function's name, or for a method the name of
-    its class (the checker builds the learner's module from it)."""
+def blank_cell(source: str, where: str, solved: bool = False) -> tuple[str, list[tuple[str, str]]]:
+    """The cell's source with each marked body replaced by its stub (``solved``: kept, as a learner
+    who wrote it would have it), and for each exercise its (checker name, what the checker is
+    given): the function's name, or for a method the name of its class (the checker builds the
+    learner's module from it)."""
     lines = source.split("\n")
     out: list[str] = []
     found = []
@@ -94,7 +96,8 @@ def blank_cell(source: str, where: str) -> tuple[str, list[tuple[str, str]]]:
         if j == len(lines):
             raise MarkerError(f"{where}: exercise {start.group('name')!r} has no '# END EXERCISE'")
         indent, task = start.group("indent"), start.group("task")
-        out += [f"{indent}# EXERCISE {start.group('name')}: {task}", f"{indent}raise NotImplementedError({task!r})"]
+        body = lines[i + 1:j] if solved else [f"{indent}raise NotImplementedError({task!r})"]
+        out += [f"{indent}# EXERCISE {start.group('name')}: {task}", *body]
         found.append((start.group("name"), subject))
         i = j + 1
     return "\n".join(out), found
@@ -117,8 +120,9 @@ def split_after_definitions(source: str, subjects: list[str]) -> tuple[str, str]
     return "\n".join(lines[:end]).rstrip("\n"), "\n".join(lines[end:]).strip("\n")
 
 
-def workbook(lesson: Path) -> nbformat.NotebookNode | None:
-    """The exercise notebook for ``lesson`` (a .py), or None if it marks no exercise."""
+def workbook(lesson: Path, solved: bool = False) -> nbformat.NotebookNode | None:
+    """The exercise notebook for ``lesson`` (a .py), or None if it marks no exercise; ``solved``:
+    with the lesson's solutions in the blanks (a perfect submission, for testing the grader)."""
     notebook = jupytext.read(lesson)
     cells = []
     exercises = []
@@ -126,7 +130,7 @@ def workbook(lesson: Path) -> nbformat.NotebookNode | None:
         if cell.cell_type != "code" or "# EXERCISE" not in cell.source:
             cells.append(cell)
             continue
-        source, found = blank_cell(cell.source, f"{lesson.name}, cell {number}")
+        source, found = blank_cell(cell.source, f"{lesson.name}, cell {number}", solved)
         definitions, rest = split_after_definitions(source, [subject for _, subject in found])
         cells.append(nbformat.v4.new_code_cell(definitions, metadata=cell.metadata))
         for name, subject in dict(found).items():  # one check per exercise, after the cell that defines it
@@ -158,10 +162,48 @@ def render(notebook: nbformat.NotebookNode) -> dict[str, str]:
     return {".ipynb": ipynb, ".py": py}
 
 
+# Five learners' lesson-01 workbooks, to try the grader on: (name, exercise, what its body becomes).
+EXAMPLE_LEARNERS = (
+    ("ada", None, None),  # every exercise solved
+    ("ben", None, "blank"),  # handed in as given
+    ("cleo", "causal_mask", ["    future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)",
+                             "    return future  # the future instead of the past"]),
+    ("dev", "attention", ["    return softmax(q @ k.transpose(-2, -1)) @ v  # softmax is not imported"]),
+    ("eli", "token_log_probs", ["    while True:  # never returns", "        pass"]),
+)
+
+
+def example_submissions(folder: Path) -> list[Path]:
+    """Write the ``EXAMPLE_LEARNERS``' lesson-01 workbooks into ``folder``: one solved, one blank,
+    one with a wrong answer, one whose code raises, one that never finishes."""
+    lesson = LESSONS / "01_causal_masking.py"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, exercise, body in EXAMPLE_LEARNERS:
+        notebook = workbook(lesson, solved=body != "blank")
+        if exercise is not None:
+            for cell in notebook.cells:
+                lines = cell.source.split("\n")
+                marker = next((i for i, line in enumerate(lines) if f"# EXERCISE {exercise}:" in line), None)
+                if marker is not None:
+                    end = definition_end(lines, marker)  # the solved body runs to the function's end
+                    cell.source = "\n".join([*lines[: marker + 1], *body, *lines[end:]])
+        path = folder / f"{name}.ipynb"
+        write_atomically(path, render(notebook)[".ipynb"].encode("utf-8"))
+        written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only report workbooks that are out of date")
+    parser.add_argument("--examples", type=Path, metavar="FOLDER",
+                        help="instead, write five example submissions of workbook 01 there, for the grader")
     args = parser.parse_args(argv)
+    if args.examples:
+        for path in example_submissions(args.examples):
+            print(f"wrote: {path}")
+        return 0
     stale = []
     expected = set()
     for lesson in sorted(LESSONS.glob("[0-9][0-9]_*.py")):

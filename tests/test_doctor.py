@@ -112,7 +112,7 @@ def test_a_model_that_fails_to_load_is_a_problem(assets_copy):
     weights.write_bytes(b"not safetensors")
     sums = assets_copy / "SHA256SUMS"
     sums.write_text("\n".join(
-        f"{doctor.file_sha256(weights)}  shakespeare-gpt/model.safetensors" if line.endswith("gpt/model.safetensors")
+        f"{doctor.sha256_of(weights)}  shakespeare-gpt/model.safetensors" if line.endswith("gpt/model.safetensors")
         else line for line in sums.read_text().splitlines()))
     findings = doctor.model_findings(assets_copy, sums, load=True)
     problem = next(f for f in findings if f.topic == "model shakespeare-gpt")

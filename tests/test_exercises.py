@@ -15,10 +15,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils import checks
+from course_utils import MiniGPT, checks
 from course_utils.checks import ExerciseFailed
+from course_utils.generation import apply_temperature, top_k_filter, top_p_filter
 from course_utils.hints import HINTS
-from course_utils.model import MLP, GPTConfig, causal_mask
+from course_utils.model import MLP, GPTConfig, GrowingKVCache, causal_mask
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -52,7 +53,9 @@ IDS = [f"{s[0][:2]}-{s[1]}" for s in SOLUTIONS]
 def lesson_namespace(lesson: str) -> dict:
     """The names a lesson's solved exercises define, in order, beside the names lessons import."""
     namespace = {"torch": torch, "F": F, "math": math, "nn": torch.nn, "causal_mask": causal_mask,
-                 "GPTConfig": GPTConfig, "MLP": MLP}
+                 "GPTConfig": GPTConfig, "MLP": MLP, "apply_temperature": apply_temperature,
+                 "top_k_filter": top_k_filter, "top_p_filter": top_p_filter, "GrowingKVCache": GrowingKVCache,
+                 "MiniGPT": MiniGPT}
     for other, _, _, source in SOLUTIONS:
         if other == lesson:
             exec(source, namespace)
@@ -389,7 +392,287 @@ class GptWithoutFinalNorm(LESSON_02["MiniGPTByHand"]):
         return self.lm_head(x)
 
 
+def sampling_greedily(model, prompt, max_new_tokens, temperature, top_k, top_p, generator):
+    sequence = prompt
+    for _ in range(max_new_tokens):
+        logits = model(sequence)[:, -1]
+        sequence = torch.cat([sequence, logits.argmax(-1, keepdim=True)], dim=1)
+    return sequence
+
+
+def sampling_with_temperature_last(model, prompt, max_new_tokens, temperature, top_k, top_p, generator):
+    sequence = prompt
+    for _ in range(max_new_tokens):  # the filters see the unscaled distribution
+        logits = apply_temperature(top_p_filter(top_k_filter(model(sequence)[:, -1], top_k), top_p), temperature)
+        sequence = torch.cat([sequence, torch.multinomial(logits.softmax(-1), 1, generator=generator)], dim=1)
+    return sequence
+
+
+def sampling_from_the_first_position(model, prompt, max_new_tokens, temperature, top_k, top_p, generator):
+    sequence = prompt
+    for _ in range(max_new_tokens):
+        logits = top_p_filter(top_k_filter(apply_temperature(model(sequence)[:, 0], temperature), top_k), top_p)
+        sequence = torch.cat([sequence, torch.multinomial(logits.softmax(-1), 1, generator=generator)], dim=1)
+    return sequence
+
+
+def sampling_without_the_generator(model, prompt, max_new_tokens, temperature, top_k, top_p, generator):
+    torch.manual_seed(1234)  # draws that no seed passed in can repeat
+    sequence = prompt
+    for _ in range(max_new_tokens):
+        logits = top_p_filter(top_k_filter(apply_temperature(model(sequence)[:, -1], temperature), top_k), top_p)
+        sequence = torch.cat([sequence, torch.multinomial(logits.softmax(-1), 1)], dim=1)
+    return sequence
+
+
+def _beam_search_variant(model, prompt, num_beams, max_new_tokens, eos_token_id, length_penalty, *,
+                         stop_at_eos=True, normalise=lambda total, new, prompt_length, penalty: total / new**penalty,
+                         answer="finished"):
+    running, finished = [(prompt[0], 0.0)], []
+    for new in range(1, max_new_tokens + 1):
+        log_probs = model(torch.stack([tokens for tokens, _ in running]))[:, -1].log_softmax(-1)
+        sums = torch.tensor([score for _, score in running])[:, None] + log_probs
+        top_sums, top_indices = sums.flatten().topk(2 * num_beams)
+        continuing = []
+        for rank, (total, index) in enumerate(zip(top_sums.tolist(), top_indices.tolist())):
+            beam, token = divmod(index, log_probs.shape[1])
+            tokens = torch.cat([running[beam][0], torch.tensor([token])])
+            if (stop_at_eos and token == eos_token_id) or new == max_new_tokens:
+                if rank < num_beams:
+                    finished.append((normalise(total, new, prompt.shape[1], length_penalty), tokens))
+            elif len(continuing) < num_beams:
+                continuing.append((tokens, total))
+        finished = sorted(finished, key=lambda h: h[0], reverse=True)[:num_beams]
+        if answer == "running" and continuing:
+            best_running = continuing[0][0]
+        running = continuing
+        if len(finished) == num_beams:
+            break
+    if answer == "running" and running:
+        return best_running[None]  # the best beam still running when the search stops
+    return finished[0][1][None]
+
+
+def beams_extend_past_eos(*arguments):  # EOS treated as any other token
+    return _beam_search_variant(*arguments, stop_at_eos=False)
+
+
+def beams_without_length_penalty(*arguments):
+    return _beam_search_variant(*arguments, normalise=lambda total, new, prompt_length, penalty: total)
+
+
+def beams_normalised_by_the_whole_length(*arguments):  # the prompt counted in the length
+    def by_whole_length(total, new, prompt_length, penalty):
+        return total / (new + prompt_length) ** penalty
+
+    return _beam_search_variant(*arguments, normalise=by_whole_length)
+
+
+def beams_returning_a_running_beam(*arguments):
+    return _beam_search_variant(*arguments, answer="running")
+
+
+def cached_loop_without_a_cache(model, prompt, max_new_tokens):  # right tokens, the whole sequence every step
+    sequence = prompt
+    for _ in range(max_new_tokens):
+        sequence = torch.cat([sequence, model(sequence)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return sequence
+
+
+def cached_loop_feeding_everything(model, prompt, max_new_tokens):  # the cache sees each token again
+    cache, sequence = GrowingKVCache(), prompt
+    for _ in range(max_new_tokens):
+        sequence = torch.cat([sequence, model(sequence, cache=cache)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return sequence
+
+
+def cached_loop_with_a_new_cache_each_step(model, prompt, max_new_tokens):
+    sequence = prompt
+    logits = model(prompt, cache=GrowingKVCache())
+    for _ in range(max_new_tokens):
+        chosen = logits[:, -1].argmax(-1, keepdim=True)
+        sequence = torch.cat([sequence, chosen], dim=1)
+        logits = model(chosen, cache=GrowingKVCache())  # no past: each token alone
+    return sequence
+
+
+def cached_loop_skipping_the_prompt(model, prompt, max_new_tokens):  # only the last prompt token is run
+    cache, sequence = GrowingKVCache(), prompt
+    logits = model(prompt[:, -1:], cache=cache)
+    for _ in range(max_new_tokens):
+        chosen = logits[:, -1].argmax(-1, keepdim=True)
+        sequence = torch.cat([sequence, chosen], dim=1)
+        logits = model(chosen, cache=cache)
+    return sequence
+
+
+def step_without_zero_grad(model, optimizer, inputs, targets, grad_clip):  # gradients pile up
+    loss = model(inputs, targets)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+def step_clipping_after_the_update(model, optimizer, inputs, targets, grad_clip):
+    loss = model(inputs, targets)
+    loss.backward()
+    optimizer.step()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.zero_grad()
+    return loss.item()
+
+
+def step_without_clipping(model, optimizer, inputs, targets, grad_clip):
+    loss = model(inputs, targets)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
+def step_clipping_each_value(model, optimizer, inputs, targets, grad_clip):  # by value, not by the total norm
+    loss = model(inputs, targets)
+    loss.backward()
+    torch.nn.utils.clip_grad_value_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
+def induction_on_the_earlier_occurrence(w, block):  # the same token, not the one after it
+    queries = torch.arange(block, 2 * block)
+    return w[queries, queries - block].mean()
+
+
+def induction_over_every_query(w, block):
+    queries = torch.arange(1, 2 * block)
+    return w[queries, (queries - block + 1).clamp(min=0)].mean()
+
+
+def induction_summed(w, block):
+    queries = torch.arange(block, 2 * block)
+    return w[queries, queries - block + 1].sum()
+
+
+def step_without_the_bonus(drafted, p, q, generator):
+    for i, x in enumerate(drafted.tolist()):
+        if torch.rand(1, generator=generator) < torch.clamp(p[i, x] / q[i, x], max=1.0):
+            continue
+        residual = (p[i] - q[i]).clamp(min=0)
+        return i, int(torch.multinomial(residual / residual.sum(), 1, generator=generator))
+    return len(drafted), int(drafted[-1])  # no bonus: the last draft again
+
+
+def step_correcting_from_p(drafted, p, q, generator):  # the correction drawn from p, not the residual
+    for i, x in enumerate(drafted.tolist()):
+        if torch.rand(1, generator=generator) < torch.clamp(p[i, x] / q[i, x], max=1.0):
+            continue
+        return i, int(torch.multinomial(p[i], 1, generator=generator))
+    return len(drafted), int(torch.multinomial(p[len(drafted)], 1, generator=generator))
+
+
+def step_accepting_when_p_beats_q(drafted, p, q, generator):  # no random draw: accept only if p >= q
+    for i, x in enumerate(drafted.tolist()):
+        if p[i, x] >= q[i, x]:
+            continue
+        residual = (p[i] - q[i]).clamp(min=0)
+        return i, int(torch.multinomial(residual / residual.sum(), 1, generator=generator))
+    return len(drafted), int(torch.multinomial(p[len(drafted)], 1, generator=generator))
+
+
+LESSON_08 = lesson_namespace("08_modern_decoders.py")
+
+
+def rope_adjacent_pairs(x, cos, sin):  # pairs (x_0, x_1), (x_2, x_3), ...: not Llama's layout
+    even, odd = x[..., 0::2], x[..., 1::2]
+    c, s_ = cos[:, None, :, : x.shape[-1] // 2], sin[:, None, :, : x.shape[-1] // 2]
+    return torch.stack([even * c - odd * s_, even * s_ + odd * c], dim=-1).flatten(-2)
+
+
+def rope_turning_backwards(x, cos, sin):
+    first, second = x.chunk(2, dim=-1)
+    return x * cos[:, None] + torch.cat([second, -first], dim=-1) * sin[:, None]
+
+
+def rope_without_the_rotated_half(x, cos, sin):
+    return x * cos[:, None] + x * sin[:, None]
+
+
+def rope_cos_and_sin_swapped(x, cos, sin):
+    first, second = x.chunk(2, dim=-1)
+    return x * sin[:, None] + torch.cat([-second, first], dim=-1) * cos[:, None]
+
+
+class RMSNormCentred(LESSON_08["RMSNormByHand"]):
+    def forward(self, x):  # LayerNorm's centring, which RMSNorm leaves out
+        centred = x - x.mean(-1, keepdim=True)
+        return centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class RMSNormEpsOutsideTheRoot(LESSON_08["RMSNormByHand"]):
+    def forward(self, x):
+        return x / (x.pow(2).mean(-1, keepdim=True).sqrt() + self.eps) * self.weight
+
+
+class RMSNormWithoutTheWeight(LESSON_08["RMSNormByHand"]):
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+
+
+class RMSNormByTheStd(LESSON_08["RMSNormByHand"]):
+    def forward(self, x):  # the standard deviation is not the root-mean-square
+        return x / (x.var(-1, keepdim=True, unbiased=False) + self.eps).sqrt() * self.weight
+
+
+class SwiGLUWithGelu(LESSON_08["SwiGLUByHand"]):
+    def forward(self, x):
+        return self.down_proj(F.gelu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class SwiGLUGateOnTheWrongSide(LESSON_08["SwiGLUByHand"]):
+    def forward(self, x):
+        return self.down_proj(self.gate_proj(x) * F.silu(self.up_proj(x)))
+
+
+class SwiGLUWithoutTheGate(LESSON_08["SwiGLUByHand"]):
+    def forward(self, x):
+        return self.down_proj(F.silu(self.up_proj(x)))
+
+
+class SwiGLUAddingInsteadOfGating(LESSON_08["SwiGLUByHand"]):
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) + self.up_proj(x))
+
+
+def repeat_kv_tiled(x, n_rep):  # heads a, b -> a, b, a, b: query head h reads kv head h % K
+    return x.repeat(1, n_rep, 1, 1)
+
+
+def repeat_kv_along_positions(x, n_rep):
+    return x.repeat_interleave(n_rep, dim=2)
+
+
+def repeat_kv_along_head_size(x, n_rep):
+    return x.repeat_interleave(n_rep, dim=-1)
+
+
 WRONG_ANSWERS = {
+    "cached_generation": [cached_loop_without_a_cache, cached_loop_feeding_everything,
+                          cached_loop_with_a_new_cache_each_step, cached_loop_skipping_the_prompt],
+    "training_step": [step_without_zero_grad, step_clipping_after_the_update, step_without_clipping,
+                      step_clipping_each_value],
+    "induction_score": [induction_on_the_earlier_occurrence, induction_over_every_query, induction_summed],
+    "speculative_step": [step_without_the_bonus, step_correcting_from_p, step_accepting_when_p_beats_q],
+    "sampling_loop": [sampling_greedily, sampling_with_temperature_last, sampling_from_the_first_position,
+                      sampling_without_the_generator],
+    "beam_search": [beams_extend_past_eos, beams_without_length_penalty, beams_normalised_by_the_whole_length,
+                    beams_returning_a_running_beam],
+    "apply_rope": [rope_adjacent_pairs, rope_turning_backwards, rope_without_the_rotated_half,
+                   rope_cos_and_sin_swapped],
+    "rms_norm": [RMSNormCentred, RMSNormEpsOutsideTheRoot, RMSNormWithoutTheWeight, RMSNormByTheStd],
+    "swiglu": [SwiGLUWithGelu, SwiGLUGateOnTheWrongSide, SwiGLUWithoutTheGate, SwiGLUAddingInsteadOfGating],
+    "repeat_kv": [repeat_kv_tiled, repeat_kv_along_positions, repeat_kv_along_head_size],
     "attention_module": [AttentionUnscaled, AttentionScaledByWidth, AttentionHeadsMergedWithoutTranspose,
                          AttentionWithoutTheMask],
     "block_forward": [BlockPostNorm, BlockWithoutTheMlpResidual, BlockInParallel, BlockWithoutLayerNorms],
@@ -477,6 +760,10 @@ def test_hints_come_one_level_at_a_time(capsys):
         checks.hint("causal_mask_")
 
 
+# Lines a solution shares with code the lesson shows elsewhere, which give nothing away.
+GENERIC_LINES = {"with torch.no_grad():", "sequence = prompt", "return sequence"}
+
+
 def solution_body(source: str, name: str) -> list[str]:
     """The solution's lines between the exercise's markers, stripped, blank lines left out."""
     lines = source.split("\n")
@@ -492,7 +779,7 @@ def test_no_workbook_shows_a_solution_or_a_hint():
         workbooks = "\n".join(path.read_text() for path in (ROOT / "exercises").iterdir()
                               if path.name[:2] <= lesson[:2])
         body = solution_body(source, name)
-        shown = [line for line in body if len(line) > 12 and line in workbooks]
+        shown = [line for line in body if len(line) > 12 and line in workbooks and line not in GENERIC_LINES]
         assert not shown, f"{name}: the workbook shows the solution's lines {shown}"
         for level in HINTS[name]:
             assert level not in workbooks and json.dumps(level)[1:-1] not in workbooks, f"{name}: a hint in a workbook"
