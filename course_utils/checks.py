@@ -10,6 +10,7 @@ prints one line.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -107,11 +108,15 @@ def run_checks(
         if problem:
             where = locate(**case) if locate is not None else None
             problem += f"\n  where:    {where}" if where else ""
-            raise ExerciseFailed(
-                f"{name}: wrong answer on the smallest input it fails on\n"
-                f"  input:    {shown}\n  expected: {_show(expected)}\n  got:      {_show(actual)}\n"
-                f"  problem:  {problem}" + _stuck(name))
+            raise _wrong_answer(name, shown, _show(expected), _show(actual), problem)
     print(f"{name}: correct on all {len(cases)} inputs")
+
+
+def _wrong_answer(name: str, shown: str, expected: str, got: str, problem: str) -> ExerciseFailed:
+    """The one failure message of every check: the input, what was expected, what came back,
+    what differs, and where the hints are."""
+    return ExerciseFailed(f"{name}: wrong answer on the smallest input it fails on\n  input:    {shown}\n"
+                          f"  expected: {expected}\n  got:      {got}\n  problem:  {problem}" + _stuck(name))
 
 
 def _stuck(name: str) -> str:
@@ -177,31 +182,24 @@ def split_heads(learner: Callable) -> None:
     run_checks("split_heads", learner, reference, cases, atol=0.0)
 
 
-class _TinyAndBundled:
-    """The models the module checks load their weights from: a tiny random GPT (readable inputs)
-    and the bundled ``shakespeare-gpt`` (the real thing), built once."""
-
-    _models: dict[str, Any] = {}
-
-    @classmethod
-    def get(cls, label: str):
-        from .hub import load_model
-        from .model import GPTConfig, MiniGPT
-
-        if label not in cls._models:
-            if label == TINY:
-                torch.manual_seed(0)
-                model = MiniGPT(GPTConfig(vocab_size=11, context_length=16, n_layer=2, n_head=2, n_embd=4))
-                with torch.no_grad():  # weights larger than at initialisation: outputs far from flat
-                    for parameter in model.parameters():
-                        parameter.normal_(0, 0.5)
-            else:
-                model = MiniGPT.from_hf(load_model("shakespeare-gpt")[0])
-            cls._models[label] = model.eval()
-        return cls._models[label]
-
-
 TINY, BUNDLED = "a tiny random GPT (C=4, 2 heads)", "the bundled shakespeare-gpt"
+
+
+@functools.cache
+def _reference_model(label: str):
+    """The models the module checks load their weights from, built once: a tiny random GPT
+    (readable inputs) or the bundled ``shakespeare-gpt`` (the real thing)."""
+    from .hub import load_model
+    from .model import GPTConfig, MiniGPT
+
+    if label != TINY:
+        return MiniGPT.from_hf(load_model("shakespeare-gpt")[0]).eval()
+    torch.manual_seed(0)
+    model = MiniGPT(GPTConfig(vocab_size=11, context_length=16, n_layer=2, n_head=2, n_embd=4))
+    with torch.no_grad():  # weights larger than at initialisation: outputs far from flat
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.5)
+    return model.eval()
 
 
 def _learners_module(learner_class: type, arguments: Any, state: dict, what: str):
@@ -279,7 +277,7 @@ def _module_cases(seed: int, lengths: tuple[int, ...]) -> list[dict]:
     generator = _generator(seed)
     cases = []
     for label in (TINY, BUNDLED):
-        config = _TinyAndBundled.get(label).config
+        config = _reference_model(label).config
         for batch, T in zip((1, 1, 2), lengths):
             cases.append({"model": label, "x": torch.randn(batch, min(T, config.context_length), config.n_embd,
                                                            generator=generator)})
@@ -291,13 +289,13 @@ def attention_module(learner_class: type) -> None:
     is masked multi-head self-attention, x (B, T, C) -> (B, T, C). Loaded with the last block's
     attention weights of each model, it must give that module's output."""
     def build(model):
-        reference = _TinyAndBundled.get(model)
+        reference = _reference_model(model)
         return _learners_module(learner_class, reference.config, reference.h[-1].attn.state_dict(),
                                 "the attention module")
 
     def reference(model, x):
         with torch.no_grad():
-            return _TinyAndBundled.get(model).h[-1].attn(x)[0]
+            return _reference_model(model).h[-1].attn(x)[0]
 
     def learners(model, x):
         with torch.no_grad():
@@ -311,22 +309,22 @@ def block_forward(learner_class: type) -> None:
     is a pre-norm block, x (B, T, C) -> (B, T, C). It is checked with the library's attention and
     MLP put inside it, so only the block's own wiring is tested."""
     def build(model):
-        library_block = _TinyAndBundled.get(model).h[0]
-        block = _learners_module(learner_class, _TinyAndBundled.get(model).config, library_block.state_dict(),
+        library_block = _reference_model(model).h[0]
+        block = _learners_module(learner_class, _reference_model(model).config, library_block.state_dict(),
                                  "the first block")
         block.attn, block.mlp = _FirstOutput(library_block.attn), library_block.mlp
         return block
 
     def reference(model, x):
         with torch.no_grad():
-            return _TinyAndBundled.get(model).h[0](x)[0]
+            return _reference_model(model).h[0](x)[0]
 
     def learners(model, x):
         with torch.no_grad():
             return build(model)(x)
 
     def locate(model, x):
-        return first_differing_module(build(model), _TinyAndBundled.get(model).h[0], x, 1e-5)
+        return first_differing_module(build(model), _reference_model(model).h[0], x, 1e-5)
 
     run_checks("block_forward", learners, reference, _module_cases(12, (1, 3, 9)), locate=locate)
 
@@ -339,24 +337,24 @@ def gpt_forward(learner_class: type) -> None:
     generator = _generator(13)
     cases = []
     for label in (TINY, BUNDLED):
-        config = _TinyAndBundled.get(label).config
+        config = _reference_model(label).config
         for batch, T in ((1, 1), (1, 5), (2, min(40, config.context_length))):
             cases.append({"model": label, "ids": torch.randint(0, config.vocab_size, (batch, T), generator=generator)})
 
     def build(model):
-        reference = _TinyAndBundled.get(model)
+        reference = _reference_model(model)
         return _learners_module(learner_class, reference.config, reference.state_dict(), "the whole model")
 
     def reference(model, ids):
         with torch.no_grad():
-            return _TinyAndBundled.get(model)(ids)
+            return _reference_model(model)(ids)
 
     def learners(model, ids):
         with torch.no_grad():
             return build(model)(ids)
 
     def locate(model, ids):
-        return first_differing_module(build(model), _TinyAndBundled.get(model), ids, 1e-5)
+        return first_differing_module(build(model), _reference_model(model), ids, 1e-5)
 
     run_checks("gpt_forward", learners, reference, cases, atol=1e-4, locate=locate)
 
@@ -420,7 +418,7 @@ def repetition_penalty(learner: Callable) -> None:
 def _prompts(seed: int, shapes: list[tuple[str, int, int]]) -> list[tuple[str, torch.Tensor]]:
     """(model label, random prompt ids (B, T)) for each (label, B, T)."""
     generator = _generator(seed)
-    return [(label, torch.randint(0, _TinyAndBundled.get(label).config.vocab_size, (B, T), generator=generator))
+    return [(label, torch.randint(0, _reference_model(label).config.vocab_size, (B, T), generator=generator))
             for label, B, T in shapes]
 
 
@@ -436,11 +434,11 @@ def sampling_loop(learner: Callable) -> None:
               "seed": seed} for seed, ((label, prompt), (t, k, p)) in enumerate(zip(prompts, settings))]
 
     def reference(model, prompt, max_new_tokens, temperature, top_k, top_p, seed):
-        return generate(_TinyAndBundled.get(model), prompt, max_new_tokens, do_sample=True, temperature=temperature,
+        return generate(_reference_model(model), prompt, max_new_tokens, do_sample=True, temperature=temperature,
                         top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(seed))
 
     def learners(model, prompt, max_new_tokens, temperature, top_k, top_p, seed):
-        return learner(_TinyAndBundled.get(model), prompt, max_new_tokens, temperature, top_k, top_p,
+        return learner(_reference_model(model), prompt, max_new_tokens, temperature, top_k, top_p,
                        torch.Generator().manual_seed(seed))
 
     run_checks("sampling_loop", learners, reference, cases, atol=0.0)
@@ -462,16 +460,16 @@ def beam_search(learner: Callable) -> None:
         eos = None
         if eos_rank is not None:
             with torch.no_grad():
-                eos = int(_TinyAndBundled.get(label)(prompt)[0, -1].topk(2).indices[eos_rank])
+                eos = int(_reference_model(label)(prompt)[0, -1].topk(2).indices[eos_rank])
         cases.append({"model": label, "prompt": prompt, "num_beams": beams, "max_new_tokens": new,
                       "eos_token_id": eos, "length_penalty": penalty})
 
     def reference(model, prompt, num_beams, max_new_tokens, eos_token_id, length_penalty):
-        return generate(_TinyAndBundled.get(model), prompt, max_new_tokens, num_beams=num_beams,
+        return generate(_reference_model(model), prompt, max_new_tokens, num_beams=num_beams,
                         eos_token_id=eos_token_id, length_penalty=length_penalty, early_stopping=True)
 
     def learners(model, prompt, num_beams, max_new_tokens, eos_token_id, length_penalty):
-        return learner(_TinyAndBundled.get(model), prompt, num_beams, max_new_tokens, eos_token_id, length_penalty)
+        return learner(_reference_model(model), prompt, num_beams, max_new_tokens, eos_token_id, length_penalty)
 
     run_checks("beam_search", learners, reference, cases, atol=0.0)
 
@@ -590,26 +588,23 @@ def cached_generation(learner: Callable) -> None:
              for (label, prompt), new in zip(prompts, (1, 3, 5, 12, 10, 6))]
 
     def learners(model, prompt, max_new_tokens):
-        recorder = _CallRecorder(_TinyAndBundled.get(model))
+        recorder = _CallRecorder(_reference_model(model))
         answer = learner(recorder, prompt, max_new_tokens)
         sizes = [size for size, _ in recorder.calls]
-        caches = {id(cache) for _, cache in recorder.calls}
-        expected = f"calls on {prompt.shape[1]} tokens, then 1 token per call, all with one cache"
-        got = f"calls on {sizes} tokens, with {len(caches)} different cache(s)"
-        if None in [cache for _, cache in recorder.calls]:
-            got += ", some without one"
-        if caches != {id(recorder.calls[0][1])} or recorder.calls[0][1] is None or sizes[0] != prompt.shape[1] \
-                or any(size != 1 for size in sizes[1:]):
-            raise ExerciseFailed(
-                f"cached_generation: wrong answer on the smallest input it fails on\n"
-                f"  input:    model={model!r}, prompt={_show(prompt)}, max_new_tokens={max_new_tokens}\n"
-                f"  expected: {expected}\n  got:      {got}\n"
-                f"  problem:  the cache is not used as it should be: run the prompt once, then only the newest token"
-                + _stuck("cached_generation"))
+        caches = [cache for _, cache in recorder.calls]
+        one_cache = bool(caches) and caches[0] is not None and all(cache is caches[0] for cache in caches)
+        if not one_cache or sizes[0] != prompt.shape[1] or any(size != 1 for size in sizes[1:]):
+            got = f"calls on {sizes} tokens, with {len({id(cache) for cache in caches})} different cache(s)"
+            raise _wrong_answer("cached_generation",
+                                f"model={model!r}, prompt={_show(prompt)}, max_new_tokens={max_new_tokens}",
+                                f"calls on {prompt.shape[1]} tokens, then 1 token per call, all with one cache",
+                                got + (", some without one" if None in caches else ""),
+                                "the cache is not used as it should be: run the prompt once, then only the newest "
+                                "token")
         return answer
 
     def reference(model, prompt, max_new_tokens):
-        return generate(_TinyAndBundled.get(model), prompt, max_new_tokens, use_cache=False)
+        return generate(_reference_model(model), prompt, max_new_tokens, use_cache=False)
 
     run_checks("cached_generation", learners, reference, cases, atol=0.0)
 
@@ -757,10 +752,10 @@ def speculative_step(learner: Callable) -> None:
     statistic = float(((counts - expected) ** 2 / expected).sum())
     p_value = float(torch.special.gammaincc(torch.tensor(1.5), torch.tensor(statistic / 2)))  # 3 degrees of freedom
     if p_value < 1e-4:
-        raise ExerciseFailed(f"speculative_step: the first token out is not distributed as the target's p[0]\n"
-                             f"  expected: {_show(expected.round())}\n  got:      {_show(counts)}\n"
-                             f"  problem:  chi-square {statistic:.1f}, p-value {p_value:.1e} (4000 steps)"
-                             + _stuck("speculative_step"))
+        raise _wrong_answer("speculative_step", f"{n} one-draft steps, drafts drawn from q={_show(q)}, p={_show(p)}",
+                            f"first tokens about {_show(expected.round())}", _show(counts),
+                            f"the first token out is not distributed as p[0]: chi-square {statistic:.1f}, "
+                            f"p-value {p_value:.1e}")
     print(f"speculative_step: the first token out follows p in {n} steps (chi-square p-value {p_value:.2f})")
 
 # ---- lesson 08 --------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import jupytext
@@ -39,8 +40,9 @@ EXERCISES = ROOT / "exercises"
 START = re.compile(r"^(?P<indent>\s*)# EXERCISE (?P<name>[a-z_][a-z0-9_]*): (?P<task>.+)$")
 HINT = re.compile(r"^\s*# HINT: (?P<hint>.+)$")
 END = re.compile(r"^\s*# END EXERCISE$")
-# As jupytext.toml: no jupytext version in the scripts' headers, so another release changes nothing.
-JUPYTEXT_FILTER = {"notebook_metadata_filter": "-jupytext.text_representation.jupytext_version"}
+# The lessons' jupytext settings (no jupytext version in the scripts' headers), for the workbooks too.
+JUPYTEXT_FILTER = {"notebook_metadata_filter": tomllib.loads((ROOT / "jupytext.toml").read_text())[
+    "notebook_metadata_filter"]}
 FUNCTION = re.compile(r"^(?P<indent>\s*)def (?P<name>\w+)\(")
 CLASS = re.compile(r"^class (?P<name>\w+)\b")
 

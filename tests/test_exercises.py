@@ -496,6 +496,10 @@ def cached_loop_with_a_new_cache_each_step(model, prompt, max_new_tokens):
     return sequence
 
 
+def cached_loop_never_calling_the_model(model, prompt, max_new_tokens):  # a guess, no model at all
+    return torch.cat([prompt, torch.zeros(prompt.shape[0], max_new_tokens, dtype=prompt.dtype)], dim=1)
+
+
 def cached_loop_skipping_the_prompt(model, prompt, max_new_tokens):  # only the last prompt token is run
     cache, sequence = GrowingKVCache(), prompt
     logits = model(prompt[:, -1:], cache=cache)
@@ -659,7 +663,8 @@ def repeat_kv_along_head_size(x, n_rep):
 
 WRONG_ANSWERS = {
     "cached_generation": [cached_loop_without_a_cache, cached_loop_feeding_everything,
-                          cached_loop_with_a_new_cache_each_step, cached_loop_skipping_the_prompt],
+                          cached_loop_with_a_new_cache_each_step, cached_loop_skipping_the_prompt,
+                          cached_loop_never_calling_the_model],
     "training_step": [step_without_zero_grad, step_clipping_after_the_update, step_without_clipping,
                       step_clipping_each_value],
     "induction_score": [induction_on_the_earlier_occurrence, induction_over_every_query, induction_summed],
