@@ -33,8 +33,11 @@ def lesson_page(browser, jupyter_lab):
     nbformat.write(notebook, folder / LESSON)
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(f"{base}/lab/tree/{LESSON}?token={token}")
+    # Wait for the status bar's "Python 3 (ipykernel) | Idle": it says Idle only once the page is
+    # connected to a running kernel. (The toolbar's execution indicator starts out 'idle' before
+    # any kernel exists, and Run All Cells clicked then silently runs nothing.)
     try:
-        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=90_000)
+        page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\| Idle$")).wait_for(timeout=90_000)
     except PlaywrightTimeout:
         pytest.fail(f"JupyterLab opened {LESSON} but its kernel never became idle within 90 s", pytrace=False)
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
