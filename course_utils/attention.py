@@ -262,6 +262,8 @@ def plot_head_grid(weights: list[torch.Tensor], batch_row: int = 0, figure_width
                 ax.set_title(f"head {head}", fontsize=9)
             if head == 0:
                 ax.set_ylabel(f"layer {layer}", fontsize=9)
+    fig.supxlabel("in each map: key (attended to), left to right", fontsize=10)
+    fig.supylabel("in each map: query (attending), top to bottom", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -36,6 +36,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from transformers import StoppingCriteria
 
+from .compat import ASSISTED_GENERATION_MESSAGES, hidden_transformers_messages
 from .generation import generate
 from .hardware import DEVICES, PRECISIONS, PrecisionChoice, autocast, choose_precision, resolve_device
 from .hub import load_model
@@ -182,6 +183,21 @@ def generation_benchmark(model_name: str, runs: int, batch: int, device: str = "
     return medians
 
 
+def drafting_like_ours(hf_draft, num_assistant_tokens: int):
+    """A copy of a ``transformers`` draft model that drafts as our ``generate`` does: exactly
+    ``num_assistant_tokens`` tokens per step (schedule "constant") and no confidence threshold.
+    transformers 5.x drafts up to 20 tokens by default and stops a draft early once the draft's
+    top probability falls below 0.4 (``assistant_confidence_threshold``); comparing the two
+    loops at the same drafting policy leaves only what each does around the models."""
+    if not isinstance(num_assistant_tokens, int) or num_assistant_tokens < 1:
+        raise ValueError(f"num_assistant_tokens must be a positive integer, got {num_assistant_tokens!r}")
+    draft = copy.deepcopy(hf_draft)
+    draft.generation_config.num_assistant_tokens = num_assistant_tokens
+    draft.generation_config.num_assistant_tokens_schedule = "constant"
+    draft.generation_config.assistant_confidence_threshold = 0.0
+    return draft
+
+
 SPECULATIVE_PROMPTS = ("ROMEO.\n", "KING LEAR.\nBlow, winds,", "PORTIA.\nThe quality of mercy", "MACBETH.\nIs this",
                        "HAMLET.\nTo be")
 
@@ -214,6 +230,8 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
     ways["ours, prompt lookup (5)"] = ours(prompt_lookup_num_tokens=5)
     ways["transformers generate()"] = theirs()
     ways["transformers assisted"] = theirs(assistant_model=hf_draft)
+    ways[f"transformers assisted, K={DEFAULT_ASSISTANT_TOKENS} constant"] = theirs(
+        assistant_model=drafting_like_ours(hf_draft, DEFAULT_ASSISTANT_TOKENS))
     plain = ways["ours, plain (cached)"]()
     for name, way in ways.items():
         if name.startswith("ours") and not all(torch.equal(a, b) for a, b in zip(way(), plain)):
@@ -221,7 +239,8 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
     print(f"machine: {machine_summary()}")
     print(f"target {target_name}, draft {draft_name}; greedy, batch 1, {len(prompts)} prompts x {new_tokens} new "
           f"tokens; {runs} interleaved runs after 1 warm-up; every way of ours gave the plain tokens")
-    rates = interleaved_rates(ways, len(prompts) * new_tokens, runs)
+    with hidden_transformers_messages(*ASSISTED_GENERATION_MESSAGES):
+        rates = interleaved_rates(ways, len(prompts) * new_tokens, runs)
     medians = print_medians(rates, "tokens/s")
     print("speedups: the median over rounds of each round's ratio (runs of one round share the machine's state)")
     for name in ways:

@@ -398,7 +398,7 @@ def top_p(learner: Callable) -> None:
 
 
 def repetition_penalty(learner: Callable) -> None:
-    """``learner(logits, input_ids, penalty)``: the CTRL rule of ``generation.apply_repetition_penalty``."""
+    """``learner(logits, input_ids, penalty)``: the rule of ``generation.apply_repetition_penalty``."""
     from .generation import apply_repetition_penalty
 
     generator = _generator(7)

@@ -6,12 +6,26 @@ to the old one here, in one helper per rename, so that no lesson cell and no oth
 know which release is installed, and none triggers a deprecation message (nbval compares
 stderr, so such a message fails a lesson).
 
+It also hides, where a caller asks, messages ``transformers`` logs about its own internal calls,
+which the caller cannot act on (``hidden_transformers_messages``).
+
 ``tests/test_transformers_interop.py`` drives every path from the course to ``transformers``
 and fails on any warning, from Python's ``warnings`` or from ``transformers``' own logger; run
 ``python scripts/check.py --newest`` to try the newest releases the ranges allow.
 """
 
 from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import Iterator
+
+# What transformers 5.x logs during assisted generation about the calls it makes to the assistant
+# itself (it passes the assistant a generation config together with arguments, and a
+# min_new_tokens processor it then also builds): nothing the caller passed causes them.
+ASSISTED_GENERATION_MESSAGES = ("Passing `generation_config` together with generation-related arguments",
+                                "A custom logits processor of type")
 
 
 def output_cache(output):
@@ -28,3 +42,35 @@ def output_cache(output):
     if "past_key_values" in fields:
         return output.past_key_values
     raise TypeError(f"{type(output).__name__} has no KV cache field (neither 'cache' nor 'past_key_values')")
+
+
+def cache_argument(model, cache) -> dict:
+    """The keyword argument that passes a KV cache into a ``transformers`` model's forward:
+    ``{"cache": cache}`` on 5.24+, ``{"past_key_values": cache}`` before (5.24 renamed it, and
+    the old name is deprecated there). Use as ``model(ids, **cache_argument(model, cache))``."""
+    parameters = inspect.signature(model.forward).parameters
+    return {"cache": cache} if "cache" in parameters else {"past_key_values": cache}
+
+
+@contextlib.contextmanager
+def hidden_transformers_messages(*fragments: str) -> Iterator[None]:
+    """Within the block, drop the log records of ``transformers`` whose message contains one of
+    ``fragments``; every other message still shows. For messages about transformers' own
+    internal calls (``ASSISTED_GENERATION_MESSAGES``), never to hide a caller's mistake."""
+    if not fragments:
+        raise ValueError("fragments must name at least one message to hide")
+
+    def keep(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in fragments)
+
+    from transformers import logging as transformers_logging
+
+    handlers = transformers_logging.get_logger().handlers  # the library's root logger, configured
+    for handler in handlers:
+        handler.addFilter(keep)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(keep)

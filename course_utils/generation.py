@@ -123,10 +123,11 @@ def min_p_filter(logits: torch.Tensor, min_p: float, min_tokens_to_keep: int = 1
 def apply_repetition_penalty(
     logits: torch.Tensor, input_ids: torch.Tensor, penalty: float, attention_mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """The CTRL rule (Keskar et al., 2019): for every token that occurs in ``input_ids`` (B, T),
-    divide its logit by ``penalty`` if positive, multiply it if negative. ``penalty`` > 0; 1 is
-    no change, above 1 discourages repeats. Positions where ``attention_mask`` (B, T) is 0
-    (padding) do not count. Rule of transformers' ``RepetitionPenaltyLogitsProcessor``.
+    """transformers' repetition penalty (``RepetitionPenaltyLogitsProcessor``): for every token
+    that occurs in ``input_ids`` (B, T), the prompt included, divide its logit by ``penalty`` if
+    positive, multiply it if negative. ``penalty`` > 0; 1 is no change, above 1 discourages
+    repeats. Positions where ``attention_mask`` (B, T) is 0 (padding) do not count. (CTRL, Keskar
+    et al. 2019, where the idea comes from, divides every penalised logit, of generated tokens only.)
     """
     _check_repetition_penalty(penalty)
     _check_logits(logits)
@@ -353,7 +354,7 @@ def generate(
       length ** length_penalty), ``early_stopping`` (True: stop once ``num_beams`` hypotheses
       are finished; False: a heuristic; "never": only when no better one is possible) and
       ``num_return_sequences`` best hypotheses per prompt;
-    - ``repetition_penalty`` (CTRL rule) over the prompt and the new tokens;
+    - ``repetition_penalty`` (transformers' rule) over the prompt and the new tokens;
       ``frequency_penalty`` and ``presence_penalty`` (OpenAI rule) over the new tokens;
     - a row that emits ``eos_token_id`` (for a transformers model, default: its generation
       config's) or meets a ``stopping_criteria`` callable

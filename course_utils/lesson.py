@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import random
 
 import numpy as np
 import torch
 
 LESSON_THREADS = 2  # CPU matmuls are not bitwise equal across thread counts: fix it
+# Set to 1 by scripts/check.py and scripts/regenerate_notebooks.py: a lesson's plt.show() then
+# raises on a figure with an unlabelled axis, so every lesson figure is checked where it is made.
+CHECK_FIGURES = "COURSE_CHECK_FIGURES"
 
 
 def setup(seed: int = 0, threads: int = LESSON_THREADS) -> torch.Generator:
@@ -21,7 +26,47 @@ def setup(seed: int = 0, threads: int = LESSON_THREADS) -> torch.Generator:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     torch.set_printoptions(precision=3, sci_mode=False)
+    if os.environ.get(CHECK_FIGURES) == "1":
+        require_axis_labels()
     return torch.Generator().manual_seed(seed)
+
+
+def unlabelled_axes(figure) -> list[str]:
+    """Each axes of a matplotlib ``figure`` with no x label or no y label, described by its title
+    and what is missing. A figure-wide label (``fig.supxlabel``, ``fig.supylabel``) labels every
+    axes of a grid. Axes turned off (``ax.axis("off")``) and colorbars are exempt."""
+    figure_labels = {axis: getattr(figure, f"_sup{axis}label", None) for axis in ("x", "y")}
+    missing = []
+    for index, ax in enumerate(figure.axes):
+        if not ax.axison or getattr(ax, "_colorbar", None) is not None:
+            continue
+        lacks = [axis for axis, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel()))
+                 if not label.strip() and not (figure_labels[axis] and figure_labels[axis].get_text().strip())]
+        if lacks:
+            missing.append(f"axes {index} ({ax.get_title() or 'untitled'!r}): no {' and no '.join(lacks)} label")
+    return missing
+
+
+def require_axis_labels() -> None:
+    """Make ``matplotlib.pyplot.show`` raise ``ValueError`` when an open figure has an axes
+    without an x or y label (see ``unlabelled_axes``). Idempotent."""
+    import matplotlib.pyplot as plt
+
+    if getattr(plt.show, "checks_axis_labels", False):
+        return
+    original = plt.show
+
+    @functools.wraps(original)
+    def show(*args, **kwargs):
+        problems = [f"figure {number}: {problem}" for number in plt.get_fignums()
+                    for problem in unlabelled_axes(plt.figure(number))]
+        if problems:
+            plt.close("all")
+            raise ValueError("every axis of a lesson figure needs a label:\n" + "\n".join(problems))
+        return original(*args, **kwargs)
+
+    show.checks_axis_labels = True
+    plt.show = show
 
 
 def check_below(what: str, value: float, bound: float) -> None:

@@ -13,6 +13,7 @@ LM head whose weight is the token embedding (weight tying).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -224,6 +225,26 @@ def quantize_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = max|x| / 127, so the rounding error is at most scale / 2 per element."""
     scale = x.float().abs().amax(dim=-1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny) / 127
     return (x.float() / scale).round().clamp(-127, 127).to(torch.int8), scale
+
+
+def int8_weights(model: nn.Module) -> tuple[nn.Module, int]:
+    """Weight-only int8 quantisation, simulated: a copy of ``model`` in which every 2-D weight
+    (the linear layers and the embeddings; a tied matrix once) is rounded to int8 with one float32
+    scale per row (``quantize_int8``) and read back in its dtype, and the bytes its parameters
+    would take stored that way: one byte per such weight plus 4 per row, the rest (biases, norms)
+    as they are. Activations and arithmetic are unchanged, so the copy's outputs show the error
+    the rounding alone causes; a real int8 kernel would also compute in lower precision."""
+    quantized = copy.deepcopy(model)
+    stored = 0
+    with torch.no_grad():
+        for parameter in quantized.parameters():  # each shared (tied) parameter once
+            if parameter.dim() == 2:
+                values, scales = quantize_int8(parameter)
+                parameter.copy_((values.float() * scales).to(parameter.dtype))
+                stored += values.numel() + scales.numel() * 4
+            else:
+                stored += parameter.numel() * parameter.element_size()
+    return quantized, stored
 
 
 class Int8KVCache:

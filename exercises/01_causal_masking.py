@@ -99,6 +99,13 @@ print(f"log p(text | first token) = sum of the terms = {per_token.sum():.2f} nat
 # In self-attention every position (a *query*) scores every position (a *key*). Query $i$ may
 # look at key $j$ only if $j \le i$. The forbidden entries are the strict upper triangle of the
 # $T \times T$ score matrix, which `torch.triu(..., diagonal=1)` selects.
+#
+# A warning about conventions before we build it. This course's mask is True where a query *may
+# attend*, the meaning PyTorch's `scaled_dot_product_attention` gives a boolean `attn_mask`
+# (checked in the next section). Other code means the opposite: `torch.nn.MultiheadAttention`'s
+# boolean masks, and many from-scratch implementations, mark with True the entries to *hide*.
+# Before passing a mask to a library, check which one it expects; a flipped mask hides the past
+# and shows the future.
 
 # %%
 def causal_mask_by_hand(T: int) -> torch.Tensor:
@@ -136,6 +143,11 @@ plt.show()
 # Masking happens *before* the softmax: forbidden scores become $-\infty$, so
 # $e^{-\infty} = 0$ and they get exactly zero weight, while each row still sums to 1. Here are
 # the real attention scores of the model's first layer, first head, for the first six tokens.
+#
+# The function reaches inside the model, whose parts lesson 02 builds one by one. For now:
+# `model.wte` and `model.wpe` are the tables of token and position vectors, `model.h` is the list
+# of the model's blocks, and in a block `ln_1` normalises its input and `attn.c_attn` is the one
+# matrix that computes every head's queries, keys and values at once.
 
 # %%
 def attention_scores(model: MiniGPT, ids: torch.Tensor, layer: int = 0, head: int = 0) -> torch.Tensor:
@@ -161,6 +173,43 @@ print("weights (softmax of each row):\n", weights.round(decimals=3))
 assert torch.all(weights[future] == 0)
 assert torch.allclose(weights.sum(-1), torch.ones(T))
 
+# %% [markdown]
+# ### Why softmax subtracts the maximum
+#
+# Softmax is $e^{s_j} / \sum_k e^{s_k}$, and $e^s$ overflows quickly: float16's largest number is
+# 65,504, and $e^{12}$ is already about 163,000. Scores that large are common in big models, so
+# every softmax implementation first subtracts the row's maximum, which changes nothing
+# mathematically ($e^{s - m} / \sum e^{s_k - m}$ is the same fraction) but keeps every exponent at
+# or below $e^0 = 1$. In float16, the formula as written and the shifted one:
+
+# %%
+def naive_softmax(scores: torch.Tensor) -> torch.Tensor:
+    exponentials = scores.exp()
+    return exponentials / exponentials.sum(dim=-1, keepdim=True)
+
+
+def shifted_softmax(scores: torch.Tensor) -> torch.Tensor:
+    return naive_softmax(scores - scores.amax(dim=-1, keepdim=True))
+
+
+large_scores = torch.tensor([[12.0, 10.0, 8.0, -float("inf")]])  # one row, the last key masked
+reference = torch.softmax(large_scores, dim=-1)  # float32
+def row(weights: torch.Tensor) -> str:
+    return "[" + ", ".join(f"{w:.3f}" for w in weights[0].float().tolist()) + "]"
+
+
+for name, softmax_fn in (("as written", naive_softmax), ("max subtracted", shifted_softmax)):
+    print(f"float16, {name:>14}: {row(softmax_fn(large_scores.half()))}")
+print(f"float32, torch.softmax: {row(reference)}")
+assert naive_softmax(large_scores.half()).isnan().any()  # inf / inf
+assert torch.allclose(shifted_softmax(large_scores.half()).float(), reference, atol=1e-3)
+assert torch.allclose(torch.softmax(large_scores.half(), dim=-1).float(), reference, atol=1e-3)
+
+# %% [markdown]
+# The formula as written turns $e^{12}$ into infinity and the row into `nan`; shifted, the same
+# scores give the right weights, and the masked key still gets exactly 0. `torch.softmax`
+# subtracts the maximum for you, in every precision.
+
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
 panels = [(scores, "scores q·k/√d"), (masked.clamp(min=scores.min()), "masked (−∞ shown as min)"),
@@ -169,7 +218,7 @@ for ax, (matrix, title) in zip(axes, panels):
     image = ax.imshow(matrix, cmap="viridis")
     ax.set_xticks(range(T), tokens[:T], rotation=45)
     ax.set_yticks(range(T), tokens[:T])
-    ax.set_title(title)
+    ax.set(title=title, xlabel="key (attended to)", ylabel="query (attending)")
     fig.colorbar(image, ax=ax, shrink=0.8)
 plt.tight_layout()
 plt.show()
@@ -194,6 +243,9 @@ checks.attention(attention)
 q, k, v = torch.randn(3, 2, 4, 10, 16, generator=generator)
 fused = F.scaled_dot_product_attention(q, k, v, is_causal=True)
 check_below("largest difference from the fused kernel", (attention(q, k, v) - fused).abs().max().item(), 1e-6)
+# A boolean attn_mask means "may attend" there too: our mask gives the same result as is_causal.
+with_our_mask = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(q.shape[-2]))
+check_below("the fused kernel with our mask as attn_mask", (with_our_mask - fused).abs().max().item(), 1e-6)
 
 # %% [markdown]
 # ## 3. Proof: the future cannot leak

@@ -58,9 +58,16 @@ model = MiniGPT.from_hf(hf_model)  # the same weights in our own code
 config = model.config
 print(f"model: {model_name()}")
 print(config)
+print(f"trained with dropout {hf_model.config.resid_pdrop} (transformers' resid_pdrop); from_hf leaves it at 0.0")
 
 # %%
 from course_utils import checks
+
+# %% [markdown]
+# Two dropout numbers for one model, and both are right. The checkpoint was trained with dropout
+# 0.1 (lesson 05 explains it), and its `transformers` configuration says so. `from_hf` builds our
+# model to run, not to train, so it sets `dropout=0.0`; dropout only acts in training mode
+# anyway (lesson 03 shows what happens when you forget `model.eval()`).
 
 # %% [markdown]
 # Throughout, B is the batch size, T the sequence length, C the width (`n_embd`), H the number
@@ -170,6 +177,43 @@ if model_name() == "shakespeare-gpt":  # what this model learned; GPT-2 learned 
 # of each other are about equally alike. Run the lesson with `COURSE_MODEL=gpt2` to see what a
 # larger model trained on more text learned instead.
 #
+# ### Sinusoidal positions: the original Transformer's
+#
+# GPT-2 learns its position table. The original Transformer (Vaswani et al. 2017, §3.5) computed
+# it instead: position p gets $\sin(p / 10000^{2i/C})$ in dimension 2i and $\cos(p / 10000^{2i/C})$
+# in dimension 2i + 1, sine waves from fast to slow. Nothing is learned, and there is a vector for
+# every position, so a model is never short of one (whether it can *use* positions it never saw
+# in training is another matter, lesson 08). And because each pair of dimensions is a rotation,
+# the dot product of two position vectors depends only on their distance:
+
+# %%
+def sinusoidal_positions(n_positions: int, width: int) -> torch.Tensor:
+    """(n_positions, width): sin(p / 10000^(2i/width)) in even dimensions 2i, cos in odd ones."""
+    position = torch.arange(n_positions, dtype=torch.float64)[:, None]
+    frequency = 10000.0 ** (-torch.arange(0, width, 2, dtype=torch.float64) / width)  # one per pair
+    table = torch.zeros(n_positions, width, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency)
+    return table
+
+
+sinusoidal = sinusoidal_positions(2 * config.context_length, config.n_embd)
+for distance in (1, 20, 400):
+    dot_products = (sinusoidal[:-distance] * sinusoidal[distance:]).sum(dim=-1)  # every pair this far apart
+    spread = (dot_products.max() - dot_products.min()).item()
+    print(f"distance {distance:>3}: p . (p + {distance}) = {dot_products[0]:.2f} for every p "
+          f"(spread over {len(dot_products)} positions: {'below 1e-09' if spread < 1e-9 else f'{spread:.1e}'})")
+    assert spread < 1e-9
+sinusoidal_by_distance = {d: F.cosine_similarity(sinusoidal[:-d], sinusoidal[d:], dim=-1).mean().item() for d in distances}
+print("mean cosine similarity by distance, sinusoidal: "
+      + "  ".join(f"{d}: {value:.2f}" for d, value in sinusoidal_by_distance.items()))
+
+# %% [markdown]
+# The sinusoidal table's similarity falls smoothly with distance, by construction, where the
+# learned one above is coarse. Both work: Vaswani et al. found learned and sinusoidal positions
+# "nearly identical" in quality (their Table 3, row E), and GPT-1 and GPT-2 chose to learn them.
+# (Note the table is twice our context: it has no end.)
+#
 # ## 2. Masked multi-head self-attention
 #
 # One linear layer `c_attn` produces queries, keys and values for all heads at once (3C
@@ -236,9 +280,10 @@ tokens = [tokenizer.decode(i) for i in ids[0]]
 fig, axes = plt.subplots(1, min(H, 4), figsize=(3.2 * min(H, 4), 3.2))
 for head, ax in enumerate(axes):
     ax.imshow(weights[0, head], cmap="viridis", vmin=0, vmax=1)
-    ax.set_title(f"layer 0, head {head}")
+    ax.set(title=f"layer 0, head {head}", xlabel="key (attended to)")
     ax.set_xticks(range(T), tokens, rotation=90)
     ax.set_yticks(range(T), tokens if head == 0 else [])
+fig.supylabel("query (attending)")
 plt.tight_layout()
 plt.show()
 
@@ -266,8 +311,53 @@ _ = ax.plot(grid, exact, label="GELU (exact)")
 _ = ax.plot(grid, tanh_form, "--", label="GELU (tanh, GPT-2)")
 _ = ax.plot(grid, F.relu(grid), ":", label="ReLU")
 ax.legend()
-ax.set_title("GELU is a smooth ReLU that lets small negatives through")
+ax.set(title="GELU is a smooth ReLU that lets small negatives through", xlabel="input x", ylabel="activation(x)")
 plt.show()
+
+# %% [markdown]
+# Why not plain ReLU? A ReLU unit whose input is negative outputs 0 *and passes no gradient*: if
+# it is negative for every input it sees, training can never move it again. It is a **dead
+# unit**. GELU's gradient is small for negative inputs but not zero, so such a unit can still
+# recover. How many of the bundled model's MLP units are negative on a whole text, and so would be
+# dead under ReLU? We feed 1,024 tokens of *Hamlet* through the model and read each block's MLP
+# input before the activation:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# (The counts depend on pre-activations near 0, whose sign can differ in the last bit between
+# CPUs, so this output is not compared; the assert below carries the claim.)
+from course_utils.data import load_corpus  # noqa: E402
+
+hamlet_ids = torch.tensor(tokenizer.encode(load_corpus().validation["hamlet"][:20000], verbose=False))
+passages = hamlet_ids[: 2 * 512].view(2, 512)
+pre_activations = []
+hooks = [b.mlp.c_fc.register_forward_hook(lambda module, inputs, output: pre_activations.append(output))
+         for b in model.h]
+with torch.no_grad():
+    model(passages)
+for hook in hooks:
+    hook.remove()
+print(f"{'block':>5} {'units':>6} {'never positive (dead under ReLU)':>33} {'positive on < 1% of tokens':>27}")
+for index, pre in enumerate(pre_activations):
+    positive_share = (pre > 0).float().mean(dim=(0, 1))  # per hidden unit
+    print(f"{index:>5} {pre.shape[-1]:>6} {int((positive_share == 0).sum()):>33} {int((positive_share < 0.01).sum()):>27}")
+# The gradient each activation passes back at block 0's pre-activations:
+pre = pre_activations[0].detach().requires_grad_()
+relu_gradient = torch.autograd.grad(F.relu(pre).sum(), pre)[0]
+gelu_gradient = torch.autograd.grad(F.gelu(pre, approximate="tanh").sum(), pre)[0]
+negative = pre.detach() < 0
+print(f"block 0, share of negative pre-activations passing a nonzero gradient: ReLU {relu_gradient[negative].ne(0).float().mean():.0%}, "
+      f"GELU {gelu_gradient[negative].ne(0).float().mean():.0%}")
+assert relu_gradient[negative].eq(0).all() and gelu_gradient[negative].ne(0).all()
+
+# %% [markdown]
+# In block 0, every negative input stops ReLU's gradient and none stops GELU's (GELU's gradient
+# does round to zero far out, below about -5 in float32: a small help, not a guarantee).
+# The counts above say how many
+# units of this GELU model would be dead, or nearly so, on this text if the activation were
+# swapped for ReLU after training; a model trained with ReLU from the start would have its own
+# count. Large learning rates are what usually kill ReLU units, by pushing their biases far
+# negative in one step.
 
 # %%
 mlp = block.mlp
@@ -354,6 +444,10 @@ check_below("BlockByHand vs MiniGPT's first block: largest difference", differen
 # The LM head turns each final vector into V logits, one score per vocabulary token. It is a
 # C → V linear map, the same shape as the token embedding read backwards, and GPT-2 uses the
 # *same* matrix for both: a token's input vector is also the direction that scores it as output.
+# Tying saves parameters (counted in section 6), and Press & Wolf (2017, "Using the Output
+# Embedding to Improve Language Models") found it also regularises: their tied models reached
+# lower perplexity than untied ones of the same size. That second effect is not measured in this
+# course; our models are all tied.
 
 # %%
 print("lm_head.weight is wte.weight:", model.lm_head.weight is model.wte.weight)

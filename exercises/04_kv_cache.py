@@ -40,6 +40,7 @@
 # %%
 import copy
 import inspect
+import statistics
 import time
 from functools import partial
 
@@ -50,7 +51,7 @@ import torch.nn.functional as F
 
 from course_utils import MiniGPT, generate, load_model
 from course_utils.bench import StepTimer, count_flops, median_seconds, memory_bandwidth
-from course_utils.compat import output_cache
+from course_utils.compat import cache_argument, output_cache
 from course_utils.lesson import check_below, setup
 from course_utils.model import GPTConfig, GrowingKVCache, PreallocatedKVCache, causal_mask, kv_cache_bytes
 
@@ -80,6 +81,9 @@ from course_utils import checks
 # We do not estimate this; we count it. `count_flops` runs a call under torch's
 # `FlopCounterMode`, which records the floating-point operations of every matrix product
 # (2 per multiply-add), split into the weight matrix products ("linear") and attention itself.
+# The cached step uses two things sections 2 and 3 build: a `PreallocatedKVCache`, which stores
+# every layer's keys and values, and `model(ids, cache=cache)`, which runs `ids` as the tokens
+# after those already in the cache and adds their keys and values to it.
 
 # %%
 # 512 tokens of text to work with: the model's own Shakespeare, sampled.
@@ -263,8 +267,10 @@ for cache in (GrowingKVCache(), PreallocatedKVCache(16)):
 
 # %% [markdown]
 # `generate(use_cache=True)` (the default, as in `transformers`) uses the preallocated form,
-# sized to prompt + `max_new_tokens`, because it measured faster here (section 6 and
-# `python -m course_utils.bench generation`); `cache_implementation="growing"` picks the other.
+# sized to prompt + `max_new_tokens`, because it never copies; `cache_implementation="growing"`
+# picks the other. Whether that makes it faster is measured in section 6 (and by
+# `python -m course_utils.bench generation`): on models this small the difference is small, and
+# section 6 prints its size.
 #
 # ## 4. The cache changes nothing
 #
@@ -471,6 +477,36 @@ print(f"GPT-2 Large, float16, 1024 tokens, 24 GB: formula says {large_fit} seque
 assert measured[0] <= 24e9 < measured[1]
 
 # %% [markdown]
+# ### When `generate()` runs out of memory
+#
+# Ask for more than fits and the allocation fails: PyTorch raises an out-of-memory error
+# (`torch.OutOfMemoryError` on a GPU, a `RuntimeError` from its CPU allocator), often after
+# minutes of work, and on a laptop the operating system may swap or kill the process first. We do
+# not trigger one here; the formula says in advance what would happen, and what to do instead.
+# Say 500 requests, each a 200-token prompt and up to 824 new tokens, for GPT-2 Large in float16
+# on a 24 GB GPU. Two remedies: a smaller batch, taken in turns, and a cache sized to what a
+# request needs (prompt + `max_new_tokens`, which is what `generate` allocates) rather than the
+# whole context.
+
+# %%
+requests, prompt_tokens, max_new = 500, 200, 824
+at_once = n_params * 2 + kv_cache_bytes(gpt2_large, prompt_tokens + max_new, requests, 2)
+print(f"all {requests} at once: {at_once / 1e9:.0f} GB needed, 24 GB available")
+batch_size = largest_batch(gpt2_large, n_params, prompt_tokens + max_new, 24e9, 2)
+turns = -(-requests // batch_size)  # ceiling division
+print(f"in batches of {batch_size}: {turns} turns, each {(n_params * 2 + kv_cache_bytes(gpt2_large, prompt_tokens + max_new, batch_size, 2)) / 1e9:.1f} GB")
+shorter = largest_batch(gpt2_large, n_params, prompt_tokens + 100, 24e9, 2)
+print(f"with max_new_tokens=100 instead, a cache of {prompt_tokens + 100} positions per request: batches of {shorter}")
+assert at_once > 24e9 and batch_size * turns >= requests and shorter > 3 * batch_size
+
+# %% [markdown]
+# All at once needs several times the memory there is. In batches of the largest size that fits,
+# the same work runs in a few turns. And a cache sized to the request, not to the full context,
+# fits several times more sequences per batch when the answers are short. Serving systems do both
+# continuously, with a cache allocated in small blocks as each sequence grows (see "What serving
+# systems add", below).
+
+# %% [markdown]
 # ### Smaller caches: int8 keys and values
 #
 # If the cache is what limits the batch, store it in fewer bits. `Int8KVCache` rounds each head's
@@ -523,6 +559,46 @@ for text in ("ROMEO.\n", "KING LEAR.\nBlow, winds,", "PORTIA.\nThe quality of me
 assert identical >= 3
 
 # %% [markdown]
+# ### Smaller weights: int8 weight quantisation
+#
+# At batch 1 the weights, not the cache, are most of the bytes each step reads (section 7). The
+# same rounding applies to them: each row of every weight matrix (and of the embeddings) to int8
+# with its own scale, `course_utils.model.int8_weights`. Here the rounding is simulated: the
+# weights are rounded and read back as float32, so what we measure is the error the rounding
+# alone causes. A real int8 kernel (`torch.ao.quantization`, bitsandbytes, llama.cpp) would also
+# read a quarter of the bytes, and often compute in int8.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# (Where greedy text first differs depends on near ties, which float noise decides differently on
+# different CPUs; the bounds printed above it hold everywhere, and are asserted.)
+from course_utils.model import int8_weights  # noqa: E402
+
+quantized_model, int8_bytes = int8_weights(model)
+float32_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+print(f"weights: float32 {float32_bytes / 1e6:.1f} MB, int8 {int8_bytes / 1e6:.1f} MB ({int8_bytes / float32_bytes:.1%})")
+full_logits, rounded_logits = model(text_ids), quantized_model(text_ids)
+weight_error = (rounded_logits - full_logits).abs()
+check_below("largest logit error, int8 weights", weight_error.max(), 0.5)
+check_below("mean logit error, int8 weights", weight_error.mean(), 0.05)
+check_below("positions where the most likely token differs", (rounded_logits.argmax(-1) != full_logits.argmax(-1)).float().mean(), 0.02)
+for text in ("ROMEO.\n", "KING LEAR.\nBlow, winds,", "PORTIA.\nThe quality of mercy", "MACBETH.\nIs this",
+             "HAMLET.\nTo be"):
+    prompt = encode(text)
+    runs = [generate(m, prompt, 200)[0, prompt.shape[1]:] for m in (model, quantized_model)]
+    differs = (runs[0] != runs[1]).nonzero()
+    print(f"{text.splitlines()[0]:>12} " + ("identical for 200 tokens" if len(differs) == 0 else
+                                         f"first differs at token {differs[0].item()}"))
+assert int8_bytes < 0.3 * float32_bytes
+
+# %% [markdown]
+# A quarter of the bytes (plus a scale per row), logits that move by about a hundredth on average,
+# and the most likely token unchanged at all but a few positions (asserted: under 2%). Greedy
+# text is a harsher test: one near tie that tips the other way sends it down another path, and
+# from there the two texts have nothing in common, so where they first differ (printed) says
+# more about near ties than about quality. Schemes that go below 8 bits (GPTQ, AWQ: 4 bits) keep
+# a scale per small group of weights instead of per row.
+#
 # **What serving systems add.** Production servers treat the cache as the scarce resource it is.
 # vLLM (Kwon et al. 2023, "Efficient Memory Management for Large Language Model Serving with
 # PagedAttention") stores it in fixed-size blocks of a few tokens, allocated as a sequence grows
@@ -599,9 +675,53 @@ print(f"at {new_tokens} tokens: cache {full['ours, preallocated cache'] / full['
 
 # %% [markdown]
 # Without the cache each step costs more than the one before (it reruns a longer sequence), so
-# throughput keeps falling; with it, steps cost almost the same from first to last. Our loop is
-# faster than `transformers`' here because it does less per step: no general-purpose logits
-# processors, cache classes or mask builders, just the model and an `argmax`.
+# throughput keeps falling; with it, steps cost almost the same from first to last. The
+# preallocated cache's lead over the growing one is printed above: a copy of a few megabytes per
+# step is cheap next to the model, so the lead is small.
+#
+# Our loop is also faster than `transformers`' `generate()` here. Why? A step is the model's
+# forward pass plus the loop around it (choosing the token, stopping checks, bookkeeping), and
+# either could differ. So we time the forward passes alone, each model with its own cache, and
+# subtract them from the per-token time of each `generate()` above:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+def forward_only_seconds(step, n: int = 200) -> float:
+    """Median seconds of one cached single-token step, n steps after the prompt's prefill;
+    ``step(token, cache) -> (logits (1, 1, V), cache)``, ``cache`` None at the prefill."""
+    logits, cache = step(prompt, None)
+    times = []
+    for _ in range(n):
+        token = logits[:, -1:].argmax(dim=-1)
+        started = time.perf_counter()
+        logits, cache = step(token, cache)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def our_step(ids, cache):
+    cache = cache if cache is not None else PreallocatedKVCache(config.context_length)
+    return model(ids, cache=cache), cache
+
+
+def their_step(ids, cache):
+    output = hf_model(ids, use_cache=True, **({} if cache is None else cache_argument(hf_model, cache)))
+    return output.logits, output_cache(output)
+
+
+forward_alone = {"ours, preallocated cache": forward_only_seconds(our_step),
+                 "transformers generate()": forward_only_seconds(their_step)}
+print(f"{'per token, ms':>26} {'forward alone':>14} {'generate()':>11} {'the loop adds':>14}")
+for name, forward in forward_alone.items():
+    whole = statistics.median(step_seconds[name][1:])
+    print(f"{name:>26} {forward * 1e3:>14.2f} {whole * 1e3:>11.2f} {(whole - forward) * 1e3:>14.2f}")
+
+# %% [markdown]
+# The table splits the difference in two: what each model's forward pass costs, with its own
+# cache (`transformers`' builds an attention mask and updates a general-purpose cache object in
+# every call), and what each `generate()` adds around it (`transformers` runs its logits
+# processors and stopping criteria, and updates its model inputs, at every step). Read which part
+# holds the difference on your machine; neither is asserted, since both are timings.
 
 # %%
 assert full["ours, preallocated cache"] > 2 * full["ours, no cache"]  # the cache pays, even on a noisy machine
@@ -773,7 +893,7 @@ assert not torch.allclose(at_50, at_49, atol=1e-2)
 #    new tokens do? Which entries of the printed mask stop them seeing their future?
 # 3. GPT-2 Large serves 8 users with 1024-token contexts in float16. How much cache memory is
 #    that? Check your answer with `kv_cache_bytes`.
-# 4. The preallocated cache was faster here. What does it give up in exchange, and when would a
+# 4. The preallocated cache never copies. What does it give up in exchange, and when would a
 #    growing cache be the better choice?
 # 5. At batch 1 our loop does not reach the bandwidth ceiling. Name two things that would bring
 #    it closer, and explain why a batch of 64 can exceed it.

@@ -23,8 +23,9 @@
 # acceptance rule keeps the output exactly what the target alone would produce: the same tokens
 # when decoding greedily, the same distribution when sampling.
 #
-# Papers report 2-3x on large models and GPUs. Our models are small and our machine is a laptop
-# CPU, so instead of quoting, we measure:
+# Both papers measured 2-3x with large targets on TPUs (Leviathan et al.: T5-XXL, 11B parameters;
+# Chen et al.: Chinchilla, 70B). Our models are small and our machine is a laptop CPU, so instead
+# of quoting, we measure:
 #
 # 1. why a chunk of tokens costs little more than one;
 # 2. one speculative step by hand, every decision printed;
@@ -50,7 +51,14 @@ import torch
 from scipy.stats import chisquare
 
 from course_utils import GPTConfig, MiniGPT, generate, load_model
-from course_utils.bench import SPECULATIVE_PROMPTS, cached_pass_seconds, interleaved_rates, paired_ratio
+from course_utils.bench import (
+    SPECULATIVE_PROMPTS,
+    cached_pass_seconds,
+    drafting_like_ours,
+    interleaved_rates,
+    paired_ratio,
+)
+from course_utils.compat import ASSISTED_GENERATION_MESSAGES, hidden_transformers_messages
 from course_utils.generation import DEFAULT_ASSISTANT_TOKENS, GenerationSettings
 from course_utils.hub import draft_model_name, model_name
 from course_utils.lesson import setup
@@ -415,15 +423,42 @@ assert measured_speedup[1] < measured_speedup[best_measured], "one draft per ste
 assert max(round_ratios[best_predicted]) >= min(round_ratios[best_measured]), "the model should pick a good K"
 
 # %% [markdown]
-# Three measured numbers predict the shape of the curve: it rises while more drafts mean more
+# Three measured numbers predict the *shape* of the curve: it rises while more drafts mean more
 # accepted tokens per target pass, and flattens or falls once the extra drafts are mostly thrown
 # away (a^K is small) while each still costs c. Near the top the curve is flat, and timing noise
 # moves each measured speedup by a tenth or two from round to round (on the machine that wrote
 # this lesson), so the best measured K changes between runs. What holds is that the K the
 # prediction picks cannot be told apart from it: asserted, its speedups over the five rounds reach
-# into the best K's range. The printed values also show where prediction and clock part: the
-# noise, the independence approximation, and costs the model leaves out (the drafter's catch-up
-# pass after a fully accepted step, Python between the passes).
+# into the best K's range.
+#
+# The *height* is another matter: the prediction sits above the clock. A speedup is tokens per
+# step divided by the cost of a step, so we can split the gap in two. The tokens per step were
+# counted in the runs; the cost a step really had, in plain steps, is the counted tokens divided
+# by the measured speedup. Set each against the formula's:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+formula_cost = {k: k * draft_cost + relative_cost[k + 1] for k in draft_lengths}  # K c + v(K + 1)
+clock_cost = {k: measured_tokens[k] / measured_speedup[k] for k in draft_lengths}
+tokens_factor = {k: formula_tokens[k] / measured_tokens[k] for k in draft_lengths}
+cost_factor = {k: clock_cost[k] / formula_cost[k] for k in draft_lengths}
+print(f"{'K':>3} {'predicted / measured':>21} = {'tokens: formula / counted':>25} x {'cost: clock / formula':>20}")
+for k in draft_lengths:
+    print(f"{k:>3} {predicted[k] / measured_speedup[k]:>21.2f} = {tokens_factor[k]:>25.2f} x {cost_factor[k]:>20.2f}")
+print(f"median over K: tokens {statistics.median(tokens_factor.values()):.2f}, "
+      f"cost {statistics.median(cost_factor.values()):.2f}")
+assert statistics.median(cost_factor.values()) > 1.0, "a step should cost more than its passes"
+assert statistics.median(cost_factor.values()) > statistics.median(tokens_factor.values())
+
+# %% [markdown]
+# The tokens per step are close to the formula's, so the acceptance model is not where the
+# prediction goes wrong. The cost is: each step costs more than its K draft passes and one
+# verification (asserted: the median cost factor is above 1 and above the tokens' factor). What
+# the formula leaves out is work done once per step around the passes: the drafter's first pass
+# also runs the tokens it has not seen yet (the target's correction, or its own last draft and the
+# bonus token), both caches are trimmed after a rejection, the acceptance test runs, and Python
+# runs between the passes. On models this small a pass takes a few milliseconds, so that work is
+# a visible fraction of it.
 # `generate()`'s default number of drafts was chosen the same way, by `python -m
 # course_utils.bench speculative` on five prompts of 200 tokens (the README has the table).
 #
@@ -436,9 +471,11 @@ assert max(round_ratios[best_predicted]) >= min(round_ratios[best_measured]), "t
 #   costs a full step (c = 1), so K + 1 tokens cost K + v(K + 1) steps: never faster;
 # - **a low acceptance**: a draft with the right shape and cost but no training (random weights).
 #   Almost nothing is accepted (a ≈ 0), so each step buys one token for K c + v;
-# - **a costly step around the models**: `transformers`' own assisted generation on the same pair.
-#   Its bookkeeping per step (candidate generator, logits processors, cache cropping) is much
-#   heavier than our loop's, relative to models this small, so the same draft buys it less.
+# - **a costly step around the models**: `transformers`' own assisted generation on the same pair,
+#   the same acceptance rule and the same tokens. Its defaults draft differently from ours (up
+#   to 20 tokens, stopping early once the draft's top probability falls below 0.4), so we also
+#   run it at our drafting policy: `drafting_like_ours` gives its draft a constant K = 5 and no
+#   confidence threshold. What is left is the work each loop does around the two models.
 
 # %%
 untrained_draft = MiniGPT(draft.config).eval()
@@ -478,9 +515,13 @@ ways = {
                                          num_assistant_tokens=k) for prompt in prompts],
     "transformers plain": lambda: hf_generate(),
     "transformers assisted": lambda: hf_generate(assistant_model=hf_draft),
+    "transformers assisted, K = 5": lambda: hf_generate(assistant_model=hf_draft_like_ours),
     "ours, default": lambda: [generate(target, prompt, new_tokens, assistant_model=draft) for prompt in prompts],
 }
-with torch.no_grad():
+hf_draft_like_ours = drafting_like_ours(hf_draft, DEFAULT_ASSISTANT_TOKENS)
+# transformers logs two messages about the calls it makes to the draft itself; nothing we pass.
+with torch.no_grad(), hidden_transformers_messages(*ASSISTED_GENERATION_MESSAGES):
+    assert all(torch.equal(a, b) for a, b in zip(hf_generate(assistant_model=hf_draft_like_ours), hf_generate()))
     rates = interleaved_rates(ways, len(prompts) * new_tokens, runs=3)
 speedup = {name: paired_ratio(rates[name], rates["plain"]) for name in ("slow draft", "untrained draft", "ours, default")}
 untrained_cost = cached_pass_seconds(untrained_draft, context, [1])[1] / step
@@ -490,21 +531,28 @@ cases = {
 }
 for name, prediction in cases.items():
     print(f"{name:>16}: predicted {prediction:.2f}x, measured {speedup[name]:.2f}x")
-assisted = paired_ratio(rates["transformers assisted"], rates["transformers plain"])
-print(f"transformers: assisted {statistics.median(rates['transformers assisted']):.0f} tokens/s vs plain "
-      f"{statistics.median(rates['transformers plain']):.0f} tokens/s: {assisted:.2f}x. Ours with the same draft: "
-      f"{speedup['ours, default']:.2f}x plain ({statistics.median(rates['plain']):.0f} tokens/s)")
+print(f"transformers plain generate(): {statistics.median(rates['transformers plain']):.0f} tokens/s; "
+      f"ours plain: {statistics.median(rates['plain']):.0f} tokens/s")
+assisted = {}
+for name in ("transformers assisted", "transformers assisted, K = 5"):
+    assisted[name] = paired_ratio(rates[name], rates["transformers plain"])
+    print(f"{name:>28}: {assisted[name]:.2f}x transformers' plain generate()")
+print(f"{'ours, K = 5':>28}: {speedup['ours, default']:.2f}x our plain generate()")
 assert speedup["slow draft"] < 1.05 and speedup["untrained draft"] < 0.9
-assert speedup["ours, default"] > assisted + 0.2, "the same draft should buy our lean loop more"
+assert speedup["ours, default"] > max(assisted.values()) + 0.2, "the same draft should buy our loop far more"
 
 # %% [markdown]
 # The slow draft gains nothing and the untrained one loses, as predicted. `transformers`'
-# assisted generation, with the same draft, the same acceptance rule and the same tokens, gains
-# much less than our loop does (the ratios are printed above): each of its steps carries more
-# work around the two models, and with models this small that work is a large part of the step.
-# Users see the same on CPUs (transformers issue 36337, "Assisted generation slower than with
-# base model alone"). On a GPU with a 7B target the balance changes: the target's step is long,
-# the bookkeeping negligible, and the papers' 2-3x appears.
+# assisted generation, at its default drafting policy and at ours, gains far less than our loop
+# does with the same draft, drafting policy and tokens (asserted: at least 0.2 below). Read its
+# printed ratios to its own plain `generate()` with care: a value below 1 is a slowdown, not a
+# smaller gain. With the policy equal and the same passes per
+# step, what differs is the work each step does around the models (its candidate generator,
+# logits processors and cache cropping), and with models this small that work is a large part of
+# the step. Slowdowns are reported with large models too:
+# transformers issue 36337, "Assisted generation slower than with base model alone", was measured
+# on an A100 GPU with Llama-3.1-8B as the target and Llama-3.2-1B as the draft. Whether drafting
+# pays depends on the whole step, not only on the two models' sizes.
 #
 # ## 7. Prompt lookup: drafting by copying
 #

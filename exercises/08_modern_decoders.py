@@ -85,9 +85,9 @@ from course_utils import checks
 #
 # Rotary position embeddings (Su et al. 2021, "RoFormer") leave the embeddings alone and instead
 # *rotate* each query and key by an angle proportional to its position. Take a head's vector of
-# D numbers as D/2 pairs; pair i turns by m x theta_i at position m, with
+# D numbers as D/2 pairs; pair i turns by m × theta_i at position m, with
 # theta_i = 10000^(-2i/D): the first pairs spin fast, the last ones barely move. Written with
-# complex numbers, pair i is z_i = x_i + j x_{i+D/2} and the rotation is z_i x e^(j m theta_i).
+# complex numbers, pair i is z_i = x_i + j x_{i+D/2} and the rotation is z_i × e^(j m theta_i).
 #
 # The point: for a query rotated by angle a and a key rotated by angle b, their dot product
 # depends only on a - b. So the score depends on m - n, the distance, and not on where the pair
@@ -160,7 +160,7 @@ check_below("apply_rope against transformers' apply_rotary_pos_emb", (ours - hf_
 # %% [markdown]
 # What does the model get from this? Take a query with random entries (mean 0, variance 1) and
 # score it against *itself* moved d positions away. Each pair contributes its squared length
-# times cos(d x theta_i), so on average q_d . q_0 = 2 x sum over pairs of cos(d x theta_i): the
+# times cos(d × theta_i), so on average q_d . q_0 = 2 × sum over pairs of cos(d × theta_i): the
 # full D at distance 0, then smaller and smaller swings (RoFormer's "long-term decay"): far apart,
 # the same content lines up less. We check the formula against 4,000 random vectors and draw it.
 
@@ -185,7 +185,7 @@ assert float(expected[0]) == HEAD_SIZE and expected[200:].abs().max() < HEAD_SIZ
 #
 # ALiBi (Press et al. 2022, "Train Short, Test Long") adds no position to tokens at all. It
 # subtracts from each attention score a penalty proportional to the distance, a different slope
-# per head: score(m, n) - slope_h x (m - n). With H heads the slopes are the geometric sequence
+# per head: score(m, n) - slope_h × (m - n). With H heads the slopes are the geometric sequence
 # 2^(-8/H), 2^(-16/H), ..., 2^(-8): some heads see far, some only their neighbours.
 
 # %%
@@ -251,7 +251,7 @@ plt.show()
 # %% [markdown]
 # What we see (the asserts above check it on every run):
 #
-# - **ALiBi stays flat**: at 8x the training length it scores what it scored at 1x. Its penalty
+# - **ALiBi stays flat**: at 8× the training length it scores what it scored at 1×. Its penalty
 #   for a distance of 200 is the same rule as for 20, only larger, so nothing it meets is new.
 # - **RoPE gets worse** the further it reads: rotations by angles it never saw during training
 #   produce scores it never learned to read. This is why long-context Llamas *change* RoPE
@@ -264,7 +264,7 @@ plt.show()
 #   to use only a short history, so more history does not help them. "Does not break" is what
 #   ALiBi gives here, and on this scale that is all.
 #
-# ALiBi's flatness has a price at 1x: it was not better there, and Llama-family models chose
+# ALiBi's flatness has a price at 1×: it was not better there, and Llama-family models chose
 # RoPE. `transformers` has no ALiBi Llama (BLOOM and MPT used ALiBi), so `MiniLlama.to_hf()`
 # refuses an ALiBi model.
 
@@ -354,7 +354,7 @@ with torch.no_grad():
 
 # %% [markdown]
 # That is three matrices instead of two, so to keep the parameter count, the hidden width F
-# shrinks from 4C to 2/3 x 4C, rounded up to a convenient multiple (Llama rounds to 256: 4096
+# shrinks from 4C to 2/3 × 4C, rounded up to a convenient multiple (Llama rounds to 256: 4096
 # wide gives 11008). We check both counts against the modules themselves.
 
 # %%
@@ -390,12 +390,12 @@ for name, config in checks.items():
 # ## 4. Grouped-query and multi-query attention: a smaller KV cache
 #
 # Lesson 04 showed that the KV cache, not the weights, is what fills memory when contexts are
-# long or batches are large: 2 (keys and values) x layers x positions x heads x head size values.
+# long or batches are large: 2 (keys and values) × layers × positions × heads × head size values.
 # Multi-query attention (Shazeer 2019) keeps all the query heads but only **one** key/value
 # head, shared by all; grouped-query attention (Ainslie et al. 2023) keeps K of them, each shared
 # by a group of H / K query heads. The cache shrinks by H / K:
 #
-# bytes per token = 2 x n_layer x n_kv_heads x head_size x bytes per value.
+# bytes per token = 2 × n_layer × n_kv_heads × head_size × bytes per value.
 #
 # Inside attention, nothing else changes: each key/value head is repeated for the query heads of
 # its group, and attention runs as before. Query head h reads key/value head h // (H / K), so
@@ -513,7 +513,7 @@ for name, config in published.items():
 # ## 5. Sliding-window attention: a cache that stops growing
 #
 # Mistral 7B lets each token attend to only the last W = 4096 tokens. Information still travels
-# further, one window per layer (after 32 layers, up to 32 x 4096 tokens back), but the cost of
+# further, one window per layer (after 32 layers, up to 32 × 4096 tokens back), but the cost of
 # attention per token is fixed, and the cache only ever needs the last W - 1 positions: a
 # "rolling buffer". The mask is the causal mask with a band cut off (`causal_mask(T, window=W)`):
 
@@ -641,9 +641,12 @@ assert all(bpb < 3.2 for bpb in race_bpb.values())  # both learned (an untrained
 
 # %% [markdown]
 # Fifteen seconds is a sketch, not a verdict: the README's 25-minute race is the measurement to
-# read, and this cell is the same experiment, small. Whatever the outcome, the lesson of
-# sections 4 and 5 does not depend on it: at equal quality, the Llama-style cache is smaller
-# once `n_kv_heads < n_head`.
+# read, and this cell is the same experiment, small. Note what it does not test: both models
+# here have as many key/value heads as query heads, so the race says nothing about what
+# grouped-query attention costs in quality. Sections 4 and 5 measured what it saves (the cache
+# shrinks by n_head / n_kv_heads); its cost in quality is not measured in this course. The Llama 2
+# paper's ablation (appendix A.2.1, with 30B-parameter models) found grouped-query attention
+# close to multi-head attention on most of its benchmarks.
 
 # %% [markdown]
 # ## 8. The models, side by side
@@ -667,12 +670,80 @@ for name, (year, positions_kind, norm, mlp, attention) in key_ideas.items():
           f"{parameter_count(config) / 1e9:>7.2f}B{kv_cache_bytes(config, 1, bytes_per_value=2) / 1024:>6.0f} KiB")
 
 # %% [markdown]
-# Other families, in words (their architectures differ from both of ours in ways our two models
-# do not cover, so no figures here): **Falcon** (multi-query attention, attention and MLP
-# computed in parallel from the same input), **Phi** (small models trained on curated and
-# synthetic text; RoPE on part of each head), **Qwen** (the Llama recipe with biases on the query,
-# key and value projections, grouped-query attention, a large vocabulary), **BLOOM** and **MPT**
-# (ALiBi).
+# ### Mixture of experts: Mixtral 8x7B
+#
+# Mixtral (Jiang et al. 2024, "Mixtral of Experts") keeps Mistral 7B's shape but gives every block
+# 8 MLPs, the *experts*, each a SwiGLU of Mistral's size, and a small *router* (a C × 8 matrix)
+# that sends each token to the 2 experts it scores highest and mixes their outputs. So a token
+# uses only a quarter of the MLP weights: the paper gives 47B parameters in all and 13B *active*
+# per token. Attention is unchanged, so the KV cache is Mistral's. Our formula, with the experts
+# added:
+
+# %%
+mixtral = LlamaConfig(vocab_size=32000, context_length=32768, n_layer=32, n_head=32, n_kv_heads=8, n_embd=4096,
+                      intermediate_size=14336)  # Jiang et al. 2024, Table 1: Mistral 7B's shape, 8 experts, top 2
+experts, routed = 8, 2
+expert_size = 3 * mixtral.n_embd * mixtral.intermediate_size  # one SwiGLU MLP
+router_size = mixtral.n_embd * experts
+one_expert = parameter_count(mixtral)  # the dense model: one MLP per block
+total = one_expert + mixtral.n_layer * ((experts - 1) * expert_size + router_size)
+active = one_expert + mixtral.n_layer * ((routed - 1) * expert_size + router_size)
+mistral_kv = kv_cache_bytes(published["Mistral 7B"], 1, bytes_per_value=2)
+print(f"Mixtral 8x7B: {total / 1e9:.1f}B parameters in all, {active / 1e9:.1f}B active per token "
+      f"({active / total:.0%}); KV cache {kv_cache_bytes(mixtral, 1, bytes_per_value=2) / 1024:.0f} KiB per token, "
+      f"Mistral 7B's {mistral_kv / 1024:.0f} KiB")
+print(f"forward FLOPs per token, about 2 x active parameters: {2 * active / 1e9:.0f} GFLOP "
+      f"(a dense model of all {total / 1e9:.0f}B: {2 * total / 1e9:.0f} GFLOP)")
+assert round(total / 1e9) == 47 and round(active / 1e9) == 13  # the paper's 47B and 13B
+assert kv_cache_bytes(mixtral, 1, bytes_per_value=2) == mistral_kv
+
+# %% [markdown]
+# A mixture of experts decouples what a model *knows* (all 47B parameters must sit in memory)
+# from what each token *costs* (13B parameters' worth of compute), and leaves the cache alone.
+# Memory, not compute, is then the price: Mixtral needs the memory of a 47B model to run at the
+# speed of a 13B one.
+#
+# ### Other families, and choosing one
+#
+# Each of these changed something our two models do not cover, so they get words rather than a
+# configuration here:
+#
+# - **PaLM** (Chowdhery et al. 2022): 540B parameters trained on 780B tokens; SwiGLU, RoPE,
+#   multi-query attention, no biases, and attention and MLP computed in parallel from the same
+#   input.
+# - **Falcon** (Almazrouei et al. 2023): trained mostly on RefinedWeb (Penedo et al. 2023), web
+#   text filtered and deduplicated hard enough that, the authors found, web data alone could
+#   match curated mixtures. The lesson there is about data quality, not architecture (Falcon-40B:
+#   1T tokens; multi-query attention, with a few key/value groups in the 40B, and parallel blocks
+#   as in PaLM).
+# - **Phi** (Gunasekar et al. 2023, "Textbooks Are All You Need"): phi-1, 1.3B parameters trained
+#   on about 7B tokens of "textbook-quality" web text and synthetic textbooks and exercises, reached
+#   50.6% on the HumanEval coding benchmark, ahead of far larger models trained on more but
+#   rougher text.
+# - **Mistral 7B against Llama 2 13B**: Jiang et al. 2023 report Mistral 7B ahead of Llama 2 13B
+#   on every benchmark they evaluated, with half the parameters: data and training matter as
+#   much as size.
+# - **Qwen** (the Llama recipe with biases on the query, key and value projections, grouped-query
+#   attention, a large vocabulary), **BLOOM** and **MPT** (ALiBi).
+#
+# Choosing a base model for a task starts from the budget: the weights (2 bytes per parameter
+# in 16 bits, 1 in int8) and the KV cache for the context and batch you need must fit in memory,
+# and both are formulas you now have. Then the task: the context length it needs, the languages
+# and domains in the model's training data, its license, and above all how it does on *your*
+# task, measured on a few hundred of your own examples rather than read off a leaderboard. What
+# fits, in float16, with a 4,096-token context (GPT-2 Large: its whole 1,024) and batch 1:
+
+# %%
+print(f"{'model':13s}{'weights':>9s}{'+ cache':>9s}{'16 GB':>7s}{'24 GB':>7s}{'80 GB':>7s}")
+fits_in = {}
+for name, config in {**published, "Mixtral 8x7B": mixtral}.items():
+    weights = (total if name == "Mixtral 8x7B" else parameter_count(config)) * 2
+    needed = weights + kv_cache_bytes(config, min(4096, config.context_length), bytes_per_value=2)
+    fits_in[name] = [needed <= gigabytes * 1e9 for gigabytes in (16, 24, 80)]
+    print(f"{name:13s}{weights / 1e9:>8.1f}G{needed / 1e9:>8.1f}G" + "".join(f"{'yes' if ok else 'no':>7s}"
+                                                                          for ok in fits_in[name]))
+assert fits_in["Mistral 7B"] == [True, True, True] and fits_in["Llama 2 70B"] == [False, False, False]
+assert fits_in["Mixtral 8x7B"][:2] == [False, False]
 
 # %% [markdown]
 # ## Check your understanding
@@ -686,7 +757,7 @@ for name, (year, positions_kind, norm, mlp, attention) in key_ideas.items():
 #    projections have? Check with `parameter_count`.
 # 4. Mistral 7B's window is 4096 and its context 8192. After 32 layers, how far back can
 #    information reach? Why is the cache still capped at the window?
-# 5. SwiGLU at equal parameters has F = 2/3 x 4C. Why does the rounding of F to a multiple of 256
+# 5. SwiGLU at equal parameters has F = 2/3 × 4C. Why does the rounding of F to a multiple of 256
 #    matter more for a GPU than for the formula?
 # 6. The equal-time race could have been an equal-steps race. Which architecture would that
 #    favour, and why is equal time the question a practitioner asks?

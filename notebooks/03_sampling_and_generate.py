@@ -34,7 +34,8 @@
 # What is checked against `transformers`, and what cannot be: the filters (temperature, top-k,
 # top-p, min-p) and the repetition penalty are tested to give the same logits as `transformers`'
 # logits processors, ties included (`tests/test_filters.py`); greedy decoding, seeded sampling,
-# beam search, left-padded batches, the KV cache and the model's generation-config defaults are
+# beam search, left-padded batches, the KV cache (lesson 04: each step keeps the keys and values
+# it computed, so the next step runs only the new token) and the model's generation-config defaults are
 # tested to give the same tokens as `model.generate()` with the same arguments
 # (`tests/test_generation.py`), and this lesson checks several of them again. Frequency and
 # presence penalties have no `transformers` counterpart: they are tested against OpenAI's
@@ -130,7 +131,7 @@ fig, axes = plt.subplots(2, 3, figsize=(13, 6), sharey=True)
 for ax, (title, logits) in zip(axes.flat, panels.items()):
     distribution = kept_distribution(logits)
     _ = ax.bar(words, distribution, color=["C0" if p > 0 else "lightgrey" for p in distribution])
-    ax.set_title(title)
+    ax.set(title=title, xlabel="next token", ylabel="probability")
     ax.tick_params(axis="x", rotation=45)
 plt.tight_layout()
 plt.show()
@@ -207,13 +208,15 @@ greedy_rate = repeated_ngram_rate(greedy[prompt.shape[1]:].tolist(), 4)
 assert greedy_rate > repeated_ngram_rate(sampled[prompt.shape[1]:].tolist(), 4)
 
 # %% [markdown]
-# **Why the loop feeds itself: exposure bias.** In training the model only ever predicted the
-# next token of *Shakespeare's* text (this is called teacher forcing). Generating, it reads its
-# own. Nothing in training showed it its own output, let alone its own mistakes: the mismatch is
-# called exposure bias (Bengio et al. 2015, "Scheduled Sampling"; Ranzato et al. 2016). Here is
-# one measurable side of it. Take 8 passages of *Hamlet* (a validation play, never trained on),
-# keep 32 tokens of each as a prompt, and score two continuations of 160 tokens with the model:
-# Shakespeare's own, and the model's greedy one. Split into four quarters of 40 tokens.
+# **Why the loop feeds itself.** In training the model only ever predicted the next token of
+# *Shakespeare's* text (this is called teacher forcing). Generating, it reads its own. Nothing in
+# training showed it its own output, let alone its own mistakes: that train/test mismatch is
+# called *exposure bias* (Bengio et al. 2015, "Scheduled Sampling"; Ranzato et al. 2016). We do
+# not measure exposure bias here. We measure something narrower that a loop needs: how certain
+# the model becomes of its own greedy text as it goes. Take 8 passages of *Hamlet* (a validation
+# play, never trained on), keep 32 tokens of each as a prompt, and score two continuations of 160
+# tokens with the model: Shakespeare's own, and the model's greedy one. Split into four quarters
+# of 40 tokens.
 
 # %%
 from course_utils.data import load_corpus  # noqa: E402
@@ -242,13 +245,15 @@ assert quarters["its own greedy text"].max() < quarters["Shakespeare's text"].mi
 assert quarters["its own greedy text"][-1] < quarters["its own greedy text"][0]
 
 # %% [markdown]
-# The model finds its own text far likelier than Shakespeare's, and grows *more* certain of it
-# the longer it runs, while Shakespeare's text stays as surprising as ever. Each repetition makes
-# the next more likely: the loop reinforces itself (Xu et al. 2022, "Learning to Break the Loop",
-# measure this in larger models). Sampling breaks out because it sometimes picks a less likely
-# token; training on the model's own outputs, as scheduled sampling does, attacks the cause. How
-# much exposure bias matters in large models is still argued about (He et al. 2021, "Exposure
-# Bias versus Self-Recovery"), but the self-reinforcing loop is easy to see in small ones.
+# That the model finds its own greedy text likelier than Shakespeare's says nothing new: greedy
+# decoding picks the likeliest token at every step, so it scores well by construction. The
+# informative part is the trend: the model grows *more* certain of its own text the longer it
+# runs (asserted: its last quarter scores better than its first), while Shakespeare's text stays
+# as surprising as ever. Each repetition makes the next more likely: the loop reinforces itself
+# (Xu et al. 2022, "Learning to Break the Loop", measure this in larger models). Sampling breaks
+# out because it sometimes picks a less likely token. Training on the model's own outputs, as
+# scheduled sampling does, attacks the train/test mismatch itself; how much that mismatch matters
+# in large models is still argued about (He et al. 2021, "Exposure Bias versus Self-Recovery").
 
 # %% [markdown]
 # ## 4. Combining filters, and their order
@@ -371,12 +376,44 @@ for rank, ids in enumerate(best_three, 1):
     show(ids, prompt.shape[1])
 
 # %% [markdown]
+# The three `early_stopping` settings differ only when beams finish, and that needs an end token
+# the model actually emits. Ours rarely ends a play, so we make the end of a line the end of a
+# hypothesis (`eos_token_id` = the newline token) and reward length (`length_penalty=2.0`, which
+# divides a hypothesis's summed log-probability by its length squared, so longer ones score
+# better). `True` stops as soon as `num_beams` hypotheses have finished; `False` stops once the
+# best running beam, scored at its current length, cannot beat the worst finished one; `"never"`
+# keeps going while a longer continuation could still win. Each is checked against
+# `transformers`:
+
+# %%
+newline = tokenizer.encode("\n")[0]
+prompt = encode("MACBETH.\nIs this a dagger")
+endings = {}
+for early_stopping in (True, False, "never"):
+    ours = generate(model, prompt, max_new_tokens=30, num_beams=3, eos_token_id=newline, length_penalty=2.0,
+                    early_stopping=early_stopping)
+    theirs = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=30, num_beams=3,
+                               eos_token_id=newline, length_penalty=2.0, early_stopping=early_stopping,
+                               do_sample=False, pad_token_id=EOS)
+    assert torch.equal(ours, theirs), early_stopping
+    endings[early_stopping] = ours[0, prompt.shape[1]:]
+    print(f"early_stopping={early_stopping!r:>7}: {len(endings[early_stopping]):>2} new tokens ", end="")
+    show(endings[early_stopping])
+assert len({tuple(ids.tolist()) for ids in endings.values()}) == 3  # three settings, three answers
+
+# %% [markdown]
+# `True` returns the first short line it finished, `"never"` searches on and finds a longer one
+# that scores better under the length penalty, and `False` sits between. `True` is the cheapest;
+# `"never"` is the exact beam search; `False` is `transformers`' default compromise.
+#
 # ## 6. Repetition, frequency and presence penalties
 #
 # Instead of sampling, we can discourage repeats directly:
 #
-# - **repetition penalty** (CTRL, Keskar et al. 2019): every token already in the text has its
-#   logit divided by the penalty if positive, multiplied if negative;
+# - **repetition penalty**, as `transformers` applies it: every token already in the text,
+#   prompt included, has its logit divided by the penalty if positive, multiplied if negative.
+#   The idea comes from CTRL (Keskar et al. 2019), whose rule differs: it divides every
+#   penalised logit by the penalty whatever its sign, and only for tokens generated so far;
 # - **frequency penalty** (OpenAI): subtract `count × penalty` — the more often a token was
 #   generated, the stronger the push;
 # - **presence penalty** (OpenAI): subtract a flat amount from any token generated at least once.
@@ -394,7 +431,7 @@ print("frequency 0.5 + presence 0.25: ", apply_frequency_presence_penalty(logits
 
 # %%
 def repetition_penalty_by_hand(logits: torch.Tensor, input_ids: torch.Tensor, penalty: float) -> torch.Tensor:
-    """Logits (B, V) after the CTRL rule for the tokens in input_ids (B, T) of each row."""
+    """Logits (B, V) after transformers' repetition penalty for the tokens in input_ids (B, T) of each row."""
     # EXERCISE repetition_penalty: Return the logits (B, V) with each token seen in its row of input_ids divided by penalty if positive, multiplied if negative.
     seen = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, input_ids, True)
     penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
@@ -435,7 +472,8 @@ for limits in (dict(max_length=long_prompt.shape[1] + 3), dict(max_length=24), d
 
 # %% [markdown]
 # **`attention_mask` and `pad_token_id`.** For one unpadded prompt, `transformers` infers an
-# all-ones mask and pads finished rows with the EOS id, silently. The trap is a *padded batch*
+# all-ones mask and pads finished rows with the EOS id, silently in the 5.x releases this course
+# supports (4.x releases printed a warning even then). The trap is a *padded batch*
 # without its mask: GPT-2's padding token is its EOS token, so padding cannot be told from text.
 # `transformers` warns, and the padded rows really do come out wrong — compare each row with
 # the same prompt generated alone:
@@ -579,9 +617,59 @@ print("each padded row equals its prompt generated alone")
 
 # %%
 prompt = encode("HAMLET.\n")
+stop_texts = [".\n", "!\n", "?\n"]
 streamed = generate(model, prompt, max_new_tokens=40, streamer=TextStreamer(tokenizer, skip_prompt=True),
-                    stopping_criteria=[StopOnText(tokenizer, [".\n", "!\n", "?\n"], prompt.shape[1])])
+                    stopping_criteria=[StopOnText(tokenizer, stop_texts, prompt.shape[1])])
 print(f"[stopped after {streamed.shape[1] - prompt.shape[1]} new tokens]")
+
+# %% [markdown]
+# **Stopping, in detail.** Four questions decide what a stop rule does.
+#
+# 1. *Token ids or text?* `eos_token_id` compares token ids, which is fast but misses a stop text
+#    that the tokenizer can spell in more than one way. Our tokenizer has one token for a blank
+#    line, "\n\n", but the model may also write it as two "\n" tokens.
+# 2. *Does the stop text stay in the output?* In `generate` and in `transformers`, yes: the tokens
+#    were generated, and cutting them is left to you.
+# 3. *Per row or for the whole batch?* A row that meets a criterion is finished: its later
+#    positions are filled with `pad_token_id` (or the EOS id), while the other rows go on;
+#    generation ends when every row is finished. A criterion that returns one answer for the
+#    whole batch stops every row at once.
+# 4. *Does the prompt count?* `StopOnText` looks at the new text only. `transformers`'
+#    `stop_strings=` looks at the end of the whole sequence, so a prompt that ends in "!" and a
+#    first new token "\n" make "!\n" and stop at once.
+
+# %%
+blank_line = tokenizer.encode("\n\n")
+one_token, two_tokens = encode("fair.\n\n")[0], torch.cat([encode("fair.\n")[0], encode("\n")[0]])
+assert len(blank_line) == 1 and tokenizer.decode(one_token) == tokenizer.decode(two_tokens)
+stop_on_blank_line = StopOnText(tokenizer, ["\n\n"], prompt_length=0)
+for name, ids in (("one token", one_token), ("two tokens", two_tokens)):
+    print(f"{name:>10}: {[tokenizer.decode([i]) for i in ids.tolist()]}: token id {blank_line[0]} present "
+          f"{blank_line[0] in ids.tolist()!s:>5} | text '\\n\\n' present {bool(stop_on_blank_line(ids[None])[0])}")
+
+# The stop text stays, and transformers' stop_strings agrees with StopOnText on a single prompt:
+theirs = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=40, do_sample=False,
+                           pad_token_id=EOS, stop_strings=stop_texts, tokenizer=tokenizer)
+assert torch.equal(theirs, streamed)
+new_text = tokenizer.decode(streamed[0, prompt.shape[1]:])
+assert new_text.endswith(tuple(stop_texts))
+print(f"new text, stop text included: {new_text!r}")
+
+# A batch: rows stop one by one. The prompts of section 7, two of which end in "!":
+per_row = generate(model, batch.input_ids, max_new_tokens=40, attention_mask=batch.attention_mask, eos_token_id=EOS,
+                   stopping_criteria=[StopOnText(tokenizer, stop_texts, batch.input_ids.shape[1])])
+theirs = hf_model.generate(**batch, max_new_tokens=40, do_sample=False, pad_token_id=EOS,
+                           stop_strings=stop_texts, tokenizer=tokenizer)
+prompt_width = batch.input_ids.shape[1]
+for row, text in enumerate(prompts):
+    ours_new = per_row[row, prompt_width:]
+    ours_length = int(ours_new.ne(EOS).sum())
+    theirs_length = int(theirs[row, prompt_width:].ne(EOS).sum())
+    print(f"row {row}, prompt ends {text[-1]!r}: ours stops after {ours_length:>2} new tokens, "
+          f"transformers' stop_strings after {theirs_length:>2}")
+    assert ours_new[ours_length:].eq(EOS).all()  # a finished row holds padding
+assert len({int(per_row[row, prompt_width:].ne(EOS).sum()) for row in range(3)}) > 1  # rows end apart
+assert all(prompts[row].endswith("!") == bool(theirs[row, prompt_width:].ne(EOS).sum() == 1) for row in range(3))
 
 # %% [markdown]
 # **`skip_special_tokens`.** Decoding a padded batch shows the padding, and the end-of-text

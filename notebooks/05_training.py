@@ -457,12 +457,25 @@ for stop in (50, 150, 500):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+known_words = set(re.findall(r"[a-z']+", corpus.train_text.lower()))
+
+
+def real_word_share(text: str) -> float:
+    """The share of the words of ``text`` (after the prompt) that occur in the training text."""
+    words = re.findall(r"[a-z']+", text.lower().removeprefix("romeo."))
+    return sum(word in known_words for word in words) / max(len(words), 1)
+
+
 for step, text in samples.items():
-    print(f"--- after {step} steps:\n{text}\n")
+    print(f"--- after {step} steps ({real_word_share(text):.0%} of its words occur in the training text):\n{text}\n")
+assert real_word_share(samples[500]) > real_word_share(samples[0])
 
 # %% [markdown]
 # From random tokens, to the look of a play (a speaker's name in capitals, a full stop, a line
-# break), to words and the rhythm of verse. The curves:
+# break), and to more real words: the share of the sample's words that occur somewhere in the
+# training text rises (printed, and asserted from the first sample to the last). Many words are
+# still invented, and nothing yet scans as verse: 500 steps on half a million tokens is a short
+# run. The curves:
 
 # %% tags=["readme-figure"]
 # NBVAL_IGNORE_OUTPUT
@@ -528,6 +541,75 @@ print(f"{'uniform over tokens':>22} {math.log2(tokenizer.vocab_size) * len(ids[1
 print(f"{'our 500-step run':>22} {ours_bpb:>9.2f} {model.num_parameters():>11,}")
 print(f"{'shakespeare-gpt':>22} {bundled_bpb:>9.2f} {bundled.num_parameters():>11,}")
 assert bundled_bpb < ours_bpb
+
+# %% [markdown]
+# ### The same numbers through `transformers`' usual entry points
+#
+# Most code you will meet loads a model with `AutoTokenizer` and `AutoModelForCausalLM`, and gets
+# the loss by passing `labels=input_ids`: the model shifts the labels by one itself, so each
+# position is scored on the token after it, exactly our next-token loss. The bundled checkpoint
+# is an ordinary `transformers` folder, so both work on it, offline. For a text longer than the
+# context there are two common ways to score it: cut it into windows that do not overlap (the
+# first tokens of each window then have almost no history), or slide the window with a stride
+# and score only each window's new tokens, the recipe in `transformers`' documentation
+# ("Perplexity of fixed-length models"). `token_nll`, which `bits_per_byte` uses, slides by half
+# the context.
+
+# %%
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+from course_utils.hub import resolve  # noqa: E402
+
+checkpoint = resolve("shakespeare-gpt")  # the bundled folder: config.json, model.safetensors, tokenizer
+auto_tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+auto_model = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
+auto_model.loss_type = "ForCausalLM"  # GPT-2's class name predates transformers' loss registry; name its loss
+context = auto_model.config.n_positions
+hamlet_ids = [auto_tokenizer.eos_token_id] + auto_tokenizer.encode(corpus.validation["hamlet"], verbose=False)[:1500]
+
+window = torch.tensor([hamlet_ids[:context]])
+with torch.no_grad():
+    labels_loss = auto_model(window, labels=window).loss.item()
+ours_loss = token_nll(logits_fn(auto_model), hamlet_ids[:context], context).mean().item()
+print(f"one window of {context} tokens: loss with labels=input_ids {labels_loss:.3f}, token_nll {ours_loss:.3f}")
+assert abs(labels_loss - ours_loss) < 1e-5
+
+
+def strided_nll(ids: list[int], max_length: int, stride: int) -> tuple[float, int]:
+    """Mean nats per scored token of ``ids`` by the documentation's recipe: windows of
+    ``max_length`` starting every ``stride`` tokens, each scoring only the tokens no earlier window
+    scored (the others get the label -100, which the loss ignores). Returns (mean, tokens scored)."""
+    sequence, total, scored, previous_end = torch.tensor([ids]), 0.0, 0, 0
+    for begin in range(0, len(ids), stride):
+        end = min(begin + max_length, len(ids))
+        inputs = sequence[:, begin:end]
+        targets = inputs.clone()
+        targets[:, : -(end - previous_end)] = -100
+        with torch.no_grad():
+            loss = auto_model(inputs, labels=targets).loss.item()
+        count = int((targets[:, 1:] != -100).sum())
+        total, scored, previous_end = total + loss * count, scored + count, end
+        if end == len(ids):
+            break
+    return total / scored, scored
+
+
+disjoint, disjoint_scored = strided_nll(hamlet_ids, context, stride=context)
+sliding, sliding_scored = strided_nll(hamlet_ids, context, stride=context // 2)
+ours_long = token_nll(logits_fn(auto_model), hamlet_ids, context)
+print(f"{len(hamlet_ids)} tokens, longer than the context of {context}:")
+print(f"  windows that do not overlap: {disjoint:.3f} nats per token over {disjoint_scored} tokens")
+print(f"  sliding, stride {context // 2}:         {sliding:.3f} nats per token over {sliding_scored} tokens")
+print(f"  token_nll:                   {ours_long.mean().item():.3f} nats per token over {len(ours_long)} tokens")
+assert sliding_scored == len(ours_long) and abs(sliding - ours_long.mean().item()) < 1e-5
+assert disjoint > sliding  # tokens at the start of a window lose their history
+
+# %% [markdown]
+# `labels=input_ids` gives the same loss as ours, and the documentation's sliding recipe with a
+# stride of half the context gives the same per-token scores as `token_nll`. Windows that do not
+# overlap score worse, because every window's first tokens are predicted from almost nothing,
+# and they skip a token at each boundary (the first token of a window has no prediction), which
+# is why they score fewer tokens. Report which recipe you used: the difference is not noise.
 
 # %% [markdown]
 # ## 5. Pitfalls, shown
@@ -718,6 +800,44 @@ print(f"{'Chinchilla':>22} {'':>11} {'':>12} {20:>14.1f}")
 # over the same text give less and less. Chinchilla's 20 assumes fresh text; with a small corpus,
 # a smaller model or more regularisation is the better trade.
 #
+# The 20 comes from a rule about compute. Training costs about C = 6ND floating-point operations
+# for N parameters and D tokens (2 per parameter per token forward, 4 backward). Hoffmann et al.
+# fitted how the loss falls with N and D and found that, for a budget C, the best model grows with
+# the square root of the budget, and so do its tokens: N_opt and D_opt ∝ C^0.5, with D_opt about
+# 20 N_opt. Their worked comparison: Gopher, 280B parameters trained on 300B tokens, against
+# Chinchilla, 70B parameters on 1.4T tokens, for about the same compute. Chinchilla, four times
+# smaller, did better on nearly every evaluation in the paper. The rule, applied to Gopher's
+# budget:
+
+# %%
+def compute_optimal(flops: float, tokens_per_parameter: float = 20.0) -> tuple[float, float]:
+    """(N_opt, D_opt) with 6 N D = flops and D = tokens_per_parameter × N."""
+    parameters = math.sqrt(flops / (6 * tokens_per_parameter))
+    return parameters, tokens_per_parameter * parameters
+
+
+published = {"Gopher": (280e9, 300e9), "Chinchilla": (70e9, 1.4e12)}  # (parameters, tokens), Hoffmann et al. 2022
+for name, (parameters, tokens) in published.items():
+    print(f"{name:>10}: {parameters / 1e9:>4.0f}B parameters × {tokens / 1e9:>5,.0f}B tokens: "
+          f"C = 6ND = {6 * parameters * tokens:.2e} FLOPs")
+gopher_budget = 6 * 280e9 * 300e9
+best_n, best_d = compute_optimal(gopher_budget)
+print(f"compute-optimal for Gopher's budget: {best_n / 1e9:.0f}B parameters on {best_d / 1e12:.2f}T tokens")
+assert abs(best_n / 70e9 - 1) < 0.1  # Chinchilla's size, to within 10%
+four_times = compute_optimal(4 * gopher_budget)
+assert abs(four_times[0] / best_n - 2) < 1e-9 and abs(four_times[1] / best_d - 2) < 1e-9  # C^0.5 each
+ours_budget = 6 * rows[0][2] * lesson.max_steps * lesson.batch_size * lesson.model.context_length
+ours_n, ours_d = compute_optimal(ours_budget)
+print(f"for this lesson's budget ({ours_budget:.1e} FLOPs): {ours_n:,.0f} parameters on {ours_d:,.0f} tokens")
+assert ours_n < rows[0][2] / 2
+
+# %% [markdown]
+# The rule picks, for Gopher's compute, a model of Chinchilla's size (asserted: within 10%), and a
+# budget four times larger doubles both the parameters and the tokens (asserted). For our
+# lesson's run it suggests a model several times smaller than ours, trained on more tokens; with
+# Shakespeare's 1.5 million tokens, "more tokens" means more passes over the same text, which the
+# rule does not cover.
+#
 # ## 8. Training fast on a CPU
 #
 # `python -m course_utils.bench training` times training steps of `MiniGPT` and of `transformers`'
@@ -738,9 +858,11 @@ rates = training_benchmark(replace(lesson, precision="auto"), runs=2, steps=2)
 #   AVX-512 BF16) do several times faster; weights, optimizer and loss stay in float32. Its gain
 #   grows with the model: small matrices spend more of their time converting than multiplying.
 #   A CPU without native bfloat16 (many laptops: AVX2 only) has PyTorch emulate it in software,
-#   about 30 times *slower* than float32 (76 against 2,200 training tokens/s measured on such a
-#   machine). That is why `precision="auto"` times one matrix multiply in each precision before
-#   it picks; the benchmark above says which it picked and how fast the other one ran.
+#   many times *slower* than float32: about 19 times for the bundled model's training steps,
+#   measured on an AMD EPYC limited to AVX2 (125 against 2,337 training tokens/s; the README,
+#   "Which CPU / GPU?", gives the setup). That is why `precision="auto"` times one matrix
+#   multiply in each precision before it picks; the benchmark above says which it picked and how
+#   fast the other one ran.
 # - **fused attention** (`scaled_dot_product_attention`): scores, mask, softmax and weighted sum in
 #   one kernel that never stores the T × T matrix. It saves memory and time at long contexts (the
 #   command above, at the bundled model's 512 tokens; results in the README); at this lesson's 64
@@ -748,8 +870,10 @@ rates = training_benchmark(replace(lesson, precision="auto"), runs=2, steps=2)
 # - **fused AdamW**: one kernel updates all parameters instead of a dozen operations per tensor.
 #   The optimizer step itself gets several times faster, but it is a small part of a step.
 #
-# `MiniGPT` beats `GPT2LMHeadModel` mostly by doing less around the same matrix multiplies: no
-# general-purpose mask building, output classes or loss dispatch.
+# `MiniGPT` and `GPT2LMHeadModel` hold the same weights and do the same matrix multiplies, so
+# the gap between them printed above ("MiniGPT vs transformers") is work done around those
+# multiplies. Which part of it (mask building, output classes, loss dispatch) we have not
+# measured; lesson 04 times the two models' forward passes apart from their generation loops.
 #
 # ### Why float16 training needs loss scaling and bfloat16 does not
 #

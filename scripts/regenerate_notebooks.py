@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*command: str) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0",
+           "COURSE_CHECK_FIGURES": "1"}  # plt.show() refuses a figure with an unlabelled axis
     env.pop("COURSE_MODEL", None)
     env.pop("COURSE_DRAFT_MODEL", None)
     subprocess.run([sys.executable, "-m", *command], cwd=ROOT, env=env, check=True)

@@ -132,3 +132,24 @@ def test_kv_cache_bytes_formula_matches_both_caches_exactly():
     assert growing.nbytes() == kv_cache_bytes(config, 11, batch=2)
     assert preallocated.nbytes() == kv_cache_bytes(config, 24, batch=2)
     assert kv_cache_bytes(config, 11, batch=2, bytes_per_value=2) * 2 == growing.nbytes()
+
+
+def test_int8_weights_rounds_each_matrix_row_and_counts_its_bytes():
+    from course_utils.model import int8_weights
+
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=50, context_length=16, n_layer=1, n_head=2, n_embd=8)
+    model = MiniGPT(config).eval()
+    quantized, stored = int8_weights(model)
+    assert quantized.lm_head.weight is quantized.wte.weight  # tying survives the copy
+    matrices = [p for p in model.parameters() if p.dim() == 2]
+    others = [p for p in model.parameters() if p.dim() != 2]
+    assert stored == sum(p.numel() + 4 * p.shape[0] for p in matrices) + sum(4 * p.numel() for p in others)
+    for original, rounded in zip(model.parameters(), quantized.parameters()):
+        if original.dim() == 2:  # at most half a step, max|row| / 127 / 2, from the original
+            step = original.abs().amax(dim=1, keepdim=True) / 127
+            assert ((rounded - original).abs() <= step / 2 + 1e-7).all() and not torch.equal(rounded, original)
+        else:
+            assert torch.equal(rounded, original)
+    ids = torch.randint(0, 50, (1, 16))
+    assert (quantized(ids) - model(ids)).abs().max() < 0.1

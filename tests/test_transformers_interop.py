@@ -21,8 +21,13 @@ from test_llama import random_hf
 
 from course_utils import MiniGPT, MiniLlama, generate, load_model, load_tokenizer
 from course_utils.attention import attention_weights
-from course_utils.bench import StepTimer
-from course_utils.compat import output_cache
+from course_utils.bench import StepTimer, drafting_like_ours
+from course_utils.compat import (
+    ASSISTED_GENERATION_MESSAGES,
+    cache_argument,
+    hidden_transformers_messages,
+    output_cache,
+)
 from course_utils.evaluation import logits_fn
 from course_utils.model import kv_cache_bytes
 
@@ -122,6 +127,44 @@ def test_the_kv_cache_of_a_transformers_model(bundled, no_warnings):
     cache = output_cache(target(prompt, use_cache=True))
     held = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
     assert held == kv_cache_bytes(MiniGPT.from_hf(target).config, prompt.shape[1])
+
+
+def test_a_cache_passed_back_into_a_transformers_model(bundled, no_warnings):
+    target, _, _, prompt = bundled
+    full = target(prompt).logits
+    cache = output_cache(target(prompt[:, :-2], use_cache=True))
+    rest = target(prompt[:, -2:], use_cache=True, **cache_argument(target, cache)).logits
+    assert (rest - full[:, -2:]).abs().max() < 1e-4
+
+
+def test_assisted_generation_at_our_drafting_policy_with_its_messages_hidden(bundled, no_warnings):
+    target, draft, tokenizer, prompt = bundled
+    like_ours = drafting_like_ours(draft, 5)
+    assert (like_ours.generation_config.num_assistant_tokens, like_ours.generation_config.num_assistant_tokens_schedule,
+            like_ours.generation_config.assistant_confidence_threshold) == (5, "constant", 0.0)
+    assert draft.generation_config.assistant_confidence_threshold != 0.0  # the original is untouched
+    arguments = dict(attention_mask=torch.ones_like(prompt), max_new_tokens=12, min_new_tokens=12, do_sample=False,
+                     pad_token_id=tokenizer.eos_token_id)
+    with hidden_transformers_messages(*ASSISTED_GENERATION_MESSAGES):
+        assisted = target.generate(prompt, assistant_model=like_ours, **arguments)
+    assert torch.equal(assisted, target.generate(prompt, **arguments))
+    with pytest.raises(ValueError, match="num_assistant_tokens must be a positive integer"):
+        drafting_like_ours(draft, 0)
+
+
+def test_hidden_messages_are_only_the_named_ones():
+    from transformers.utils import logging as hf_logging
+
+    logger = hf_logging.get_logger("transformers.generation.utils")
+    with captured_warnings() as messages:
+        with hidden_transformers_messages("about its own call"):
+            logger.warning("a message about its own call")
+            logger.warning("a message the caller must see")
+        logger.warning("about its own call, after the block")
+    assert len(messages) == 2 and "the caller must see" in messages[0] and "after the block" in messages[1]
+    with pytest.raises(ValueError, match="fragments"):
+        with hidden_transformers_messages():
+            pass
 
 
 def test_speculative_decoding_with_transformers_models(bundled, no_warnings):
