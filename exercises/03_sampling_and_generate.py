@@ -658,6 +658,13 @@ for row, text in enumerate(prompts):
           f"transformers' stop_strings after {theirs_length:>2}")
     assert ours_new[ours_length:].eq(EOS).all()  # a finished row holds padding
 assert len({int(per_row[row, prompt_width:].ne(EOS).sum()) for row in range(3)}) > 1  # rows end apart
+# One answer for the whole batch (any row done) stops every row when the first row is done:
+stop_per_row = StopOnText(tokenizer, stop_texts, prompt_width)
+whole_batch = generate(model, batch.input_ids, max_new_tokens=40, attention_mask=batch.attention_mask,
+                       eos_token_id=EOS, stopping_criteria=[lambda ids, scores: stop_per_row(ids).any()])
+first_done = min(int(per_row[row, prompt_width:].ne(EOS).sum()) for row in range(3))
+print(f"a criterion for the whole batch: every row stops after {whole_batch.shape[1] - prompt_width} new tokens")
+assert whole_batch.shape[1] - prompt_width == first_done
 assert all(prompts[row].endswith("!") == bool(theirs[row, prompt_width:].ne(EOS).sum() == 1) for row in range(3))
 
 # %% [markdown]

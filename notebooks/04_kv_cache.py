@@ -566,7 +566,7 @@ assert identical >= 3
 # %%
 # NBVAL_IGNORE_OUTPUT
 # (Where greedy text first differs depends on near ties, which float noise decides differently on
-# different CPUs; the bounds printed above it hold everywhere, and are asserted.)
+# different CPUs; the bounds printed before it hold everywhere, and are asserted.)
 from course_utils.model import int8_weights  # noqa: E402
 
 quantized_model, int8_bytes = int8_weights(model)
@@ -674,7 +674,7 @@ print(f"at {new_tokens} tokens: cache {full['ours, preallocated cache'] / full['
 # preallocated cache's lead over the growing one is printed above: a copy of a few megabytes per
 # step is cheap next to the model, so the lead is small.
 #
-# Our loop is also faster than `transformers`' `generate()` here. Why? A step is the model's
+# Our loop is also faster than `transformers`' `generate()` here (asserted above). Why? A step is the model's
 # forward pass plus the loop around it (choosing the token, stopping checks, bookkeeping), and
 # either could differ. So we time the forward passes alone, each model with its own cache, and
 # subtract them from the per-token time of each `generate()` above:
@@ -720,6 +720,7 @@ for name, forward in forward_alone.items():
 
 # %%
 assert full["ours, preallocated cache"] > 2 * full["ours, no cache"]  # the cache pays, even on a noisy machine
+assert full["ours, preallocated cache"] > full["transformers generate()"]  # the next cell asks why
 
 # %% [markdown]
 # ### Batch size
