@@ -835,10 +835,10 @@ assert draft_rate > ours  # fewer bytes and operations per token: faster, on any
 
 # %% [markdown]
 # Which of the two lands closer to its ceiling depends on the CPU, so compare the two fractions on
-# yours. On a CPU with AMX matrix units, where the course was first built, the target reached
-# about 60% of its ceiling and the draft about 35%: the draft's steps are mostly overhead. On an
-# AMD EPYC with AVX-512 but no AMX, the target reached about 21% and the draft 25%: there the
-# target's multiplies cost more than its bytes, and both land far below the bound. Either way the ceiling is a bound, not a forecast. Batching "breaks" the
+# yours. They move between runs on the same machine too: the bandwidth is measured afresh each
+# time, and on a shared cloud machine it changes with what its neighbours do (on the machine that
+# stored these outputs, the same copy measured from about 37 to 68 GB/s on one day), so read the
+# fractions as rough. Either way the ceiling is a bound, not a forecast. Batching "breaks" the
 # batch-1 ceiling because one read of the weights serves every sequence in the batch. (Our 24 MB
 # of weights can partly stay in the CPU's own caches between steps, which are faster than main
 # memory, so this ceiling is a guide rather than a wall.)
