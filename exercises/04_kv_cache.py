@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from course_utils import MiniGPT, generate, load_model
-from course_utils.bench import StepTimer, count_flops, median_seconds, memory_bandwidth
+from course_utils.bench import StepTimer, count_flops, interleaved_rates, median_seconds, memory_bandwidth
 from course_utils.compat import cache_argument, output_cache
 from course_utils.lesson import check_below, setup
 from course_utils.model import GPTConfig, GrowingKVCache, PreallocatedKVCache, causal_mask, kv_cache_bytes
@@ -672,6 +672,7 @@ full = {name: rates[-1] for name, rates in tokens_per_second.items()}
 print(f"at {new_tokens} tokens: cache {full['ours, preallocated cache'] / full['ours, no cache']:.1f}x faster than no "
       f"cache; preallocated {full['ours, preallocated cache'] / full['ours, growing cache']:.2f}x the growing cache; "
       f"ours {full['ours, preallocated cache'] / full['transformers generate()']:.2f}x transformers")
+assert full["ours, preallocated cache"] > full["transformers generate()"]  # the cell after next asks why
 
 # %% [markdown]
 # Without the cache each step costs more than the one before (it reruns a longer sequence), so
@@ -681,26 +682,22 @@ print(f"at {new_tokens} tokens: cache {full['ours, preallocated cache'] / full['
 #
 # Our loop is also faster than `transformers`' `generate()` here (asserted above). Why? A step is the model's
 # forward pass plus the loop around it (choosing the token, stopping checks, bookkeeping), and
-# either could differ. So we time the forward passes alone, each model with its own cache, and
-# subtract them from the per-token time of each `generate()` above:
+# either could differ. So we time, in the same rounds, each model's forward passes alone (with
+# its own cache, choosing tokens by argmax and nothing else) and its `generate()`, and take the
+# difference round by round:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-def forward_only_seconds(step, n: int = 200) -> float:
-    """Median seconds of one cached single-token step, n steps after the prompt's prefill;
-    ``step(token, cache) -> (logits (1, 1, V), cache)``, ``cache`` None at the prefill."""
+def forward_loop(step, n: int) -> None:
+    """n cached single-token steps after the prompt's prefill, choosing each token by argmax, with
+    nothing else: ``step(ids, cache) -> (logits (1, T, V), cache)``, ``cache`` None at the prefill."""
     logits, cache = step(prompt, None)
-    times = []
-    for _ in range(n):
-        token = logits[:, -1:].argmax(dim=-1)
-        started = time.perf_counter()
-        logits, cache = step(token, cache)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    for _ in range(n - 1):
+        logits, cache = step(logits[:, -1:].argmax(dim=-1), cache)
 
 
 def our_step(ids, cache):
-    cache = cache if cache is not None else PreallocatedKVCache(config.context_length)
+    cache = cache if cache is not None else PreallocatedKVCache(prompt.shape[1] + steps_timed)
     return model(ids, cache=cache), cache
 
 
@@ -709,12 +706,22 @@ def their_step(ids, cache):
     return output.logits, output_cache(output)
 
 
-forward_alone = {"ours, preallocated cache": forward_only_seconds(our_step),
-                 "transformers generate()": forward_only_seconds(their_step)}
-print(f"{'per token, ms':>26} {'forward alone':>14} {'generate()':>11} {'the loop adds':>14}")
-for name, forward in forward_alone.items():
-    whole = statistics.median(step_seconds[name][1:])
-    print(f"{name:>26} {forward * 1e3:>14.2f} {whole * 1e3:>11.2f} {(whole - forward) * 1e3:>14.2f}")
+steps_timed = 200
+loop_ways = {  # the four, interleaved in rounds, so that each round's pair shares the machine's state
+    "ours: forward alone": lambda: forward_loop(our_step, steps_timed),
+    "ours: generate()": lambda: generate(model, prompt, steps_timed),
+    "transformers: forward alone": lambda: forward_loop(their_step, steps_timed),
+    "transformers: generate()": lambda: hf_model.generate(
+        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=steps_timed, min_new_tokens=steps_timed,
+        do_sample=False, pad_token_id=tokenizer.eos_token_id),
+}
+loop_rates = interleaved_rates(loop_ways, steps_timed, runs=5)
+print(f"{'per token, ms (median of 5 rounds)':>34} {'forward alone':>14} {'generate()':>11} {'the loop adds':>14}")
+loop_adds = {}
+for who in ("ours", "transformers"):
+    forward, whole = ([1e3 / rate for rate in loop_rates[f"{who}: {part}"]] for part in ("forward alone", "generate()"))
+    loop_adds[who] = statistics.median(w - f for w, f in zip(whole, forward))
+    print(f"{who:>34} {statistics.median(forward):>14.2f} {statistics.median(whole):>11.2f} {loop_adds[who]:>14.2f}")
 
 # %% [markdown]
 # The table splits the difference in two: what each model's forward pass costs, with its own
@@ -725,7 +732,6 @@ for name, forward in forward_alone.items():
 
 # %%
 assert full["ours, preallocated cache"] > 2 * full["ours, no cache"]  # the cache pays, even on a noisy machine
-assert full["ours, preallocated cache"] > full["transformers generate()"]  # the next cell asks why
 
 # %% [markdown]
 # ### Batch size
