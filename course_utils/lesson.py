@@ -31,6 +31,18 @@ def setup(seed: int = 0, threads: int = LESSON_THREADS) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def lesson_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment to run lessons in for stored or checked outputs (``scripts/check.py`` and
+    ``scripts/regenerate_notebooks.py``): ``base`` (default ``os.environ``) offline, with a fixed
+    hash seed and the figure check on, and without the variables that would choose another model,
+    draft or device, since stored outputs come from the bundled models on the CPU."""
+    env = dict(os.environ if base is None else base)
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0", CHECK_FIGURES: "1"})
+    for name in ("COURSE_MODEL", "COURSE_DRAFT_MODEL", "COURSE_DEVICE"):
+        env.pop(name, None)
+    return env
+
+
 def unlabelled_axes(figure) -> list[str]:
     """Each axes of a matplotlib ``figure`` with no x label or no y label, described by its title
     and what is missing. A figure-wide label (``fig.supxlabel``, ``fig.supylabel``) labels every

@@ -24,12 +24,13 @@ changing a range or refreshing the lock (CONTRIBUTING.md, "Dependencies").
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from course_utils.lesson import lesson_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 NBVAL = ["-m", "pytest", "--nbval", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-q"]
@@ -92,11 +93,7 @@ def main() -> int:
         python = build_environment("newest" if args.newest else "oldest")
         only = ["--unit", "--lessons"] if args.newest else ["--unit", "--fast"]
         return subprocess.run([str(python), str(Path(__file__).resolve()), *only], cwd=ROOT).returncode
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0",
-           "COURSE_CHECK_FIGURES": "1"}  # plt.show() refuses a figure with an unlabelled axis
-    env.pop("COURSE_MODEL", None)  # stored outputs come from the bundled default
-    env.pop("COURSE_DRAFT_MODEL", None)
-    env.pop("COURSE_DEVICE", None)
+    env = lesson_environment()  # offline, bundled models, CPU, figures checked
     if args.cpu == "avx2":
         env.update(AVX2_ONLY)
     steps: list[tuple[str, list[str]]] = []

@@ -10,20 +10,18 @@ and the .py is synced again.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from course_utils.lesson import lesson_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*command: str) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0",
-           "COURSE_CHECK_FIGURES": "1"}  # plt.show() refuses a figure with an unlabelled axis
-    env.pop("COURSE_MODEL", None)
-    env.pop("COURSE_DRAFT_MODEL", None)
+    env = lesson_environment()  # offline, bundled models, CPU, figures checked
     subprocess.run([sys.executable, "-m", *command], cwd=ROOT, env=env, check=True)
 
 

@@ -64,7 +64,17 @@ def test_show_refuses_an_unlabelled_figure_only_when_asked(figures, monkeypatch)
     plt.show()
 
 
-def test_the_lesson_runners_ask_for_the_check():
+def test_the_lesson_environment_is_offline_on_the_bundled_models_with_figures_checked():
+    base = {"PATH": "/bin", "COURSE_MODEL": "gpt2", "COURSE_DRAFT_MODEL": "x", "COURSE_DEVICE": "cuda",
+            "HF_HUB_OFFLINE": "0"}
+    env = lesson.lesson_environment(base)
+    assert env == {"PATH": "/bin", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0",
+                   "COURSE_CHECK_FIGURES": "1"}
+    assert base["COURSE_DEVICE"] == "cuda"  # the caller's dictionary is left alone
+
+
+def test_both_lesson_runners_use_it():
     for script in ("scripts/check.py", "scripts/regenerate_notebooks.py"):
-        assert re.search(r'"COURSE_CHECK_FIGURES": "1"', (ROOT / script).read_text()), script
-    assert lesson.CHECK_FIGURES == "COURSE_CHECK_FIGURES"
+        source = (ROOT / script).read_text()
+        assert re.search(r"env = lesson_environment\(\)", source), script
+        assert '"COURSE_CHECK_FIGURES":' not in source and '"HF_HUB_OFFLINE":' not in source, f"{script} builds its own"
