@@ -25,6 +25,7 @@ from pathlib import Path
 import nbformat
 import torch
 from transformers.generation.logits_process import TopPLogitsWarper
+from update_screenshots import write_atomically
 
 from course_utils import MiniGPT
 from course_utils.generation import apply_frequency_presence_penalty, min_p_filter, top_p_filter
@@ -330,9 +331,7 @@ def main() -> int:
         if args.check:
             stale += differences(path, values)
         elif new_text != text:
-            partial = path.with_name(path.name + ".partial")
-            partial.write_text(new_text)
-            partial.replace(path)
+            write_atomically(path, new_text.encode())
             print(f"{path.relative_to(ROOT)}: updated")
     if stale:
         print("\n".join(stale) + "\nrun python scripts/make_answers.py", file=sys.stderr)
