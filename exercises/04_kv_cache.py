@@ -50,7 +50,14 @@ import torch
 import torch.nn.functional as F
 
 from course_utils import MiniGPT, generate, load_model
-from course_utils.bench import StepTimer, count_flops, interleaved_rates, median_seconds, memory_bandwidth
+from course_utils.bench import (
+    SPECULATIVE_PROMPTS,
+    StepTimer,
+    count_flops,
+    interleaved_rates,
+    median_seconds,
+    memory_bandwidth,
+)
 from course_utils.compat import cache_argument, output_cache
 from course_utils.lesson import check_below, setup
 from course_utils.model import GPTConfig, GrowingKVCache, PreallocatedKVCache, causal_mask, kv_cache_bytes
@@ -547,15 +554,22 @@ check_below("positions where the most likely token differs", disagreement, 0.01)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-identical = 0
-for text in ("ROMEO.\n", "KING LEAR.\nBlow, winds,", "PORTIA.\nThe quality of mercy", "MACBETH.\nIs this",
-             "HAMLET.\nTo be"):
-    prompt = encode(text)
-    runs = [generate(model, prompt, 200, cache_implementation=name)[0, prompt.shape[1]:] for name in ("growing", "int8")]
-    differs = (runs[0] != runs[1]).nonzero()
-    identical += len(differs) == 0
-    print(f"{text.splitlines()[0]:>12} " + ("identical for 200 tokens" if len(differs) == 0 else
-                                         f"first differs at token {differs[0].item()}"))
+def greedy_agreement_by_prompt(first, second, n: int = 200) -> int:
+    """For five prompts, where two ways of generating n greedy tokens, ``way(prompt) -> (1, T + n)``,
+    first differ (printed); returns how many prompts they agree on for all n tokens."""
+    identical = 0
+    for text in SPECULATIVE_PROMPTS:
+        prompt = encode(text)
+        runs = [way(prompt)[0, prompt.shape[1]:] for way in (first, second)]
+        differs = (runs[0] != runs[1]).nonzero()
+        identical += len(differs) == 0
+        print(f"{text.splitlines()[0]:>12} " + (f"identical for {n} tokens" if len(differs) == 0 else
+                                             f"first differs at token {differs[0].item()}"))
+    return identical
+
+
+identical = greedy_agreement_by_prompt(lambda prompt: generate(model, prompt, 200, cache_implementation="growing"),
+                                       lambda prompt: generate(model, prompt, 200, cache_implementation="int8"))
 assert identical >= 3
 
 # %% [markdown]
@@ -582,13 +596,8 @@ weight_error = (rounded_logits - full_logits).abs()
 check_below("largest logit error, int8 weights", weight_error.max(), 0.5)
 check_below("mean logit error, int8 weights", weight_error.mean(), 0.05)
 check_below("positions where the most likely token differs", (rounded_logits.argmax(-1) != full_logits.argmax(-1)).float().mean(), 0.02)
-for text in ("ROMEO.\n", "KING LEAR.\nBlow, winds,", "PORTIA.\nThe quality of mercy", "MACBETH.\nIs this",
-             "HAMLET.\nTo be"):
-    prompt = encode(text)
-    runs = [generate(m, prompt, 200)[0, prompt.shape[1]:] for m in (model, quantized_model)]
-    differs = (runs[0] != runs[1]).nonzero()
-    print(f"{text.splitlines()[0]:>12} " + ("identical for 200 tokens" if len(differs) == 0 else
-                                         f"first differs at token {differs[0].item()}"))
+_ = greedy_agreement_by_prompt(lambda prompt: generate(model, prompt, 200),
+                               lambda prompt: generate(quantized_model, prompt, 200))
 assert int8_bytes < 0.3 * float32_bytes
 
 # %% [markdown]
