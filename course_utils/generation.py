@@ -1,257 +1,41 @@
 """Autoregressive generation for a MiniGPT, a MiniLlama or a transformers causal LM.
 
 ``generate`` follows ``transformers``' ``model.generate()`` for the arguments they share and
-returns the prompt followed by the new tokens, shape (B, T_prompt + new).
+returns the prompt followed by the new tokens, shape (B, T_prompt + new). The loop is here:
+greedy and sampling (``_sample_or_greedy``), beam search (``_beam_search``), stopping. The rules
+that shape each step's distribution are in ``sampling.py`` (re-exported here), the caches in
+``kv_cache.py``, speculative decoding in ``speculative.py``.
+
+Taught in: lesson 03 (the loop, sampling, beam search, stopping, batches), lesson 04 (the cache),
+lesson 07 (``assistant_model``, ``prompt_lookup_num_tokens``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from .evaluation import model_context
-from .model import (
-    CourseModel,
-    GrowingKVCache,
-    Int8KVCache,
-    KVCache,
-    PreallocatedKVCache,
-    check_token_ids,
-    positions_from_attention_mask,
+from .adapters import is_course_model, model_context, model_device, next_token_logits
+from .kv_cache import make_cache
+from .model import check_token_ids
+from .sampling import (  # noqa: F401  (the filters' documented home is course_utils.generation too)
+    GenerationSettings,
+    apply_frequency_presence_penalty,
+    apply_repetition_penalty,
+    apply_temperature,
+    min_p_filter,
+    resolve_settings,
+    top_k_filter,
+    top_p_filter,
 )
-
-
-def _check_logits(logits: torch.Tensor) -> None:
-    if logits.dim() != 2:
-        raise ValueError(f"logits must have shape (batch, vocab), got {tuple(logits.shape)}")
-
-
-def _check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-
-
-def _check_top_k(top_k: int) -> None:
-    if not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"top_k must be an integer >= 0 (0 disables it), got {top_k}")
-
-
-def _check_top_p(top_p: float) -> None:
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-
-
-def _check_min_p(min_p: float) -> None:
-    if not 0 <= min_p <= 1:
-        raise ValueError(f"min_p must be in [0, 1], got {min_p}")
-
-
-def _check_repetition_penalty(penalty: float) -> None:
-    if not penalty > 0:
-        raise ValueError(f"repetition_penalty must be > 0, got {penalty}")
-
-
-def _check_openai_penalty(name: str, value: float) -> None:
-    if not -2 <= value <= 2:
-        raise ValueError(f"{name} must be in [-2, 2], got {value}")
-
-
-def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Divide logits (B, V) by ``temperature`` (> 0): below 1 sharpens, above 1 flattens.
-
-    Rule of transformers' ``TemperatureLogitsWarper``.
-    """
-    _check_temperature(temperature)
-    _check_logits(logits)
-    return logits / temperature
-
-
-def top_k_filter(logits: torch.Tensor, top_k: int, min_tokens_to_keep: int = 1) -> torch.Tensor:
-    """Keep the ``top_k`` largest logits of each row (B, V); set the rest to -inf.
-
-    Every token whose logit equals the k-th largest is kept, so ties can keep more than k.
-    ``top_k = 0`` keeps everything; at least ``min_tokens_to_keep`` tokens are kept.
-    Rule of transformers' ``TopKLogitsWarper``.
-    """
-    _check_top_k(top_k)
-    _check_logits(logits)
-    if top_k == 0:
-        return logits
-    k = min(max(top_k, min_tokens_to_keep), logits.shape[-1])
-    kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]
-    return logits.masked_fill(logits < kth_largest, float("-inf"))
-
-
-def top_p_filter(logits: torch.Tensor, top_p: float, min_tokens_to_keep: int = 1) -> torch.Tensor:
-    """Nucleus filtering: keep the smallest set of most likely tokens whose probability sums to at
-    least ``top_p`` (in (0, 1]); set the rest of each row (B, V) to -inf.
-
-    The token whose probability makes the sum cross ``top_p`` is kept. In the ascending sort a
-    token is removed when the cumulative probability up to and including it is <= 1 - top_p;
-    the ``min_tokens_to_keep`` most likely tokens are always kept. Rule of transformers'
-    ``TopPLogitsWarper``.
-    """
-    _check_top_p(top_p)
-    _check_logits(logits)
-    if top_p == 1:
-        return logits
-    sorted_logits, sorted_indices = torch.sort(logits, descending=False)
-    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-    remove_sorted = cumulative <= (1 - top_p)
-    remove_sorted[..., -min_tokens_to_keep:] = False
-    remove = remove_sorted.scatter(-1, sorted_indices, remove_sorted)
-    return logits.masked_fill(remove, float("-inf"))
-
-
-def min_p_filter(logits: torch.Tensor, min_p: float, min_tokens_to_keep: int = 1) -> torch.Tensor:
-    """Keep the tokens whose probability is at least ``min_p`` (in [0, 1]) times the most likely
-    token's probability; set the rest of each row (B, V) to -inf.
-
-    The ``min_tokens_to_keep`` most likely tokens are always kept. Rule of transformers'
-    ``MinPLogitsWarper``.
-    """
-    _check_min_p(min_p)
-    _check_logits(logits)
-    probs = logits.softmax(dim=-1)
-    remove = probs < min_p * probs.amax(dim=-1, keepdim=True)
-    keep = torch.topk(probs, min(min_tokens_to_keep, probs.shape[-1]), dim=-1).indices
-    remove.scatter_(-1, keep, False)
-    return logits.masked_fill(remove, float("-inf"))
-
-
-def apply_repetition_penalty(
-    logits: torch.Tensor, input_ids: torch.Tensor, penalty: float, attention_mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """transformers' repetition penalty (``RepetitionPenaltyLogitsProcessor``): for every token
-    that occurs in ``input_ids`` (B, T), the prompt included, divide its logit by ``penalty`` if
-    positive, multiply it if negative. ``penalty`` > 0; 1 is no change, above 1 discourages
-    repeats. Positions where ``attention_mask`` (B, T) is 0 (padding) do not count. (CTRL, Keskar
-    et al. 2019, where the idea comes from, divides every penalised logit, of generated tokens only.)
-    """
-    _check_repetition_penalty(penalty)
-    _check_logits(logits)
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    counted = attention_mask.to(logits.dtype)
-    seen = torch.zeros_like(logits).scatter_add_(-1, input_ids, counted) > 0
-    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
-    return torch.where(seen, penalised, logits)
-
-
-def apply_frequency_presence_penalty(
-    logits: torch.Tensor, generated_ids: torch.Tensor, frequency_penalty: float, presence_penalty: float
-) -> torch.Tensor:
-    """The OpenAI rule: logit[j] -= count[j] * frequency_penalty + (count[j] > 0) * presence_penalty,
-    where count[j] is how often token j occurs in ``generated_ids`` (B, T). Penalties in [-2, 2];
-    positive values discourage repeats, the frequency term more the more often a token appeared.
-    """
-    _check_openai_penalty("frequency_penalty", frequency_penalty)
-    _check_openai_penalty("presence_penalty", presence_penalty)
-    _check_logits(logits)
-    ones = torch.ones_like(generated_ids, dtype=logits.dtype)
-    counts = torch.zeros_like(logits).scatter_add_(-1, generated_ids, ones)
-    return logits - counts * frequency_penalty - (counts > 0).to(logits.dtype) * presence_penalty
-
-
-def next_token_logits(
-    model: torch.nn.Module,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    cache: KVCache | None = None,
-) -> torch.Tensor:
-    """The logits (B, V) for the token after ``input_ids`` (B, T), as float32.
-
-    With a course model (MiniGPT, MiniLlama) and a ``cache`` holding the first T_past tokens, only the tokens after them
-    are run (all of the prompt in the first call, the prefill; then one token a step).
-    """
-    if attention_mask is not None and bool(attention_mask.all()):
-        attention_mask = None  # no padding: the plain causal path is the same and faster
-    if isinstance(model, CourseModel):
-        new_ids = input_ids if cache is None else input_ids[:, len(cache):]
-        return model(new_ids, attention_mask=attention_mask, cache=cache)[:, -1, :].float()
-    position_ids = None if attention_mask is None else positions_from_attention_mask(attention_mask)
-    output = model(input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-    return output.logits[:, -1, :].float()
-
-
-@dataclass
-class GenerationSettings:
-    """The validated arguments of one ``generate`` call (see ``generate`` for their meaning)."""
-
-    max_new_tokens: int = 20
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 50
-    top_p: float = 1.0
-    min_p: float | None = None
-    repetition_penalty: float = 1.0
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    num_beams: int = 1
-    length_penalty: float = 1.0
-    early_stopping: bool | str = False
-    num_return_sequences: int = 1
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens}")
-        # The filters' own checks, run up front so that bad arguments fail before any forward pass.
-        # Greedy and beam search ignore the temperature, so, as in transformers, only sampling
-        # refuses temperature=0.
-        if self.do_sample:
-            _check_temperature(self.temperature)
-        _check_top_k(self.top_k)
-        _check_top_p(self.top_p)
-        if self.min_p is not None:
-            _check_min_p(self.min_p)
-        _check_repetition_penalty(self.repetition_penalty)
-        _check_openai_penalty("frequency_penalty", self.frequency_penalty)
-        _check_openai_penalty("presence_penalty", self.presence_penalty)
-        if not isinstance(self.num_beams, int) or self.num_beams < 1:
-            raise ValueError(f"num_beams must be an integer >= 1, got {self.num_beams}")
-        if not isinstance(self.num_return_sequences, int) or self.num_return_sequences < 1:
-            raise ValueError(f"num_return_sequences must be an integer >= 1, got {self.num_return_sequences}")
-        if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
-            raise ValueError(
-                f"num_return_sequences must be in [1, num_beams={self.num_beams}] in beam search, "
-                f"got {self.num_return_sequences}"
-            )
-        if self.num_beams > 1 and self.do_sample:
-            raise ValueError("do_sample=True with num_beams > 1 (beam sampling) is not supported; use one of them")
-        if self.early_stopping not in (True, False, "never"):
-            raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
-
-    def process(
-        self, logits: torch.Tensor, sequences: torch.Tensor, mask: torch.Tensor, prompt_length: int
-    ) -> torch.Tensor:
-        """Apply the penalties and, when sampling, the warpers, in transformers' order:
-        repetition penalty, frequency/presence penalties, temperature, top-k, top-p, min-p.
-
-        logits (B, V); sequences and mask (B, T) hold the prompt and the tokens so far.
-        """
-        if self.repetition_penalty != 1.0:
-            logits = apply_repetition_penalty(logits, sequences, self.repetition_penalty, mask)
-        if self.frequency_penalty or self.presence_penalty:
-            logits = apply_frequency_presence_penalty(
-                logits, sequences[:, prompt_length:], self.frequency_penalty, self.presence_penalty
-            )
-        if self.do_sample:
-            if self.temperature != 1.0:
-                logits = apply_temperature(logits, self.temperature)
-            logits = top_k_filter(logits, self.top_k)
-            logits = top_p_filter(logits, self.top_p)
-            if self.min_p is not None:
-                logits = min_p_filter(logits, self.min_p)
-        return logits
+from .speculative import assisted_generate
 
 
 def _check_inputs(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int) -> None:
-    model_device = next(model.parameters()).device
-    if input_ids.device != model_device:  # first: ids on another device cannot even be compared
+    device = model_device(model)
+    if input_ids.device != device:  # first: ids on another device cannot even be compared
         raise ValueError(
-            f"input_ids is on {input_ids.device} but the model is on {model_device}; "
-            f"move one of them, e.g. input_ids.to({str(model_device)!r})"
+            f"input_ids is on {input_ids.device} but the model is on {device}; "
+            f"move one of them, e.g. input_ids.to({str(device)!r})"
         )
     check_token_ids(input_ids, model.config.vocab_size)
     context = model_context(model)
@@ -283,43 +67,21 @@ class StopOnText:
         return torch.tensor([any(text in row for text in self.texts) for row in decoded])
 
 
-CACHE_IMPLEMENTATIONS = ("preallocated", "growing", "int8")
-# The arguments a transformers model's generation_config can set, with transformers' own defaults
-# (max_new_tokens: 20 new tokens; transformers' max_length=20 would count the prompt too).
-GENERATION_CONFIG_DEFAULTS = dict(
-    max_new_tokens=20, do_sample=False, temperature=1.0, top_k=50, top_p=1.0, min_p=None, repetition_penalty=1.0,
-    num_beams=1, length_penalty=1.0, early_stopping=False, num_return_sequences=1,
-)
-
-
-def resolve_generation_arguments(model: torch.nn.Module, explicit: dict) -> dict:
-    """Each of ``GENERATION_CONFIG_DEFAULTS``' arguments: the value passed (not None), else the
-    model's ``generation_config`` value (a transformers model), else transformers' default, as
-    ``model.generate()`` does."""
-    config = getattr(model, "generation_config", None)
-    resolved = {}
-    for name, default in GENERATION_CONFIG_DEFAULTS.items():
-        value = explicit.get(name)
-        if value is None and config is not None:
-            value = getattr(config, name, None)
-        resolved[name] = default if value is None else value
-    return resolved
-
-
 @torch.no_grad()
 def generate(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
     max_new_tokens: int | None = None,
     *,
+    generation_config: GenerationSettings | None = None,
     do_sample: bool | None = None,
     temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     min_p: float | None = None,
     repetition_penalty: float | None = None,
-    frequency_penalty: float = 0.0,
-    presence_penalty: float = 0.0,
+    frequency_penalty: float | None = None,
+    presence_penalty: float | None = None,
     num_beams: int | None = None,
     length_penalty: float | None = None,
     early_stopping: bool | str | None = None,
@@ -340,10 +102,14 @@ def generate(
     """Extend ``input_ids`` (B, T) by up to ``max_new_tokens`` tokens; returns (B', T + new),
     B' = B * num_return_sequences, prompt included.
 
-    Follows ``transformers``' ``model.generate()`` for the arguments they share. An argument left
-    at None takes the model's ``generation_config`` value when the model is a transformers model
-    (so a model whose config turns sampling on samples by default), else transformers' default:
-    20 new tokens, greedy, temperature 1, top-k 50, top-p 1, one beam. Explicit arguments win.
+    Follows ``transformers``' ``model.generate()`` for the arguments they share. The sampling
+    settings (``max_new_tokens`` to ``presence_penalty``, the fields of ``GenerationSettings``)
+    may come whole in ``generation_config`` (a ``GenerationSettings``, or a transformers
+    ``GenerationConfig``), as in transformers; an argument passed explicitly overrides it. A
+    setting left at None takes ``generation_config``'s value, else the model's own
+    ``generation_config`` value when the model is a transformers model (so a model whose config
+    turns sampling on samples by default), else transformers' default: 20 new tokens, greedy,
+    temperature 1, top-k 50, top-p 1, one beam (``GenerationSettings``' defaults).
 
     - greedy (default): the most likely token each step; ``temperature`` (even 0), ``top_k``,
       ``top_p`` and ``min_p`` are ignored, as in transformers;
@@ -368,7 +134,7 @@ def generate(
     ``use_cache=True`` (the default, as in transformers) with a course model (MiniGPT, MiniLlama) keeps a KV cache: the
     prompt is run once, then each step runs only the new token (beam search reorders the cache as
     beams swap). ``cache_implementation`` picks its form: "preallocated" (buffers for prompt +
-    max_new_tokens positions, written in place; faster here, see ``course_utils.bench``) or
+    max_new_tokens positions, written in place; faster here, lesson 04 measures it) or
     "growing" (concatenated each step) or "int8" (growing, stored as int8 with a scale per head and
     position: about a quarter of float32's memory, with rounded keys and values; lesson 04
     measures what that changes). ``use_cache=False`` re-runs the whole sequence every step.
@@ -381,24 +147,20 @@ def generate(
     transformers does), or ``prompt_lookup_num_tokens`` > 0 drafts that many by copying from the
     context. Greedy gives the target's own tokens; sampling its own distribution.
     """
-    arguments = resolve_generation_arguments(model, dict(
-        max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-        min_p=min_p, repetition_penalty=repetition_penalty, num_beams=num_beams, length_penalty=length_penalty,
-        early_stopping=early_stopping, num_return_sequences=num_return_sequences,
-    ))
-    settings = GenerationSettings(
-        **arguments, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty
+    settings = resolve_settings(
+        model, generation_config, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+        top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
+        frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, num_beams=num_beams,
+        length_penalty=length_penalty, early_stopping=early_stopping, num_return_sequences=num_return_sequences,
     )
-    max_new_tokens, num_beams, num_return_sequences = (
-        settings.max_new_tokens, settings.num_beams, settings.num_return_sequences
-    )
-    _check_inputs(model, input_ids, max_new_tokens)
+    _check_inputs(model, input_ids, settings.max_new_tokens)
     if attention_mask is not None and attention_mask.shape != input_ids.shape:
         raise ValueError(
             f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
             f"got {tuple(attention_mask.shape)}"
         )
-    if streamer is not None and (input_ids.shape[0] > 1 or num_beams > 1 or num_return_sequences > 1):
+    one_row = input_ids.shape[0] == 1 and settings.num_beams == 1 and settings.num_return_sequences == 1
+    if streamer is not None and not one_row:
         raise ValueError("streamer needs a batch of one prompt, num_beams=1 and num_return_sequences=1")
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
     # Like transformers: a model's own generation config supplies the EOS and padding ids.
@@ -407,73 +169,24 @@ def generate(
         eos_token_id = _first_id(defaults.eos_token_id)
     if pad_token_id is None and defaults is not None:
         pad_token_id = _first_id(defaults.pad_token_id)
-    if cache_implementation not in CACHE_IMPLEMENTATIONS:
-        raise ValueError(f"cache_implementation must be one of {CACHE_IMPLEMENTATIONS}, got {cache_implementation!r}")
-    cache = None
-    if use_cache and isinstance(model, CourseModel):
-        total = input_ids.shape[1] + max_new_tokens
-        caches = {"preallocated": lambda: PreallocatedKVCache(total), "growing": GrowingKVCache, "int8": Int8KVCache}
-        cache = caches[cache_implementation]()
-    if num_assistant_tokens is not None and assistant_model is None:
-        raise ValueError("num_assistant_tokens needs an assistant_model; prompt lookup takes "
-                         "prompt_lookup_num_tokens")
-    if assistant_model is not None or prompt_lookup_num_tokens is not None:
-        return _speculative(model, input_ids, mask, settings, eos_token_id, generator, streamer, stopping_criteria,
-                            assistant_model, num_assistant_tokens, num_assistant_tokens_schedule,
-                            prompt_lookup_num_tokens)
+    cache = make_cache(cache_implementation, input_ids.shape[1] + settings.max_new_tokens)  # checks the name too
+    if not (use_cache and is_course_model(model)):
+        cache = None
+    if assistant_model is not None or num_assistant_tokens is not None or prompt_lookup_num_tokens is not None:
+        if streamer is not None or stopping_criteria:
+            raise ValueError("speculative decoding does not support streamer or stopping_criteria here")
+        return assisted_generate(model, input_ids, mask, settings, eos_token_id, generator, assistant_model,
+                                 num_assistant_tokens, num_assistant_tokens_schedule, prompt_lookup_num_tokens)
     if settings.num_beams > 1:
         criteria = stopping_criteria or []
         return _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, criteria, cache)
-    if num_return_sequences > 1:
-        input_ids = input_ids.repeat_interleave(num_return_sequences, dim=0)
-        mask = mask.repeat_interleave(num_return_sequences, dim=0)
+    if settings.num_return_sequences > 1:
+        input_ids = input_ids.repeat_interleave(settings.num_return_sequences, dim=0)
+        mask = mask.repeat_interleave(settings.num_return_sequences, dim=0)
     return _sample_or_greedy(
         model, input_ids, mask, settings, eos_token_id, pad_token_id, generator, streamer, stopping_criteria or [],
         cache,
     )
-
-
-# Measured on the bundled pair (greedy, 5 prompts x 200 tokens, interleaved, median of paired
-# ratios, 2 cores): K = 5 gave 1.90x plain cached generation, K = 3, 4, 6, 8 1.74x, 1.64x, 1.46x,
-# 1.96x (the machine's noise is about 0.2x); K = 1-2 1.23x-1.27x. transformers' heuristic schedule
-# was slower than a constant K (measured with the earlier draft: 1.20x, 1.14x, 1.01x from 5, 10, 20).
-DEFAULT_ASSISTANT_TOKENS = 5
-
-
-def _vocabulary_size(model: torch.nn.Module) -> int:
-    return model.config.vocab_size
-
-
-def _speculative(model, input_ids, mask, settings, eos_token_id, generator, streamer, stopping_criteria,
-                 assistant_model, num_assistant_tokens, schedule, prompt_lookup_num_tokens) -> torch.Tensor:
-    """generate()'s speculative path: check what it cannot do, build the drafter, run."""
-    from .speculative import ModelDrafter, PromptLookupDrafter, speculative_generate
-
-    if assistant_model is not None and prompt_lookup_num_tokens is not None:
-        raise ValueError("pass either assistant_model or prompt_lookup_num_tokens, not both")
-    if input_ids.shape[0] != 1 or not bool(mask.all()):
-        raise ValueError(f"speculative decoding takes one unpadded prompt (batch size 1, as transformers); "
-                         f"got input_ids {tuple(input_ids.shape)}")
-    if settings.num_beams > 1 or settings.num_return_sequences > 1:
-        raise ValueError("speculative decoding does not combine with beam search or num_return_sequences > 1")
-    if streamer is not None or stopping_criteria:
-        raise ValueError("speculative decoding does not support streamer or stopping_criteria here")
-    if assistant_model is not None:
-        if _vocabulary_size(assistant_model) != _vocabulary_size(model):
-            raise ValueError(f"assistant_model has a vocabulary of {_vocabulary_size(assistant_model)} tokens but "
-                             f"the model has {_vocabulary_size(model)}; they must share a tokenizer")
-        k = DEFAULT_ASSISTANT_TOKENS if num_assistant_tokens is None else num_assistant_tokens
-        drafter = ModelDrafter(assistant_model, settings, input_ids.shape[1] + settings.max_new_tokens, generator)
-    else:
-        if not isinstance(prompt_lookup_num_tokens, int) or prompt_lookup_num_tokens < 1:
-            raise ValueError(f"prompt_lookup_num_tokens must be a positive integer, got {prompt_lookup_num_tokens!r}")
-        k, drafter = prompt_lookup_num_tokens, PromptLookupDrafter()
-    if settings.max_new_tokens == 0:
-        return input_ids
-    out, _ = speculative_generate(model, drafter, input_ids, settings.max_new_tokens, k, settings, eos_token_id,
-                                  generator, schedule)
-    return out
-
 
 def _first_id(token_ids: int | list[int] | None) -> int | None:
     return token_ids[0] if isinstance(token_ids, list) else token_ids

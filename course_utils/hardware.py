@@ -12,18 +12,21 @@ and takes bfloat16 only when it is at least ``BFLOAT16_MIN_SPEEDUP`` times faste
 answers for the CPU at hand, including one whose capabilities are limited by settings such as
 ``ONEDNN_MAX_CPU_ISA``, where a list of instruction-set flags would not. On CUDA, bfloat16 is
 taken where the GPU supports it; on MPS, float32.
+
+Taught in: lesson 05 (precision), and every lesson takes its device from ``lesson_device``.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import statistics
-import time
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from .timing import median_seconds
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -54,32 +57,23 @@ def lesson_device() -> torch.device:
     return resolve_device(os.environ.get("COURSE_DEVICE") or "cpu")
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+def describe_machine() -> str:
+    """One line for benchmark output and model cards: processor, cores, torch version, threads."""
+    processor = platform.processor() or platform.machine()
+    return f"{processor}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def bfloat16_matmul_speedup(width: int, device: torch.device, runs: int = 3) -> float:
     """float32 time / bfloat16 time of a (256 x width) @ (width x 4 width) matrix multiply, the
-    shape of a transformer MLP's first layer; medians of ``runs`` after one warm-up each."""
+    shape of a transformer MLP's first layer; medians by ``timing.median_seconds``."""
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(256, width, generator=generator).to(device)
     b = torch.randn(width, 4 * width, generator=generator).to(device)
-    medians = {}
+    seconds = {}
     for dtype in (torch.float32, torch.bfloat16):
         x, y = a.to(dtype), b.to(dtype)
-        times = []
-        for attempt in range(runs + 1):
-            _synchronize(device)
-            started = time.perf_counter()
-            x @ y
-            _synchronize(device)
-            if attempt:
-                times.append(time.perf_counter() - started)
-        medians[dtype] = statistics.median(times)
-    return medians[torch.float32] / medians[torch.bfloat16]
+        seconds[dtype] = median_seconds(lambda: x @ y, runs, device)  # noqa: B023 (called before the loop moves on)
+    return seconds[torch.float32] / seconds[torch.bfloat16]
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@
 ``COURSE_DRAFT_MODEL`` the draft for speculative decoding (default ``shakespeare-gpt-draft``).
 Each may be a bundled name, a Hugging Face id such as ``gpt2`` (from the local cache, or
 downloaded where a hub is reachable) or a local folder in Hugging Face format.
+``COURSE_DEVICE`` (see ``hardware.lesson_device``) places the models: the CPU unless it names
+another device.
+
+Taught in: every lesson's first cell.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import os
 from pathlib import Path
 
 import torch
+
+from .hardware import lesson_device, resolve_device
 
 ASSETS = Path(__file__).parent / "assets"
 BUNDLED_MODELS = ("shakespeare-gpt", "shakespeare-gpt-draft")
@@ -82,15 +88,19 @@ def load_tokenizer(name: str | None = None):
     return _from_pretrained(AutoTokenizer, model_name(name))
 
 
-def load_model(name: str | None = None) -> tuple[torch.nn.Module, object]:
-    """A causal LM (float32, eval mode, CPU) and its tokenizer.
+def load_model(name: str | None = None, device: str | torch.device | None = None) -> tuple[torch.nn.Module, object]:
+    """A causal LM (float32, eval mode) and its tokenizer.
 
     Args:
         name: a bundled name (``shakespeare-gpt``, ``shakespeare-gpt-draft``), a Hugging Face id
             such as ``gpt2``, or a local folder. Default: ``$COURSE_MODEL`` or ``shakespeare-gpt``.
+        device: where to put the model ("cpu", "cuda", "mps", "auto" or a ``torch.device``).
+            Default: ``lesson_device()``, i.e. ``$COURSE_DEVICE`` or the CPU.
     """
     from transformers import AutoModelForCausalLM
 
     name = model_name(name)
-    model = _from_pretrained(AutoModelForCausalLM, name).float().eval()
+    device = lesson_device() if device is None else (device if isinstance(device, torch.device)
+                                                     else resolve_device(device))
+    model = _from_pretrained(AutoModelForCausalLM, name).float().eval().to(device)
     return model, load_tokenizer(name)

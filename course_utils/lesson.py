@@ -1,4 +1,8 @@
-"""What every lesson's first cell calls, so lessons run the same everywhere."""
+"""What every lesson's first cell calls, so lessons run the same everywhere.
+
+Taught in: every lesson (``setup``); ``scripts/check.py`` and ``scripts/regenerate_notebooks.py``
+run lessons in ``lesson_environment()``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import random
 import numpy as np
 import torch
 
+from .hardware import lesson_device
+
 LESSON_THREADS = 2  # CPU matmuls are not bitwise equal across thread counts: fix it
 # Set to 1 by scripts/check.py and scripts/regenerate_notebooks.py: a lesson's plt.show() then
 # raises on a figure with an unlabelled axis, so every lesson figure is checked where it is made.
@@ -17,8 +23,12 @@ CHECK_FIGURES = "COURSE_CHECK_FIGURES"
 
 def setup(seed: int = 0, threads: int = LESSON_THREADS) -> torch.Generator:
     """Seed Python, NumPy and torch, fix torch's thread count and print precision, and return
-    a seeded generator.
+    a seeded generator on the lesson's device.
 
+    The device is ``hardware.lesson_device()``: ``$COURSE_DEVICE`` (e.g. ``cuda``, ``mps``) or the
+    CPU. Off the CPU, it also becomes torch's default device, so that the tensors and models a
+    lesson creates land where ``load_model`` put the models. (On the CPU nothing is changed:
+    a default device adds a little overhead to every torch call, and lessons time things.)
     Pass the returned ``torch.Generator`` to sampling so that draws repeat exactly.
     """
     random.seed(seed)
@@ -28,7 +38,10 @@ def setup(seed: int = 0, threads: int = LESSON_THREADS) -> torch.Generator:
     torch.set_printoptions(precision=3, sci_mode=False)
     if os.environ.get(CHECK_FIGURES) == "1":
         require_axis_labels()
-    return torch.Generator().manual_seed(seed)
+    device = lesson_device()
+    if device.type != "cpu":
+        torch.set_default_device(device)
+    return torch.Generator(device).manual_seed(seed)
 
 
 def lesson_environment(base: dict[str, str] | None = None) -> dict[str, str]:

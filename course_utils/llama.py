@@ -333,7 +333,8 @@ class MiniLlama(CourseModel):
         source = hf_model.state_dict()
         model.load_state_dict({name: source[name if name == "lm_head.weight" else "model." + name]
                                for name in model.state_dict()})
-        return model.to(next(hf_model.parameters()).dtype).eval()
+        weight = next(hf_model.parameters())
+        return model.to(device=weight.device, dtype=weight.dtype).eval()  # where and as hf_model is
 
     def to_hf(self) -> nn.Module:
         """The same weights in a transformers ``LlamaForCausalLM``, or ``MistralForCausalLM`` when

@@ -9,13 +9,18 @@ The architecture (Radford et al. 2019, "Language Models are Unsupervised Multita
 learned token and position embeddings, ``n_layer`` pre-norm blocks of masked multi-head
 self-attention and a GELU feed-forward network (four times wider), a final LayerNorm, and an
 LM head whose weight is the token embedding (weight tying).
+
+Taught in: lesson 01 (``causal_mask``), lesson 02 (the whole model, ``from_hf``), lesson 04 (the
+``cache`` argument; the caches themselves are in ``kv_cache.py``), lesson 06 (``head_mask``,
+``forward_with_attention``). ``CourseModel`` and ``attend`` are shared with lesson 08's
+MiniLlama (``llama.py``).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -118,227 +123,16 @@ def attend(
     return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, q.device, n_past)), None
 
 
-def _check_crop(length: int, cached: int) -> None:
-    if not isinstance(length, int) or not 0 <= length <= cached:
-        raise ValueError(f"length must be an integer in [0, {cached}] (the cached positions), got {length!r}")
 
 
-class GrowingKVCache:
-    """The keys and values every layer has computed so far, so that a new token's forward pass
-    needs only that token: per layer, keys and values of shape (B, H, T_past, D).
+class KVCache(Protocol):
+    """What the model needs of a KV cache (lesson 04 builds four in ``kv_cache.py``): how many
+    positions it holds, and ``extend`` to add this step's keys and values of one layer and get
+    back all of them."""
 
-    The growing form: each step concatenates the new keys and values onto the old ones, so every
-    step allocates and copies the whole cache again, and memory is only what is used.
-    """
+    def __len__(self) -> int: ...
 
-    def __init__(self) -> None:
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-
-    def __len__(self) -> int:
-        """How many positions are cached."""
-        return self.keys[0].shape[2] if self.keys else 0
-
-    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append this step's k, v (B, H, T_new, D) for ``layer``; return all of them so far."""
-        if layer == len(self.keys):
-            self.keys.append(k)
-            self.values.append(v)
-        else:
-            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
-            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
-        return self.keys[layer], self.values[layer]
-
-    def reorder(self, rows: torch.Tensor) -> None:
-        """Keep batch rows ``rows`` (in that order), as beam search does when beams swap."""
-        self.keys = [k[rows] for k in self.keys]
-        self.values = [v[rows] for v in self.values]
-
-    def crop(self, length: int) -> None:
-        """Forget every position from ``length`` on (speculative decoding's rollback)."""
-        _check_crop(length, len(self))
-        self.keys = [k[:, :, :length] for k in self.keys]
-        self.values = [v[:, :, :length] for v in self.values]
-
-    def nbytes(self) -> int:
-        """Bytes held by the cached tensors."""
-        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
-
-
-class PreallocatedKVCache:
-    """The same cache in buffers of ``max_length`` positions, allocated at the first call and
-    written in place: per layer, keys and values of shape (B, H, max_length, D), of which the first
-    ``len(cache)`` positions are filled. Each step writes only the new positions and hands
-    attention a view of the filled part; no step allocates or copies the past.
-    (``transformers`` calls this a static cache, and the growing one dynamic.)
-    """
-
-    def __init__(self, max_length: int) -> None:
-        if not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"max_length must be a positive int (positions to hold), got {max_length!r}")
-        self.max_length = max_length
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-        self.lengths: list[int] = []  # filled positions, per layer
-
-    def __len__(self) -> int:
-        """How many positions are cached."""
-        return self.lengths[0] if self.lengths else 0
-
-    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this step's k, v (B, H, T_new, D) for ``layer``; return views of all filled positions."""
-        if layer == len(self.keys):
-            B, H, _, D = k.shape
-            self.keys.append(k.new_empty(B, H, self.max_length, D))
-            self.values.append(v.new_empty(B, H, self.max_length, D))
-            self.lengths.append(0)
-        start, end = self.lengths[layer], self.lengths[layer] + k.shape[2]
-        if end > self.max_length:
-            raise ValueError(f"the cache holds at most max_length={self.max_length} positions; {end} were asked for")
-        self.keys[layer][:, :, start:end] = k
-        self.values[layer][:, :, start:end] = v
-        self.lengths[layer] = end
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
-
-    def reorder(self, rows: torch.Tensor) -> None:
-        """Keep batch rows ``rows`` (in that order), as beam search does when beams swap."""
-        for buffers in (self.keys, self.values):
-            for layer, old in enumerate(buffers):
-                new = old.new_empty(len(rows), *old.shape[1:])
-                new[:, :, : self.lengths[layer]] = old[rows, :, : self.lengths[layer]]
-                buffers[layer] = new
-
-    def crop(self, length: int) -> None:
-        """Forget every position from ``length`` on (speculative decoding's rollback): only the
-        filled length changes; nothing is copied, and the next write overwrites the rest."""
-        _check_crop(length, len(self))
-        self.lengths = [length] * len(self.lengths)
-
-    def nbytes(self) -> int:
-        """Bytes held by the buffers: all ``max_length`` positions, however many are filled."""
-        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
-
-
-def quantize_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 quantisation of each vector along the last dimension: x (..., D) ->
-    (int8 values (..., D), float32 scales (..., 1)) with x ~ values * scale, where
-    scale = max|x| / 127, so the rounding error is at most scale / 2 per element."""
-    scale = x.float().abs().amax(dim=-1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny) / 127
-    return (x.float() / scale).round().clamp(-127, 127).to(torch.int8), scale
-
-
-def int8_weights(model: nn.Module) -> tuple[nn.Module, int]:
-    """Weight-only int8 quantisation, simulated: a copy of ``model`` in which every 2-D weight
-    (the linear layers and the embeddings; a tied matrix once) is rounded to int8 with one float32
-    scale per row (``quantize_int8``) and read back in its dtype, and the bytes its parameters
-    would take stored that way: one byte per such weight plus 4 per row, the rest (biases, norms)
-    as they are. Activations and arithmetic are unchanged, so the copy's outputs show the error
-    the rounding alone causes; a real int8 kernel would also compute in lower precision."""
-    quantized = copy.deepcopy(model)
-    stored = 0
-    with torch.no_grad():
-        for parameter in quantized.parameters():  # each shared (tied) parameter once
-            if parameter.dim() == 2:
-                values, scales = quantize_int8(parameter)
-                parameter.copy_((values.float() * scales).to(parameter.dtype))
-                stored += values.numel() + scales.numel() * 4
-            else:
-                stored += parameter.numel() * parameter.element_size()
-    return quantized, stored
-
-
-class Int8KVCache:
-    """The growing cache, stored in int8: per layer, keys and values as int8 (B, H, T, D) with
-    one float32 scale per head and position (B, H, T, 1), from ``quantize_int8``. That is D + 4
-    bytes per head and position instead of 4 D in float32 (2 D in float16).
-
-    Each step quantises the new keys and values, appends them, and hands attention all of them
-    read back in the model's dtype, so attention itself runs as before on slightly rounded
-    inputs; only storage shrinks.
-    """
-
-    def __init__(self) -> None:
-        self.keys: list[torch.Tensor] = []  # int8 (B, H, T, D) per layer
-        self.values: list[torch.Tensor] = []
-        self.key_scales: list[torch.Tensor] = []  # float32 (B, H, T, 1) per layer
-        self.value_scales: list[torch.Tensor] = []
-
-    def __len__(self) -> int:
-        """How many positions are cached."""
-        return self.keys[0].shape[2] if self.keys else 0
-
-    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Quantise and append this step's k, v (B, H, T_new, D) for ``layer``; return all keys and
-        values so far, read back in k's dtype."""
-        stores = (self.keys, self.key_scales, self.values, self.value_scales)
-        new = (*quantize_int8(k), *quantize_int8(v))
-        for store, tensor in zip(stores, new):
-            if layer == len(store):
-                store.append(tensor)
-            else:
-                store[layer] = torch.cat([store[layer], tensor], dim=2)
-        keys = (self.keys[layer] * self.key_scales[layer]).to(k.dtype)
-        values = (self.values[layer] * self.value_scales[layer]).to(v.dtype)
-        return keys, values
-
-    def reorder(self, rows: torch.Tensor) -> None:
-        """Keep batch rows ``rows`` (in that order), as beam search does when beams swap."""
-        for store in (self.keys, self.key_scales, self.values, self.value_scales):
-            store[:] = [t[rows] for t in store]
-
-    def nbytes(self) -> int:
-        """Bytes held by the int8 tensors and their scales."""
-        stores = self.keys + self.key_scales + self.values + self.value_scales
-        return sum(t.numel() * t.element_size() for t in stores)
-
-
-class SlidingWindowKVCache:
-    """For a model with a sliding window of W tokens: keeps only the keys and values of the last
-    W - 1 positions, all a new token can still attend to, per layer (B, H, W - 1, D) at most.
-    Memory stops growing with the length; ``len()`` still counts every position seen, because
-    positions (RoPE) keep counting. Each ``extend`` returns the kept past plus the new tokens,
-    which ``attend`` masks with the window."""
-
-    def __init__(self, window: int) -> None:
-        if not isinstance(window, int) or window < 1:
-            raise ValueError(f"window must be a positive integer, got {window!r}")
-        self.window = window
-        self.seen = 0
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-
-    def __len__(self) -> int:
-        """How many positions have passed through the cache (not how many it holds)."""
-        return self.seen
-
-    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The kept keys and values of ``layer`` followed by this step's k, v (B, H, T_new, D);
-        then keep only the last W - 1 of them."""
-        if layer == len(self.keys):
-            keys, values = k, v
-            self.keys.append(k)
-            self.values.append(v)
-        else:
-            keys = torch.cat([self.keys[layer], k], dim=2)
-            values = torch.cat([self.values[layer], v], dim=2)
-        start = max(0, keys.shape[2] - (self.window - 1))
-        self.keys[layer], self.values[layer] = keys[:, :, start:], values[:, :, start:]
-        if layer == 0:  # as the other caches, whose length is that of layer 0's keys
-            self.seen += k.shape[2]
-        return keys, values
-
-    def reorder(self, rows: torch.Tensor) -> None:
-        """Keep batch rows ``rows`` (in that order), as beam search does when beams swap."""
-        self.keys = [k[rows] for k in self.keys]
-        self.values = [v[rows] for v in self.values]
-
-    def nbytes(self) -> int:
-        """Bytes held by the kept key and value tensors."""
-        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
-
-
-# Any form: each has len(), extend, reorder and nbytes.
-KVCache = GrowingKVCache | PreallocatedKVCache | Int8KVCache | SlidingWindowKVCache
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
@@ -385,30 +179,6 @@ def positions_and_key_mask(
     return positions, allowed | itself
 
 
-def multiply_adds_per_token(config: GPTConfig, n_past: int = 0) -> int:
-    """Matrix multiply-adds to process one token that attends to ``n_past`` earlier tokens.
-
-    Per layer: q, k, v and output projections 4C^2, the MLP 8C^2, and attention itself
-    2 (n_past + 1) C (scores and weighted sum); then the LM head C V. LayerNorms, GELU, softmax
-    and embedding look-ups are elementwise and left out.
-    """
-    C = config.n_embd
-    per_layer = 12 * C * C + 2 * (n_past + 1) * C
-    return config.n_layer * per_layer + C * config.vocab_size
-
-
-def kv_cache_bytes(config, seq_len: int, batch: int = 1, bytes_per_value: int = 4) -> int:
-    """Bytes of keys and values for ``seq_len`` positions of ``batch`` sequences:
-    2 (keys and values) x layers x batch x positions kept x key/value heads x head size x bytes
-    per value. ``config``: a GPTConfig or a LlamaConfig, whose ``n_kv_heads`` (grouped-query
-    attention) may be fewer than its heads; with a ``sliding_window`` of W, only the last W - 1
-    positions are kept between steps (``SlidingWindowKVCache``)."""
-    kv_heads = getattr(config, "n_kv_heads", config.n_head)
-    window = getattr(config, "sliding_window", None)
-    kept = seq_len if window is None else min(seq_len, window - 1)
-    return 2 * config.n_layer * batch * kept * kv_heads * config.head_size * bytes_per_value
-
-
 class CausalSelfAttention(nn.Module):
     """Masked multi-head self-attention: each position attends to itself and the past."""
 
@@ -419,6 +189,9 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # queries, keys, values
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)  # output projection
         self.resid_dropout = nn.Dropout(config.dropout)
+        # (H,) factors for each head's output before c_proj mixes the heads (0 removes a head),
+        # or None; lesson 06 sets it to ablate heads (``attention.heads_scaled``).
+        self.head_mask: torch.Tensor | None = None
 
     def forward(
         self,
@@ -427,13 +200,11 @@ class CausalSelfAttention(nn.Module):
         return_attention: bool = False,
         cache: KVCache | None = None,
         layer: int = 0,
-        head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, T, C). key_mask: bool (B, 1, T, T_all), True where attending is allowed, or
         None for the plain causal mask (T_all = T_past + T keys when ``cache`` holds T_past
-        positions of this ``layer``). head_mask: (H,) factors for each head's output before the
-        heads are mixed by ``c_proj`` (0 removes a head), or None. Returns the output (B, T, C)
-        and, when asked, the attention weights (B, H, T, T_all)."""
+        positions of this ``layer``). Returns the output (B, T, C) and, when asked, the attention
+        weights (B, H, T, T_all)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, H, T, D): each head sees its own D-dimensional slice.
@@ -441,8 +212,8 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.extend(layer, k, v)  # new queries attend to all cached keys too
         y, weights = attend(q, k, v, key_mask, return_attention)
-        if head_mask is not None:
-            y = y * head_mask.to(y.dtype)[:, None, None]  # (B, H, T, D) scaled head by head
+        if self.head_mask is not None:
+            y = y * self.head_mask.to(y.dtype)[:, None, None]  # (B, H, T, D) scaled head by head
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y)), weights
 
@@ -478,9 +249,8 @@ class Block(nn.Module):
         return_attention: bool = False,
         cache: KVCache | None = None,
         layer: int = 0,
-        head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attn(self.ln_1(x), key_mask, return_attention, cache, layer, head_mask)
+        attended, weights = self.attn(self.ln_1(x), key_mask, return_attention, cache, layer)
         x = x + attended
         x = x + self.mlp(self.ln_2(x))
         return x, weights
@@ -546,22 +316,15 @@ class MiniGPT(CourseModel):
         attention_mask: torch.Tensor | None,
         return_attention: bool,
         cache: KVCache | None = None,
-        head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Final hidden states (B, T, C) and, when asked, each layer's attention (B, H, T, T_all)."""
         n_past = len(cache) if cache is not None else 0
-        if head_mask is not None and tuple(head_mask.shape) != (self.config.n_layer, self.config.n_head):
-            raise ValueError(
-                f"head_mask must have shape (n_layer, n_head) = {(self.config.n_layer, self.config.n_head)}, "
-                f"got {tuple(head_mask.shape)}"
-            )
         self._check_input_ids(input_ids, n_past)
         positions, key_mask = positions_and_key_mask(input_ids, attention_mask, n_past)
         x = self.drop(self.wte(input_ids) + self.wpe(positions))
         attentions = []
         for layer, block in enumerate(self.h):
-            x, weights = block(x, key_mask, return_attention, cache, layer,
-                               None if head_mask is None else head_mask[layer])
+            x, weights = block(x, key_mask, return_attention, cache, layer)
             if weights is not None:
                 attentions.append(weights)
         return self.ln_f(x), attentions
@@ -572,7 +335,6 @@ class MiniGPT(CourseModel):
         targets: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
-        head_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """input_ids: (B, T) token ids, T <= context_length.
 
@@ -582,18 +344,16 @@ class MiniGPT(CourseModel):
         (left) padding with 0; with a cache it covers the cached tokens too, (B, T_past + T).
         ``cache``: a ``KVCache`` holding the keys and values of the tokens before ``input_ids``;
         it is extended with this call's, so the next call passes only the tokens after these.
-        ``head_mask`` (n_layer, n_head): a factor for each head's output, 0 to ablate it (lesson 06).
         """
-        hidden, _ = self._run(input_ids, attention_mask, return_attention=False, cache=cache, head_mask=head_mask)
+        hidden, _ = self._run(input_ids, attention_mask, return_attention=False, cache=cache)
         return self._logits_or_loss(hidden, targets)
 
     @torch.no_grad()
     def forward_with_attention(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits (B, T, V) and every layer's attention weights, a list of n_layer (B, H, T, T)."""
-        hidden, attentions = self._run(input_ids, attention_mask, return_attention=True, head_mask=head_mask)
+        hidden, attentions = self._run(input_ids, attention_mask, return_attention=True)
         return self.lm_head(hidden), attentions
 
     # ---- conversion to and from transformers' GPT2LMHeadModel -----------------------------
@@ -636,7 +396,8 @@ class MiniGPT(CourseModel):
             )
             state[name] = hf_value.t() if name.endswith(CONV1D_WEIGHTS) else hf_value
         model.load_state_dict(state)
-        return model.to(next(hf_model.parameters()).dtype).eval()
+        weight = next(hf_model.parameters())
+        return model.to(device=weight.device, dtype=weight.dtype).eval()  # where and as hf_model is
 
     def hf_config_dict(self) -> dict:
         """The arguments of the equivalent ``transformers.GPT2Config``."""
@@ -651,7 +412,7 @@ class MiniGPT(CourseModel):
 
     def to_hf(self) -> nn.Module:
         """The same weights in a transformers ``GPT2LMHeadModel`` (eval mode)."""
-        from transformers import GPT2Config, GPT2LMHeadModel
+        from transformers import GPT2Config, GPT2LMHeadModel  # here, not above: importing transformers takes seconds
 
         hf_model = GPT2LMHeadModel(GPT2Config(**self.hf_config_dict()))
         state = {}

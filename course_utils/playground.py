@@ -3,6 +3,8 @@ before and after filtering, and a seeded continuation.
 
 The logic is pure (``distribution_rows``, ``distribution_html``, ``seeded_continuation``) and
 unit-tested; ``SamplingPlayground`` only wires ipywidgets sliders to it.
+
+Taught in: lesson 03.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .generation import GenerationSettings, generate, next_token_logits
+from .adapters import model_device, next_token_logits
+from .generation import generate
+from .sampling import GenerationSettings
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,8 @@ def seeded_continuation(
     model: torch.nn.Module, tokenizer, input_ids: torch.Tensor, settings: GenerationSettings, seed: int = 0
 ) -> str:
     """The text sampled after ``input_ids`` with ``settings`` and a generator seeded with ``seed``."""
-    arguments = {name: getattr(settings, name) for name in (
-        "do_sample", "temperature", "top_k", "top_p", "min_p", "repetition_penalty")}
-    out = generate(model, input_ids, settings.max_new_tokens, generator=torch.Generator().manual_seed(seed),
-                   **arguments)
+    generator = torch.Generator(input_ids.device).manual_seed(seed)
+    out = generate(model, input_ids, generation_config=settings, generator=generator)
     return tokenizer.decode(out[0, input_ids.shape[1]:])
 
 
@@ -82,7 +84,7 @@ class SamplingPlayground:
         import ipywidgets as widgets
 
         self.model, self.tokenizer = model, tokenizer
-        self.input_ids = tokenizer(prompt, return_tensors="pt").input_ids
+        self.input_ids = tokenizer(prompt, return_tensors="pt").input_ids.to(model_device(model))
         self.max_new_tokens = max_new_tokens
         style = {"description_width": "150px"}
         layout = widgets.Layout(width="450px")

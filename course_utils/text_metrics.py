@@ -1,10 +1,15 @@
-"""Measures of generated text: diversity, repetition and likelihood."""
+"""Measures of generated text: diversity, repetition and likelihood.
+
+Taught in: lesson 03 (comparing decoding strategies).
+"""
 
 from __future__ import annotations
 
 import math
 
 import torch
+
+from .adapters import logits_fn
 
 
 def ngrams(tokens: list[int], n: int) -> list[tuple[int, ...]]:
@@ -38,8 +43,6 @@ def repeated_ngram_rate(tokens: list[int], n: int = 4) -> float:
 def continuation_perplexity(model: torch.nn.Module, sequence: torch.Tensor, prompt_length: int) -> float:
     """exp(mean negative log-likelihood) of ``sequence[prompt_length:]`` (1-D ids) under ``model``,
     each token given everything before it. Low: text the model itself finds likely."""
-    from .evaluation import logits_fn
-
     if not 0 < prompt_length < len(sequence):
         raise ValueError(f"prompt_length must be in [1, {len(sequence) - 1}], got {prompt_length}")
     logits = logits_fn(model)(sequence[None, :])[0, prompt_length - 1 : -1].float()

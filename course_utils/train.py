@@ -19,21 +19,32 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import shutil
-import tempfile
+import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerFast
 
-from .data import load_corpus
-from .evaluation import bits_per_byte
-from .hardware import DEVICES, PRECISIONS, PrecisionChoice, autocast, choose_precision, lesson_device, resolve_device
+from .data import SDIST_SHA256, load_corpus
+from .evaluation import bits_per_byte, greedy_agreement
+from .files import atomic_folder, atomic_path, remove_leftovers
+from .generation import generate
+from .hardware import (
+    DEVICES,
+    PRECISIONS,
+    PrecisionChoice,
+    autocast,
+    choose_precision,
+    describe_machine,
+    lesson_device,
+    resolve_device,
+)
+from .hub import load_model
 from .llama import LlamaConfig, MiniLlama, equal_parameter_llama
 from .model import CourseModel, GPTConfig, MiniGPT
 from .tokenizer import END_OF_TEXT, save_for_transformers, train_bpe
@@ -187,7 +198,8 @@ def random_batch(
     tokens: torch.Tensor, batch_size: int, context_length: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows: inputs (B, T) and targets (B, T), the same windows shifted by one."""
-    starts = torch.randint(0, len(tokens) - context_length - 1, (batch_size,), generator=generator)
+    starts = torch.randint(0, len(tokens) - context_length - 1, (batch_size,), generator=generator,
+                           device=generator.device)
     return windows_at(tokens, starts, context_length)
 
 
@@ -200,8 +212,6 @@ def teacher_greedy_texts(teacher: MiniGPT, tokens: torch.Tensor, count: int, len
     """(count, length) token ids: each row a window of ``TEACHER_PROMPT_TOKENS`` tokens of
     ``tokens`` (1-D, the training text) at a random start, continued greedily by ``teacher`` to
     ``length`` tokens."""
-    from .generation import generate
-
     if length <= TEACHER_PROMPT_TOKENS:
         raise ValueError(f"length must exceed the {TEACHER_PROMPT_TOKENS}-token prompt, got {length}")
     teacher_device = next(teacher.parameters()).device
@@ -242,35 +252,55 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig, fused: bool = Tr
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95), fused=fused, foreach=not fused)
 
 
-def clip_and_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float) -> None:
-    """Clip the accumulated gradients' norm to ``grad_clip``, step the optimizer, clear them."""
+def update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
+    """One optimisation step from ``loss``, as lesson 05 writes it: backward, clip the gradient
+    norm, step, clear. (``training_step`` adds micro-batches and autocast around the same steps.)"""
+    loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
 
-def update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
-    """One optimisation step from ``loss``: backward, clip the gradient norm, step, clear."""
-    loss.backward()
-    clip_and_step(model, optimizer, grad_clip)
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (inputs, targets) (B, T) -> mean loss
 
 
-def temporary_name_prefix(path: Path) -> str:
-    """How ``save_atomically`` names the temporary files it writes before renaming to ``path``."""
-    return f".{path.name}."
+def training_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    micro_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: LossFn | None = None,
+    grad_clip: float | None = 1.0,
+    precision: str = "float32",
+) -> torch.Tensor:
+    """The one training step every trainer here takes (the ``Trainer``, lesson 06's copying model,
+    the training benchmark): for each of the N micro-batches (inputs, targets), each (B, T) on
+    the model's device, the loss ``loss_fn(inputs, targets)`` (default: the model's own) under
+    ``precision`` autocast, backward with the loss divided by N, so the summed gradients are those
+    of the mean over all micro-batches; then clip the gradient norm to ``grad_clip`` (None: no
+    clipping), step and clear. Returns the mean loss as a 0-d tensor, left on the device."""
+    micro_batches = list(micro_batches)
+    if not micro_batches:
+        raise ValueError("micro_batches must hold at least one (inputs, targets) pair")
+    loss_fn = loss_fn or model
+    device = next(model.parameters()).device
+    model.train()
+    total = torch.zeros((), device=device)
+    for inputs, targets in micro_batches:
+        with autocast(device, precision):
+            loss = loss_fn(inputs, targets) / len(micro_batches)
+        loss.backward()
+        total += loss.detach()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
 
 
 def save_atomically(obj: dict, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=temporary_name_prefix(path), dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 class CheckpointError(ValueError):
@@ -304,6 +334,9 @@ class Trainer:
     teacher_model: MiniGPT | None = None  # required when config.distill_weight > 0
     progress: bool = True  # a progress bar, and a line per evaluation
     device: str | torch.device | None = None
+    # The model to train; None builds a fresh one from config.model (seeded with config.seed).
+    # A model built elsewhere (as minGPT's Trainer takes one) must match config.model.
+    model: CourseModel | None = None
     history: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": [], "eval_step": [], "val_bpb": []})
 
     def __post_init__(self) -> None:
@@ -323,15 +356,18 @@ class Trainer:
                 self.teacher_model, self.train_tokens, self.config.teacher_texts,
                 self.config.tokens_per_sequence, torch.Generator().manual_seed(self.config.seed))
         torch.manual_seed(self.config.seed)
-        self.model = build_model(self.config.model).to(self.device)
+        if self.model is None:
+            self.model = build_model(self.config.model)
+        elif self.model.config != self.config.model:
+            raise ValueError(f"model has config {self.model.config}, but config.model is {self.config.model}; "
+                             "they must match (checkpoints and the learning-rate schedule depend on it)")
+        self.model = self.model.to(self.device)
         self.optimizer = make_optimizer(self.model, self.config)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.step = 0
         self.elapsed = 0.0
         checkpoint = self.out / CHECKPOINT_NAME
-        # A process killed while writing leaves its temporary file behind (never the checkpoint).
-        for stale in self.out.glob(temporary_name_prefix(checkpoint) + "*"):
-            stale.unlink()
+        remove_leftovers(checkpoint)  # a process killed while writing leaves its temporary file
         if checkpoint.exists():
             self.restore(load_checkpoint(checkpoint))
 
@@ -386,22 +422,14 @@ class Trainer:
             # The last position has no next token to be scored against (only the teacher's logits).
             no_target = torch.full((from_teacher, 1), -100, dtype=rows.dtype)
             inputs, targets = torch.cat([inputs, rows]), torch.cat([targets, torch.cat([rows[:, 1:], no_target], 1)])
-        self.model.train()
-        loss = torch.zeros((), device=self.device)
-        for micro_inputs, micro_targets in zip(inputs.split(config.batch_size), targets.split(config.batch_size)):
-            micro_inputs, micro_targets = micro_inputs.to(self.device), micro_targets.to(self.device)
-            with autocast(self.device, self.precision.precision):
-                if self.teacher_model is None:
-                    micro_loss = self.model(micro_inputs, micro_targets)
-                else:
-                    micro_loss = distillation_loss(self.model(micro_inputs), self.teacher_model(micro_inputs),
-                                                   micro_targets, config.distill_weight)
-            # Each micro-batch loss is a mean over its tokens; dividing by their number makes the
-            # summed gradients those of the mean over the whole batch.
-            scaled = micro_loss / config.gradient_accumulation_steps
-            scaled.backward()
-            loss += scaled.detach()
-        clip_and_step(self.model, self.optimizer, config.grad_clip)
+        micro_batches = [(micro_inputs.to(self.device), micro_targets.to(self.device)) for micro_inputs, micro_targets
+                         in zip(inputs.split(config.batch_size), targets.split(config.batch_size))]
+        loss_fn = None
+        if self.teacher_model is not None:
+            def loss_fn(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+                return distillation_loss(self.model(inputs), self.teacher_model(inputs), targets, config.distill_weight)
+        loss = training_step(self.model, self.optimizer, micro_batches, loss_fn, config.grad_clip,
+                             self.precision.precision)
         self.step += 1
         self.history["step"].append(self.step)
         value = loss.item()  # the step's one synchronisation
@@ -464,11 +492,6 @@ def train_side_by_side(trainers: list[Trainer]) -> None:
             raise ValueError("train_side_by_side needs a time budget (config.max_minutes) for every trainer")
     while active := [trainer for trainer in trainers if not trainer.finished()]:
         min(active, key=lambda trainer: trainer.elapsed).advance()
-
-
-def describe_machine() -> str:
-    processor = platform.processor() or platform.machine()
-    return f"{processor}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 MODEL_CARD = """---
@@ -535,12 +558,8 @@ def distillation_summary(config: TrainConfig) -> str:
 
 def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: dict) -> None:
     """Write the HF-format model, tokenizer, model card and metrics to ``trainer.out / 'model'``."""
-    from .data import SDIST_SHA256
-
     config = trainer.config
-    final = trainer.out / "model"
-    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=trainer.out))
-    try:
+    with atomic_folder(trainer.out / "model") as staging:
         hf_model = trainer.model.to_hf()
         hf_model.config.bos_token_id = hf_model.config.eos_token_id = tokenizer.token_to_id(END_OF_TEXT)
         hf_model.config.pad_token_id = None
@@ -569,17 +588,9 @@ def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: 
             distillation=distillation_summary(config),
             metrics="\n".join(f"- {key}: {value}" for key, value in extra_metrics.items() if key != "train_texts"),
         ))
-        staging.chmod(0o755)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> None:
-    from transformers import PreTrainedTokenizerFast
-
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train a bundled course model from scratch.")
     parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/<preset>)")
@@ -623,8 +634,6 @@ def main(argv: list[str] | None = None) -> None:
 
     teacher = None
     if config.teacher:
-        from .hub import load_model
-
         teacher_hf, teacher_tokenizer = load_model(config.teacher)
         if teacher_tokenizer.get_vocab() != hf_tokenizer.get_vocab():
             raise ValueError(f"teacher {config.teacher!r} must use the tokenizer this run trains")
@@ -640,8 +649,6 @@ def main(argv: list[str] | None = None) -> None:
     metrics = {"train_texts": len(corpus.train),
                "validation_bits_per_byte": round(bits_per_byte(trainer.model, hf_tokenizer, validation), 4)}
     if teacher is not None:
-        from .evaluation import greedy_agreement
-
         rate = greedy_agreement(trainer.model, teacher, hf_tokenizer, validation, config.model.context_length)
         metrics["greedy_agreement_with_teacher"] = round(rate, 4)
     print(json.dumps(metrics))
@@ -652,7 +659,8 @@ def main(argv: list[str] | None = None) -> None:
         command += f" --teacher {args.teacher}"
     export(trainer, args.preset, tokenizer, command, metrics)
     print(f"Saved {out / 'model'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -51,8 +51,9 @@ import torch
 from transformers import TextStreamer
 
 from course_utils import MiniGPT, generate, load_model
-from course_utils.generation import (
-    StopOnText,
+from course_utils.generation import StopOnText
+from course_utils.lesson import setup
+from course_utils.sampling import (
     apply_frequency_presence_penalty,
     apply_repetition_penalty,
     apply_temperature,
@@ -60,7 +61,6 @@ from course_utils.generation import (
     top_k_filter,
     top_p_filter,
 )
-from course_utils.lesson import setup
 from course_utils.text_metrics import continuation_perplexity, distinct_n, repeated_ngram_rate
 
 generator = setup(seed=0)

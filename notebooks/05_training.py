@@ -49,9 +49,10 @@ import torch
 import torch.nn.functional as F
 
 from course_utils import MiniGPT, generate, load_model, load_tokenizer
+from course_utils.adapters import logits_fn
 from course_utils.bench import training_benchmark
 from course_utils.data import load_corpus
-from course_utils.evaluation import bits_per_byte, logits_fn, token_nll
+from course_utils.evaluation import bits_per_byte, token_nll
 from course_utils.hardware import choose_precision
 from course_utils.lesson import check_below, setup
 from course_utils.model import GPTConfig
@@ -840,7 +841,7 @@ assert ours_n < rows[0][2] / 2
 #
 # ## 8. Training fast on a CPU
 #
-# `python -m course_utils.bench training` times training steps of `MiniGPT` and of `transformers`'
+# `python -m course_utils bench training` times training steps of `MiniGPT` and of `transformers`'
 # `GPT2LMHeadModel` holding the same weights, with the same batch and settings, and of `MiniGPT`
 # with one setting changed at a time. Here it is on this lesson's model, in the precision `"auto"`
 # picks on your machine (the command's default is the bundled model's size; its results are in

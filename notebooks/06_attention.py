@@ -396,8 +396,10 @@ assert all(late < early for early, late in in_context.values())
 # ## 5. Which heads matter? Ablation
 #
 # A score says where a head looks, not whether what it finds is used. To measure that, remove the
-# head: `MiniGPT` takes a `head_mask` of shape (layers, heads) that multiplies each head's output
-# before the heads are mixed, so a 0 knocks one head out and nothing else changes.
+# head: each attention layer of `MiniGPT` has a `head_mask` attribute, one factor per head that
+# multiplies the head's output before the heads are mixed, so a 0 knocks one head out and nothing
+# else changes (`heads_scaled` sets it for every layer from a (layers, heads) table, for the
+# duration of a `with` block; the forward pass itself takes no extra argument).
 # `ablation_effects` does it for every head in turn and returns how much the next-token loss on
 # the *Hamlet* passages rises.
 

@@ -45,28 +45,25 @@ import torch
 from scipy.stats import chisquare
 
 from course_utils import GPTConfig, MiniGPT, generate, load_model
-from course_utils.bench import (
-    SPECULATIVE_PROMPTS,
-    cached_pass_seconds,
-    drafting_like_ours,
-    interleaved_rates,
-    paired_ratio,
-)
 from course_utils.compat import ASSISTED_GENERATION_MESSAGES, hidden_transformers_messages
-from course_utils.generation import DEFAULT_ASSISTANT_TOKENS, GenerationSettings
 from course_utils.hub import draft_model_name, model_name
 from course_utils.lesson import setup
+from course_utils.sampling import GenerationSettings
 from course_utils.speculative import (
+    DEFAULT_ASSISTANT_TOKENS,
+    SPECULATIVE_PROMPTS,
     ModelDrafter,
     PromptLookupDrafter,
     SpeculativeStats,
     accept_drafts,
     distributions,
+    drafting_like_ours,
     expected_tokens_per_step,
     predicted_speedup,
     residual_distribution,
     speculative_generate,
 )
+from course_utils.timing import cached_pass_seconds, interleaved_rates, paired_ratio
 
 generator = setup(seed=0)
 hf_target, tokenizer = load_model()
@@ -449,7 +446,7 @@ assert statistics.median(cost_factor.values()) > statistics.median(tokens_factor
 # runs between the passes. On models this small a pass takes a few milliseconds, so that work is
 # a visible fraction of it.
 # `generate()`'s default number of drafts was chosen the same way, by `python -m
-# course_utils.bench speculative` on five prompts of 200 tokens (the README has the table).
+# course_utils bench speculative` on five prompts of 200 tokens (the README has the table).
 #
 # ## 6. When it does not pay
 #
@@ -600,7 +597,7 @@ if model_name() == "shakespeare-gpt":
 # our model does repeat is itself: greedy text from a small model soon falls into loops (lesson
 # 03), so when its own words are quoted back, or once it has written a while, the tokens after
 # the latest match are the right guesses, several per target pass, at no draft cost at all. That
-# is also why prompt lookup wins in `course_utils.bench speculative` on ordinary prompts. A
+# is also why prompt lookup wins in `python -m course_utils bench speculative` on ordinary prompts. A
 # failed lookup costs almost nothing: it drafts little or nothing, and the target's pass yields
 # its one token as usual.
 #

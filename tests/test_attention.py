@@ -135,16 +135,21 @@ def test_repeated_blocks_mark_exactly_the_copyable_positions():
 
 def test_a_head_mask_of_ones_changes_nothing_and_zeros_remove_a_heads_output():
     from course_utils import GPTConfig
+    from course_utils.attention import heads_scaled
 
     torch.manual_seed(0)
     mini = MiniGPT(GPTConfig(vocab_size=50, context_length=16, n_layer=2, n_head=4, n_embd=32)).eval()
     ids = torch.randint(0, 50, (2, 10))
     with torch.no_grad():
         plain = mini(ids)
-        assert torch.equal(mini(ids, head_mask=torch.ones(2, 4)), plain)
+        with heads_scaled(mini, torch.ones(2, 4)):
+            assert torch.equal(mini(ids), plain)
         mask = torch.ones(2, 4)
         mask[1, 2] = 0.0
-        ablated = mini(ids, head_mask=mask)
+        with heads_scaled(mini, mask):
+            ablated = mini(ids)
+        assert all(block.attn.head_mask is None for block in mini.h)  # restored on leaving the block
+        assert torch.equal(mini(ids), plain)
         # by hand: the last layer's attention output without head 2's slice of c_proj's input
         block = mini.h[1]
         x = mini.wte(ids) + mini.wpe(torch.arange(10))
@@ -159,12 +164,13 @@ def test_a_head_mask_of_ones_changes_nothing_and_zeros_remove_a_heads_output():
     assert (ablated - by_hand).abs().max() < 1e-5
     assert (ablated - plain).abs().max() > 1e-3
     with pytest.raises(ValueError, match=r"head_mask must have shape \(n_layer, n_head\) = \(2, 4\)"):
-        mini(ids, head_mask=torch.ones(4))
+        with heads_scaled(mini, torch.ones(4)):
+            pass
 
 
 def test_ablation_effects_are_the_loss_change_of_each_head():
     from course_utils import GPTConfig
-    from course_utils.attention import ablation_effects
+    from course_utils.attention import ablation_effects, heads_scaled
 
     torch.manual_seed(0)
     mini = MiniGPT(GPTConfig(vocab_size=50, context_length=16, n_layer=2, n_head=2, n_embd=16)).eval()
@@ -174,8 +180,8 @@ def test_ablation_effects_are_the_loss_change_of_each_head():
         assert base == pytest.approx(mini(windows[:, :-1], windows[:, 1:]).item(), abs=1e-6)
         mask = torch.ones(2, 2)
         mask[0, 1] = 0
-        assert effects[0, 1].item() == pytest.approx(
-            mini(windows[:, :-1], windows[:, 1:], head_mask=mask).item() - base, abs=1e-6)
+        with heads_scaled(mini, mask):
+            assert effects[0, 1].item() == pytest.approx(mini(windows[:, :-1], windows[:, 1:]).item() - base, abs=1e-6)
     assert effects.shape == (2, 2) and (effects != 0).all()
     with pytest.raises(ValueError, match="windows must be"):
         ablation_effects(mini, torch.zeros(5, dtype=torch.long))
@@ -258,3 +264,20 @@ def test_the_explorer_updates_when_a_control_changes(bundled):
         model, tokenizer("To be, or not to be, that is the question", return_tensors="pt").input_ids)[4][0].mean(0))
     explorer.controls["text"].value = "HAMLET.\nWords, words, words."
     assert "Words" in explorer.heatmap.value or "␣words" in explorer.heatmap.value
+
+
+def test_attention_weights_of_a_mini_llama_come_from_its_own_explicit_path():
+    """Issue 23's bug: a MiniLlama is a course model, but the old test (``isinstance(model, MiniGPT)``)
+    sent it down the transformers branch, which passes ``output_attentions`` to its forward."""
+    from course_utils import LlamaConfig, MiniLlama
+
+    torch.manual_seed(0)
+    llama = MiniLlama(LlamaConfig(vocab_size=50, context_length=16, n_layer=2, n_head=4, n_kv_heads=2,
+                                  n_embd=32)).eval()
+    ids = torch.randint(0, 50, (2, 9))
+    weights = attention_weights(llama, ids)
+    assert len(weights) == 2 and all(w.shape == (2, 4, 9, 9) for w in weights)
+    expected = llama.forward_with_attention(ids)[1]
+    assert all(torch.equal(ours, theirs) for ours, theirs in zip(weights, expected))
+    assert torch.allclose(weights[0].sum(-1), torch.ones(2, 4, 9))
+    assert (weights[1].triu(diagonal=1) == 0).all()  # causal

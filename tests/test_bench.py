@@ -30,7 +30,7 @@ def test_step_timer_records_one_time_per_generated_token_in_both_loops(tmp_path)
     import torch
 
     from course_utils import MiniGPT, generate
-    from course_utils.bench import StepTimer
+    from course_utils.timing import StepTimer
 
     hf_model = __import__("transformers").GPT2LMHeadModel.from_pretrained(
         make_random_gpt2(tmp_path / "m", vocab_size=50, n_positions=32, n_embd=16, n_layer=1, n_head=2))
@@ -48,8 +48,8 @@ def test_count_flops_counts_fused_attention_and_matches_the_formula():
     import torch
 
     from course_utils import GPTConfig, MiniGPT
-    from course_utils.bench import count_flops
-    from course_utils.model import PreallocatedKVCache, multiply_adds_per_token
+    from course_utils.kv_cache import PreallocatedKVCache, multiply_adds_per_token
+    from course_utils.timing import count_flops
 
     config = GPTConfig(vocab_size=64, context_length=40, n_layer=2, n_head=2, n_embd=32)
     mini = MiniGPT(config).eval()
@@ -66,7 +66,7 @@ def test_count_flops_counts_fused_attention_and_matches_the_formula():
 
 
 def test_memory_bandwidth_and_median_seconds_are_positive():
-    from course_utils.bench import median_seconds, memory_bandwidth
+    from course_utils.timing import median_seconds, memory_bandwidth
 
     calls = []
     assert median_seconds(lambda: calls.append(1), runs=3) >= 0
@@ -138,7 +138,7 @@ def test_cached_pass_seconds_times_each_chunk_size_and_leaves_the_model_usable()
     import torch
 
     from course_utils import GPTConfig, MiniGPT
-    from course_utils.bench import cached_pass_seconds
+    from course_utils.timing import cached_pass_seconds
 
     model = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
     context = torch.randint(0, 50, (1, 10))

@@ -7,7 +7,7 @@ import torch
 
 from course_utils import MiniGPT, load_model
 from course_utils.hub import ASSETS, BUNDLED_MODELS
-from course_utils.model import multiply_adds_per_token
+from course_utils.kv_cache import multiply_adds_per_token
 
 
 @pytest.fixture(scope="module")

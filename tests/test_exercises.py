@@ -19,7 +19,8 @@ from course_utils import MiniGPT, checks
 from course_utils.checks import ExerciseFailed
 from course_utils.generation import apply_temperature, top_k_filter, top_p_filter
 from course_utils.hints import HINTS
-from course_utils.model import MLP, GPTConfig, GrowingKVCache, causal_mask
+from course_utils.kv_cache import GrowingKVCache
+from course_utils.model import MLP, GPTConfig, causal_mask
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -263,7 +263,7 @@ def test_cached_generation_gives_the_same_tokens(hf_models, case, padded, implem
 @pytest.mark.parametrize("preallocated", [False, True], ids=["growing", "preallocated"])
 def test_cached_logits_match_a_full_forward_pass(preallocated):
     from course_utils import GPTConfig
-    from course_utils.model import GrowingKVCache, PreallocatedKVCache
+    from course_utils.kv_cache import GrowingKVCache, PreallocatedKVCache
 
     torch.manual_seed(0)
     mini = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=2, n_head=2, n_embd=16)).eval()
@@ -281,7 +281,7 @@ def test_cached_logits_match_a_full_forward_pass(preallocated):
 
 
 def test_int8_quantisation_rounds_each_vector_to_within_half_a_step():
-    from course_utils.model import quantize_int8
+    from course_utils.kv_cache import quantize_int8
 
     sizes = torch.tensor([1e-3, 1.0, 50.0])[:, None, None]  # a scale per head, each far from the others
     x = torch.randn(2, 3, 5, 16, generator=torch.Generator().manual_seed(0)) * sizes
@@ -295,7 +295,7 @@ def test_int8_quantisation_rounds_each_vector_to_within_half_a_step():
 
 def test_an_int8_cache_stores_a_quarter_and_changes_logits_only_slightly():
     from course_utils import GPTConfig
-    from course_utils.model import GrowingKVCache, Int8KVCache
+    from course_utils.kv_cache import GrowingKVCache, Int8KVCache
 
     torch.manual_seed(0)
     mini = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=2, n_head=2, n_embd=16)).eval()
@@ -326,7 +326,7 @@ def test_generate_with_an_int8_cache_on_a_padded_batch(hf_models, case):
 
 def test_a_preallocated_cache_refuses_to_overflow_and_bad_sizes():
     from course_utils import GPTConfig
-    from course_utils.model import PreallocatedKVCache
+    from course_utils.kv_cache import PreallocatedKVCache
 
     mini = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
     cache = PreallocatedKVCache(4)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from course_utils import LlamaConfig, MiniLlama, generate
+from course_utils.kv_cache import GrowingKVCache, PreallocatedKVCache, SlidingWindowKVCache, kv_cache_bytes
 from course_utils.llama import (
     alibi_bias,
     alibi_slopes,
@@ -16,15 +17,7 @@ from course_utils.llama import (
     rope_cos_sin,
     swiglu_hidden_size,
 )
-from course_utils.model import (
-    GPTConfig,
-    GrowingKVCache,
-    MiniGPT,
-    PreallocatedKVCache,
-    SlidingWindowKVCache,
-    causal_mask,
-    kv_cache_bytes,
-)
+from course_utils.model import GPTConfig, MiniGPT, causal_mask
 from course_utils.train import TrainConfig, Trainer
 
 SHAPES = {  # (n_head, n_kv_heads): multi-head, grouped-query, multi-query

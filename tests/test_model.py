@@ -110,7 +110,7 @@ def test_from_hf_refuses_other_architectures():
 def test_multiply_adds_formula_matches_torch_flop_counter_for_one_token():
     from torch.utils.flop_counter import FlopCounterMode
 
-    from course_utils.model import multiply_adds_per_token
+    from course_utils.kv_cache import multiply_adds_per_token
 
     config = GPTConfig(vocab_size=100, context_length=16, n_layer=3, n_head=2, n_embd=32)
     mini = MiniGPT(config).eval()
@@ -120,7 +120,7 @@ def test_multiply_adds_formula_matches_torch_flop_counter_for_one_token():
 
 
 def test_kv_cache_bytes_formula_matches_both_caches_exactly():
-    from course_utils.model import GrowingKVCache, PreallocatedKVCache, kv_cache_bytes
+    from course_utils.kv_cache import GrowingKVCache, PreallocatedKVCache, kv_cache_bytes
 
     config = GPTConfig(vocab_size=40, context_length=24, n_layer=3, n_head=4, n_embd=32)
     mini = MiniGPT(config).eval()
@@ -135,7 +135,7 @@ def test_kv_cache_bytes_formula_matches_both_caches_exactly():
 
 
 def test_int8_weights_rounds_each_matrix_row_and_counts_its_bytes():
-    from course_utils.model import int8_weights
+    from course_utils.kv_cache import int8_weights
 
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=50, context_length=16, n_layer=1, n_head=2, n_embd=8)

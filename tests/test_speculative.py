@@ -9,7 +9,7 @@ from scipy.stats import chisquare
 
 from course_utils import GPTConfig, MiniGPT, generate
 from course_utils.generation import GenerationSettings
-from course_utils.model import GrowingKVCache, PreallocatedKVCache
+from course_utils.kv_cache import GrowingKVCache, PreallocatedKVCache
 from course_utils.speculative import (
     ModelDrafter,
     PromptLookupDrafter,

@@ -4,14 +4,7 @@ import pytest
 import torch
 
 from course_utils.model import GPTConfig, MiniGPT
-from course_utils.train import (
-    CheckpointError,
-    TrainConfig,
-    Trainer,
-    learning_rate_at,
-    load_checkpoint,
-    random_batch,
-)
+from course_utils.train import CheckpointError, TrainConfig, Trainer, learning_rate_at, load_checkpoint, random_batch
 
 TINY = TrainConfig(
     model=GPTConfig(vocab_size=64, context_length=16, n_layer=1, n_head=2, n_embd=16, dropout=0.1),

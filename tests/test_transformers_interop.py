@@ -20,16 +20,17 @@ import torch
 from test_llama import random_hf
 
 from course_utils import MiniGPT, MiniLlama, generate, load_model, load_tokenizer
+from course_utils.adapters import logits_fn
 from course_utils.attention import attention_weights
-from course_utils.bench import StepTimer, drafting_like_ours
 from course_utils.compat import (
     ASSISTED_GENERATION_MESSAGES,
     cache_argument,
     hidden_transformers_messages,
     output_cache,
 )
-from course_utils.evaluation import logits_fn
-from course_utils.model import kv_cache_bytes
+from course_utils.kv_cache import kv_cache_bytes
+from course_utils.speculative import drafting_like_ours
+from course_utils.timing import StepTimer
 
 
 class _Records(logging.Handler):

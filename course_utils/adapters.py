@@ -1,0 +1,109 @@
+"""One interface over the course's own models and ``transformers`` causal LMs.
+
+Every lesson runs on a course model (``MiniGPT``, ``MiniLlama``: anything built on
+``model.CourseModel``) or on a ``transformers`` model such as GPT-2. The two differ in small
+ways: what ``forward`` returns (logits, or an output object with ``.logits``), what the config
+calls the context length and the layer count, how a KV cache is passed. This module is the one
+place that tells them apart, always by the same test, ``is_course_model``.
+
+Taught in: lesson 03 (``next_token_logits``, the step of ``generate``), lesson 05
+(``logits_fn`` for the evaluation), lesson 07 (``Stepper``, the verifier's forward passes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .kv_cache import PreallocatedKVCache
+from .model import CourseModel, KVCache, positions_from_attention_mask
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # (B, T) ids -> (B, T, V) logits
+
+
+def is_course_model(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is one of the course's own (MiniGPT, MiniLlama), not a transformers model."""
+    return isinstance(model, CourseModel)
+
+
+def logits_fn(model: torch.nn.Module) -> LogitsFn:
+    """A function from ids (B, T) to logits (B, T, V) for a course model or a transformers model."""
+    if is_course_model(model):
+        return model
+    return lambda ids: model(ids).logits
+
+
+def model_context(model: torch.nn.Module) -> int:
+    """The longest sequence ``model`` accepts (a course model, transformers' GPT-2 or Llama)."""
+    config = model.config
+    for name in ("context_length", "n_positions", "max_position_embeddings"):
+        if hasattr(config, name):
+            return getattr(config, name)
+    raise ValueError(f"cannot tell the context length of a {type(model).__name__}")
+
+
+def layers_and_heads(model: torch.nn.Module) -> tuple[int, int]:
+    """(layers, attention heads) of a course model or a transformers model."""
+    config = model.config
+    if is_course_model(model):
+        return config.n_layer, config.n_head
+    return config.num_hidden_layers, config.num_attention_heads
+
+
+def vocabulary_size(model: torch.nn.Module) -> int:
+    """How many token ids ``model`` knows (both kinds call it ``config.vocab_size``)."""
+    return model.config.vocab_size
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device ``model``'s parameters are on."""
+    return next(model.parameters()).device
+
+
+def next_token_logits(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    cache: KVCache | None = None,
+) -> torch.Tensor:
+    """The logits (B, V) for the token after ``input_ids`` (B, T), as float32.
+
+    With a course model and a ``cache`` holding the first T_past tokens, only the tokens after
+    them are run (all of the prompt in the first call, the prefill; then one token a step).
+    A transformers model is run on the whole sequence (its own ``generate()`` has its cache).
+    """
+    if attention_mask is not None and bool(attention_mask.all()):
+        attention_mask = None  # no padding: the plain causal path is the same and faster
+    if is_course_model(model):
+        new_ids = input_ids if cache is None else input_ids[:, len(cache):]
+        return model(new_ids, attention_mask=attention_mask, cache=cache)[:, -1, :].float()
+    position_ids = None if attention_mask is None else positions_from_attention_mask(attention_mask)
+    output = model(input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    return output.logits[:, -1, :].float()
+
+
+class Stepper:
+    """Runs a model along a growing sequence: a course model through a preallocated KV cache, so
+    that each call computes only the tokens it has not seen; a transformers model on the whole
+    sequence each time."""
+
+    def __init__(self, model: torch.nn.Module, max_length: int) -> None:
+        self.model = model
+        self.cache = PreallocatedKVCache(max_length) if is_course_model(model) else None
+        self.seen = 0
+
+    def logits(self, sequence: torch.Tensor) -> torch.Tensor:
+        """Logits (T_new, V) at the positions of ``sequence`` (1, T) not seen before."""
+        if self.cache is not None:
+            out = self.model(sequence[:, self.seen:], cache=self.cache)[0]
+        else:
+            out = self.model(sequence, use_cache=False).logits[0, self.seen:]
+        self.seen = sequence.shape[1]
+        return out
+
+    def rollback(self, length: int) -> None:
+        """Forget the positions from ``length`` on (no copy for a cache)."""
+        self.seen = min(length, self.seen)
+        if self.cache is not None:
+            self.cache.crop(self.seen)

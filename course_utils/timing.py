@@ -1,0 +1,139 @@
+"""Timing on a noisy machine: one rule, used by every lesson and benchmark that measures speed.
+
+The rule: discard the first call (a warm-up: caches, lazy initialisation, the allocator), time
+the rest, report the median; on a GPU, wait for the device before reading the clock. To compare
+ways of doing one thing, time them in interleaved rounds (``interleaved_rates``) and take the
+median of each round's ratio (``paired_ratio``), so that a slow spell of the machine hits them
+all alike. Timings are printed, never asserted in tests.
+
+Taught in: lesson 04 (time per token, FLOPs, memory bandwidth), lesson 05 (training speed),
+lesson 07 (the cost of a verification pass, speed-ups).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from transformers import StoppingCriteria
+
+from .kv_cache import PreallocatedKVCache
+
+WARMUP_CALLS = 1  # calls discarded before timing, in every measurement here
+
+
+def synchronize(device: torch.device | str | None) -> None:
+    """Wait until ``device`` has finished its queued work (a GPU runs asynchronously)."""
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device is not None and device.type == "mps":
+        torch.mps.synchronize()
+
+
+def median_seconds(run: Callable[[], object], runs: int = 5, device: torch.device | str | None = None) -> float:
+    """Median wall time of ``runs`` calls of ``run`` after ``WARMUP_CALLS`` discarded ones."""
+    if not isinstance(runs, int) or runs < 1:
+        raise ValueError(f"runs must be a positive integer, got {runs!r}")
+    times = []
+    for call in range(WARMUP_CALLS + runs):
+        synchronize(device)
+        started = time.perf_counter()
+        run()
+        synchronize(device)
+        if call >= WARMUP_CALLS:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def interleaved_rates(ways: dict[str, Callable[[], object]], units: int, runs: int) -> dict[str, list[float]]:
+    """``WARMUP_CALLS`` discarded rounds, then ``runs`` rounds of every way in turn; returns each
+    way's ``units`` per second, one value per timed round."""
+    rates: dict[str, list[float]] = {name: [] for name in ways}
+    for round_index in range(WARMUP_CALLS + runs):
+        for name, run in ways.items():
+            started = time.perf_counter()
+            run()
+            seconds = time.perf_counter() - started
+            if round_index >= WARMUP_CALLS:
+                rates[name].append(units / seconds)
+    return rates
+
+
+def paired_ratio(rates: list[float], baseline: list[float]) -> float:
+    """The median over rounds of rates[i] / baseline[i], for rates from ``interleaved_rates``."""
+    return statistics.median(rate / base for rate, base in zip(rates, baseline, strict=True))
+
+
+def print_medians(rates: dict[str, list[float]], unit: str) -> dict[str, float]:
+    """Each way's median rate, printed with its range; returns the medians."""
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    for name, value in medians.items():
+        print(f"{name:>30}: median {value:8.1f} {unit} (range {min(rates[name]):.0f}-{max(rates[name]):.0f})")
+    return medians
+
+
+@torch.no_grad()
+def cached_pass_seconds(model: torch.nn.Module, context: torch.Tensor, chunk_sizes: Sequence[int],
+                        runs: int = 30) -> dict[int, float]:
+    """Median seconds of one forward pass of k new tokens through a KV cache that already holds
+    ``context`` (1, T), for each k in ``chunk_sizes`` (a course model): the cost of a plain
+    decoding step (k = 1) and of verifying k - 1 drafted tokens. Interleaved, as
+    ``interleaved_rates``: each round runs every size once, then the cache is cropped back."""
+    if runs < 1 or not chunk_sizes or min(chunk_sizes) < 1:
+        raise ValueError(f"runs and every chunk size must be positive, got runs={runs}, chunk_sizes={chunk_sizes}")
+    cache = PreallocatedKVCache(context.shape[1] + max(chunk_sizes))
+    model(context, cache=cache)
+    chunks = {k: torch.randint(0, model.config.vocab_size, (1, k), generator=torch.Generator().manual_seed(k),
+                               device="cpu").to(context.device) for k in chunk_sizes}
+
+    def one_pass(chunk: torch.Tensor) -> Callable[[], None]:
+        def run() -> None:
+            model(chunk, cache=cache)
+            cache.crop(context.shape[1])
+        return run
+
+    rates = interleaved_rates({k: one_pass(chunk) for k, chunk in chunks.items()}, units=1, runs=runs)
+    return {k: statistics.median(1 / rate for rate in values) for k, values in rates.items()}
+
+
+def memory_bandwidth(megabytes: int = 512, runs: int = 5) -> float:
+    """This machine's memory bandwidth in GB/s: a copy of ``megabytes`` MB (far larger than the
+    CPU caches) reads and writes every byte, so bandwidth = 2 x bytes / median copy time."""
+    source = torch.ones(megabytes * 2**20 // 4)
+    target = torch.empty_like(source)
+    seconds = median_seconds(lambda: target.copy_(source), runs)
+    return 2 * source.numel() * source.element_size() / seconds / 1e9
+
+
+class StepTimer(StoppingCriteria):
+    """A stopping criterion that never stops: it records ``time.perf_counter()`` each time the
+    generation loop asks it, once per generated token. Works with our ``generate`` and with
+    ``transformers``' (``stopping_criteria=[timer]``)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        self.times.append(time.perf_counter())
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+def count_flops(run: Callable[[], object]) -> dict[str, int]:
+    """Floating-point operations (2 per multiply-add) of the matrix products ``run()`` performs,
+    by kind: "linear" (matrix multiplies of weights: projections, MLP, LM head) and "attention"
+    (query-key scores and the weighted sum of values). Counted by torch's ``FlopCounterMode``,
+    taught to count CPU fused attention, which it otherwise skips."""
+    fused = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+
+    def fused_attention(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    with FlopCounterMode(display=False, custom_mapping={fused: fused_attention}) as counter:
+        run()
+    by_op = counter.get_flop_counts()["Global"]
+    attention = sum(flops for op, flops in by_op.items() if op in (fused, torch.ops.aten.bmm))
+    return {"linear": counter.get_total_flops() - attention, "attention": attention}

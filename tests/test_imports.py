@@ -1,0 +1,70 @@
+"""The library's import graph: no cycles between its modules, and a function-level import of a
+sibling module only where a comment on the line says why (issue 23)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "course_utils"
+
+
+def sibling_imports(path: Path) -> list[tuple[str, int, bool]]:
+    """(module imported, line, at module level?) for each ``from . import x`` or ``from .x import y``."""
+    tree = ast.parse(path.read_text())
+    top_level = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names = [node.module] if node.module else [alias.name for alias in node.names]
+            found += [(name.split(".")[0], node.lineno, id(node) in top_level) for name in names]
+    return found
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    modules = {path.stem for path in package.glob("*.py")}
+    return {path.stem: {name for name, _, _ in sibling_imports(path) if name in modules}
+            for path in package.glob("*.py")}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of imports as a list of modules (the first repeated at the end), or None."""
+    state: dict[str, str] = {}  # "visiting" or "done"
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = "visiting"
+        path.append(module)
+        for imported in sorted(graph.get(module, ())):
+            if state.get(imported) == "visiting":
+                return path[path.index(imported):] + [imported]
+            if imported not in state and (cycle := visit(imported)):
+                return cycle
+        state[module] = "done"
+        path.pop()
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle_and_accepts_a_tree():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_the_library_has_no_import_cycle():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda path: path.name)
+def test_a_function_level_import_of_a_sibling_says_why(path):
+    lines = path.read_text().splitlines()
+    unexplained = [f"{path.name}:{line}: {lines[line - 1].strip()}"
+                   for _, line, top in sibling_imports(path) if not top and "#" not in lines[line - 1]]
+    assert not unexplained, "function-level imports without a comment saying why:\n" + "\n".join(unexplained)
