@@ -41,7 +41,13 @@ def setup(seed: int = 0, threads: int = LESSON_THREADS) -> torch.Generator:
     device = lesson_device()
     if device.type != "cpu":
         torch.set_default_device(device)
-    return torch.Generator(device).manual_seed(seed)
+    return seeded_generator(seed)
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A ``torch.Generator`` on the lesson's device (``lesson_device()``), seeded with ``seed``:
+    sampling on a GPU needs a generator on the GPU. On the CPU it is ``torch.Generator().manual_seed(seed)``."""
+    return torch.Generator(lesson_device()).manual_seed(seed)
 
 
 def lesson_environment(base: dict[str, str] | None = None) -> dict[str, str]:

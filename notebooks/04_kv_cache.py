@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from course_utils import MiniGPT, generate, load_model
 from course_utils.compat import cache_argument, output_cache
 from course_utils.kv_cache import GrowingKVCache, PreallocatedKVCache, kv_cache_bytes
-from course_utils.lesson import check_below, setup
+from course_utils.lesson import check_below, seeded_generator, setup
 from course_utils.model import GPTConfig, causal_mask
 from course_utils.speculative import SPECULATIVE_PROMPTS
 from course_utils.timing import StepTimer, count_flops, interleaved_rates, median_seconds, memory_bandwidth
@@ -305,7 +305,7 @@ cases = {
 for name, arguments in cases.items():
     outputs = [
         generate(model, prompt, 60, use_cache=use_cache, cache_implementation=implementation,
-                 generator=torch.Generator().manual_seed(1), **arguments)
+                 generator=seeded_generator(1), **arguments)
         for use_cache, implementation in ((False, "preallocated"), (True, "preallocated"), (True, "growing"))
     ]
     assert all(torch.equal(outputs[0], other) for other in outputs[1:])
