@@ -1,4 +1,7 @@
-"""The small library behind the course's lessons: one implementation of each idea."""
+"""The small library behind the course's lessons: one implementation of each idea.
+
+Taught in: every lesson (the public names: ``load_model``, ``MiniGPT``, ``generate``...).
+"""
 
 from .generation import generate
 from .hub import load_model, load_tokenizer

@@ -10,6 +10,8 @@
 Each command is the ``main(argv) -> exit status`` of the module it names (``evaluate`` is
 ``evaluation.main``), so ``python -m course_utils.train ...`` runs the same thing.
 ``python -m course_utils COMMAND --help`` lists its arguments.
+
+Taught in: no lesson; the README's commands.
 """
 
 from __future__ import annotations

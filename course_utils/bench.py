@@ -19,6 +19,8 @@ kernel, the for-each AdamW, one thread, the other precision). Where the other pr
 bfloat16 emulated in software (a bfloat16 matmul over four times slower than float32), it is
 timed with one step of an eighth of the batch, so that the command still finishes in minutes.
 Training tokens per second: batch x context x steps / seconds.
+
+Taught in: lesson 05 (``training_benchmark``); the README's benchmark tables.
 """
 
 from __future__ import annotations

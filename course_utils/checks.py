@@ -6,6 +6,8 @@ it raises ``ExerciseFailed`` with one message: the input, what was expected, wha
 differs, and where a hint is (``checks.hint(name)``, one level per call). It never shows the
 solution's code, nor a hint unasked. When every input agrees it
 prints one line.
+
+Taught in: every lesson's workbook (``exercises/``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@
 Two pages: ``playground`` (the sampling playground of lesson 03) and ``attention`` (the attention
 explorer of lesson 06), on the model ``COURSE_MODEL`` picks. Each is a one-cell notebook written
 to a temporary folder and rendered by Voila, which shows the widgets and hides the code.
+
+Taught in: no lesson; it serves lesson 03's playground and lesson 06's explorer.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ which the caller cannot act on (``hidden_transformers_messages``).
 ``tests/test_transformers_interop.py`` drives every path from the course to ``transformers``
 and fails on any warning, from Python's ``warnings`` or from ``transformers``' own logger; run
 ``python scripts/check.py --newest`` to try the newest releases the ranges allow.
+
+Taught in: lesson 04 (``output_cache``, ``cache_argument``), lesson 07 (the hidden messages).
 """
 
 from __future__ import annotations

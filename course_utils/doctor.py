@@ -7,6 +7,8 @@ training precision ``"auto"`` picks here; a GPU if any; whether the bundled mode
 their checksums and load; whether the corpus is cached and verified; whether JupyterLab can show
 the widgets; and whether the browser tests find a Chromium. Each problem gets one line that names
 the fix. The exit status is 1 when a lesson cannot run, else 0.
+
+Taught in: no lesson; the README's troubleshooting starts here.
 """
 
 from __future__ import annotations

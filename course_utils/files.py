@@ -2,6 +2,8 @@
 in the same folder, then rename (a rename within one file system is atomic). The library's
 checkpoints, model exports and corpus cache, and the scripts' generated files, all write
 through here.
+
+Taught in: no lesson; lesson 05's checkpoints are written through it.
 """
 
 from __future__ import annotations

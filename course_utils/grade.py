@@ -10,6 +10,8 @@ written as CSV and summed up on the terminal.
 
 The learners' code runs with your permissions, as when you open their notebooks: grade
 submissions you would run yourself, or in a container.
+
+Taught in: no lesson; for instructors (the README's "Grading a class").
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ A workbook never shows a hint by itself: a failed check says that ``checks.hint(
 one, and each call gives the next level. The first points at the idea, the last comes close to
 the code. None is the solution's code; ``tests/test_exercises.py`` checks that no hint and no
 solution appears in a workbook.
+
+Taught in: every lesson's workbook (``exercises/``), through ``checks.hint``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ Attention itself, the KV caches, ``generate`` and the ``Trainer`` are MiniGPT's:
 implementation of each. Names follow transformers' ``LlamaForCausalLM`` (``embed_tokens``,
 ``layers``, ``self_attn.q_proj``...), so checkpoints map tensor by tensor. Shapes: B batch,
 T sequence length, C = ``n_embd``, H = ``n_head``, K = ``n_kv_heads``, D = C / H, V vocabulary.
+
+Taught in: lesson 08.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Byte-level means every string, in any script, maps to tokens with no unknown tok
 byte values are the base alphabet and BPE merges frequent pairs on top of them, splitting
 words first with GPT-2's pre-tokenisation pattern. Training is deterministic: the same text
 and vocabulary size give the same merges.
+
+Taught in: lesson 05 (the tokenizer the bundled models were trained with).
 """
 
 from __future__ import annotations

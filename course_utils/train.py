@@ -12,6 +12,8 @@ The recipe: AdamW (weight decay on matrices only), linear warm-up then cosine de
 ``min_lr``, gradient clipping, bfloat16 autocast where this machine runs it faster (weights and
 optimizer stay float32; ``--precision``, see ``course_utils.hardware``), and evaluation in bits
 per byte on the validation plays as it goes. ``--device auto`` trains on a GPU when there is one.
+
+Taught in: lesson 05 (the loop, ``Trainer``, ``training_step``), lesson 08 (equal-time comparisons).
 """
 
 from __future__ import annotations

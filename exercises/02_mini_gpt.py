@@ -597,7 +597,7 @@ print(tokenizer.decode(ours_ids[0]))
 # Same weights, same logits to within float rounding, same text: our model *is* GPT-2. How long
 # is it? The parts that make it up, docstrings included: the configuration, the mask, the
 # attention function, the three modules, the base class it shares with lesson 08's `MiniLlama`,
-# and `MiniGPT` itself (the file also holds the KV caches of lesson 04):
+# and `MiniGPT` itself (lesson 04's KV caches live in their own file, `kv_cache.py`):
 
 # %%
 import inspect  # noqa: E402

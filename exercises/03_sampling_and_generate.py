@@ -57,8 +57,9 @@ import torch
 from transformers import TextStreamer
 
 from course_utils import MiniGPT, generate, load_model
-from course_utils.generation import (
-    StopOnText,
+from course_utils.generation import StopOnText
+from course_utils.lesson import seeded_generator, setup
+from course_utils.sampling import (
     apply_frequency_presence_penalty,
     apply_repetition_penalty,
     apply_temperature,
@@ -66,7 +67,6 @@ from course_utils.generation import (
     top_k_filter,
     top_p_filter,
 )
-from course_utils.lesson import setup
 from course_utils.text_metrics import continuation_perplexity, distinct_n, repeated_ngram_rate
 
 generator = setup(seed=0)
@@ -298,9 +298,9 @@ checks.sampling_loop(sample_by_hand)
 # %%
 prompt = encode("ROMEO.\n")
 by_hand = sample_by_hand(model, prompt, 30, temperature=0.8, top_k=40, top_p=0.9,
-                         generator=torch.Generator().manual_seed(7))
+                         generator=seeded_generator(7))
 library = generate(model, prompt, max_new_tokens=30, do_sample=True, temperature=0.8, top_k=40, top_p=0.9,
-                   generator=torch.Generator().manual_seed(7))
+                   generator=seeded_generator(7))
 assert torch.equal(by_hand, library)
 print("sample_by_hand == generate(do_sample=True), same seed:")
 show(by_hand[0], prompt.shape[1])
@@ -525,7 +525,7 @@ for name, call in (("generate", lambda: generate(model, prompt, max_new_tokens=1
 # %%
 chat_style = copy.deepcopy(hf_model)
 chat_style.generation_config.update(do_sample=True, temperature=0.6, top_p=0.9)
-defaults = [generate(chat_style, prompt, max_new_tokens=15, generator=torch.Generator().manual_seed(seed))
+defaults = [generate(chat_style, prompt, max_new_tokens=15, generator=seeded_generator(seed))
             for seed in (1, 2)]
 explicit = generate(chat_style, prompt, max_new_tokens=15, do_sample=False)
 print(f"no arguments, seeds 1 and 2: {'the same text' if torch.equal(*defaults) else 'two different texts'}; "
@@ -540,7 +540,7 @@ assert not torch.equal(*defaults) and torch.equal(explicit, plain)
 
 # %%
 def sample(seed: int) -> torch.Tensor:
-    return generate(model, prompt, max_new_tokens=20, do_sample=True, generator=torch.Generator().manual_seed(seed))
+    return generate(model, prompt, max_new_tokens=20, do_sample=True, generator=seeded_generator(seed))
 
 
 assert torch.equal(sample(7), sample(7))
@@ -707,7 +707,7 @@ for name, arguments in methods.items():
     for index, text in enumerate(trade_off_prompts):
         ids = encode(text)
         started = time.perf_counter()
-        out = generate(model, ids, max_new_tokens=60, generator=torch.Generator().manual_seed(index), **arguments)[0]
+        out = generate(model, ids, max_new_tokens=60, generator=seeded_generator(index), **arguments)[0]
         seconds += time.perf_counter() - started
         new_tokens += out.shape[0] - ids.shape[1]
         continuations.append(out[ids.shape[1]:].tolist())

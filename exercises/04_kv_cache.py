@@ -50,17 +50,12 @@ import torch
 import torch.nn.functional as F
 
 from course_utils import MiniGPT, generate, load_model
-from course_utils.bench import (
-    SPECULATIVE_PROMPTS,
-    StepTimer,
-    count_flops,
-    interleaved_rates,
-    median_seconds,
-    memory_bandwidth,
-)
 from course_utils.compat import cache_argument, output_cache
-from course_utils.lesson import check_below, setup
-from course_utils.model import GPTConfig, GrowingKVCache, PreallocatedKVCache, causal_mask, kv_cache_bytes
+from course_utils.kv_cache import GrowingKVCache, PreallocatedKVCache, kv_cache_bytes
+from course_utils.lesson import check_below, seeded_generator, setup
+from course_utils.model import GPTConfig, causal_mask
+from course_utils.speculative import SPECULATIVE_PROMPTS
+from course_utils.timing import StepTimer, count_flops, interleaved_rates, median_seconds, memory_bandwidth
 
 generator = setup(seed=0)
 torch.set_grad_enabled(False)  # this lesson only runs models: no gradients anywhere
@@ -124,10 +119,10 @@ for T in (8, 64, 256, 512):
 #
 # The counted numbers match a formula we can write down: per layer, 12 C² multiply-adds for the
 # projections and MLP plus 2 (n_past + 1) C for attention, and C × V for the LM head
-# (`multiply_adds_per_token` in `course_utils.model`).
+# (`multiply_adds_per_token` in `course_utils.kv_cache`).
 
 # %%
-from course_utils.model import multiply_adds_per_token  # noqa: E402
+from course_utils.kv_cache import multiply_adds_per_token  # noqa: E402
 
 for T, (_, cached) in step_flops.items():
     assert cached == 2 * multiply_adds_per_token(config, n_past=T - 1)
@@ -241,7 +236,7 @@ for _ in range(3):
 # %% [markdown]
 # ## 3. Growing or preallocated?
 #
-# There are two natural ways to store the cache, and `course_utils.model` has both:
+# There are two natural ways to store the cache, and `course_utils.kv_cache` has both:
 #
 # - **growing** (`GrowingKVCache`): concatenate the new keys and values onto the old ones. Simple,
 #   and it holds only what is used — but every step allocates new tensors and copies the whole
@@ -276,7 +271,7 @@ for cache in (GrowingKVCache(), PreallocatedKVCache(16)):
 # `generate(use_cache=True)` (the default, as in `transformers`) uses the preallocated form,
 # sized to prompt + `max_new_tokens`, because it never copies; `cache_implementation="growing"`
 # picks the other. Whether that makes it faster is measured in section 6 (and by
-# `python -m course_utils.bench generation`): on models this small the difference is small, and
+# `python -m course_utils bench generation`): on models this small the difference is small, and
 # section 6 prints its size.
 #
 # ## 4. The cache changes nothing
@@ -315,7 +310,7 @@ cases = {
 for name, arguments in cases.items():
     outputs = [
         generate(model, prompt, 60, use_cache=use_cache, cache_implementation=implementation,
-                 generator=torch.Generator().manual_seed(1), **arguments)
+                 generator=seeded_generator(1), **arguments)
         for use_cache, implementation in ((False, "preallocated"), (True, "preallocated"), (True, "growing"))
     ]
     assert all(torch.equal(outputs[0], other) for other in outputs[1:])
@@ -524,7 +519,7 @@ assert at_once > 24e9 and batch_size * turns >= requests and shorter > 3 * batch
 # the int8 one, and compare the logits at every position.
 
 # %%
-from course_utils.model import Int8KVCache  # noqa: E402
+from course_utils.kv_cache import Int8KVCache  # noqa: E402
 
 ids = text_ids[:, :300]
 stepwise, cache_bytes = {}, {}
@@ -577,7 +572,7 @@ assert identical >= 3
 #
 # At batch 1 the weights, not the cache, are most of the bytes each step reads (section 7). The
 # same rounding applies to them: each row of every weight matrix (and of the embeddings) to int8
-# with its own scale, `course_utils.model.int8_weights`. Here the rounding is simulated: the
+# with its own scale, `course_utils.kv_cache.int8_weights`. Here the rounding is simulated: the
 # weights are rounded and read back as float32, so what we measure is the error the rounding
 # alone causes. A real int8 kernel (`torch.ao.quantization`, bitsandbytes, llama.cpp) would also
 # read a quarter of the bytes, and often compute in int8.
@@ -586,7 +581,7 @@ assert identical >= 3
 # NBVAL_IGNORE_OUTPUT
 # (Where greedy text first differs depends on near ties, which float noise decides differently on
 # different CPUs; the bounds printed before it hold everywhere, and are asserted.)
-from course_utils.model import int8_weights  # noqa: E402
+from course_utils.kv_cache import int8_weights  # noqa: E402
 
 quantized_model, int8_bytes = int8_weights(model)
 float32_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -737,7 +732,9 @@ for who in ("ours", "transformers"):
 # cache (`transformers`' builds an attention mask and updates a general-purpose cache object in
 # every call), and what each `generate()` adds around it (`transformers` runs its logits
 # processors and stopping criteria, and updates its model inputs, at every step). Read which part
-# holds the difference on your machine; neither is asserted, since both are timings.
+# holds the difference on your machine; neither is asserted, since both are timings. A loop that
+# adds a few hundredths of a millisecond, or even a slightly negative amount, adds nothing this
+# machine can measure: two timings of the same work differ by that much from round to round.
 
 # %%
 assert full["ours, preallocated cache"] > 2 * full["ours, no cache"]  # the cache pays, even on a noisy machine

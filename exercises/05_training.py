@@ -55,11 +55,12 @@ import torch
 import torch.nn.functional as F
 
 from course_utils import MiniGPT, generate, load_model, load_tokenizer
+from course_utils.adapters import logits_fn
 from course_utils.bench import training_benchmark
 from course_utils.data import load_corpus
-from course_utils.evaluation import bits_per_byte, logits_fn, token_nll
+from course_utils.evaluation import bits_per_byte, token_nll
 from course_utils.hardware import choose_precision
-from course_utils.lesson import check_below, setup
+from course_utils.lesson import check_below, seeded_generator, setup
 from course_utils.model import GPTConfig
 from course_utils.train import (
     PRESETS,
@@ -208,7 +209,7 @@ def train_by_hand(steps: int, shift: int, seed: int = 0) -> tuple[MiniGPT, list[
     torch.manual_seed(seed)
     model = MiniGPT(small)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    batches = torch.Generator().manual_seed(seed)
+    batches = seeded_generator(seed)
     T, losses = small.context_length, []
     for _ in range(steps):
         starts = torch.randint(0, len(train_tokens) - T - 1, (16,), generator=batches).tolist()
@@ -240,7 +241,7 @@ assert wrong_losses[-1] < right_losses[-1] / 3  # the bug "learns" far faster
 prompt = tokenizer("ROMEO.\n", return_tensors="pt").input_ids
 honest = {}
 for name, model in (("shift 1", right), ("shift 0 (bug)", wrong)):
-    sample = generate(model, prompt, 20, do_sample=True, generator=torch.Generator().manual_seed(0))
+    sample = generate(model, prompt, 20, do_sample=True, generator=seeded_generator(0))
     with torch.no_grad():
         honest[name] = model(validation_tokens[None, :64], validation_tokens[None, 1:65]).item()
     print(f"{name:>14}: next-token loss on validation {honest[name]:.2f} | {tokenizer.decode(sample[0])!r}")
@@ -273,7 +274,7 @@ for way in ("by hand", "library"):
     torch.manual_seed(0)
     twin = MiniGPT(small)
     twin_optimizer = make_optimizer(twin, TrainConfig(learning_rate=3e-3, precision="float32"))
-    batches = torch.Generator().manual_seed(1)
+    batches = seeded_generator(1)
     for _ in range(3):
         inputs, targets = random_batch(train_tokens, 8, small.context_length, batches)
         if way == "by hand":
@@ -330,7 +331,7 @@ for _ in range(3):
 torch.manual_seed(check.seed)
 model = MiniGPT(check.model)
 optimizer = make_optimizer(model, check)
-batches = torch.Generator().manual_seed(check.seed)
+batches = seeded_generator(check.seed)
 for step in range(3):
     for group in optimizer.param_groups:
         group["lr"] = learning_rate_at(step, check)
@@ -354,7 +355,7 @@ assert same
 # %%
 torch.manual_seed(0)
 probe = MiniGPT(small)
-inputs16, targets16 = random_batch(train_tokens, 16, small.context_length, torch.Generator().manual_seed(1))
+inputs16, targets16 = random_batch(train_tokens, 16, small.context_length, seeded_generator(1))
 probe(inputs16, targets16).backward()
 whole = [p.grad.clone() for p in probe.parameters()]
 probe.zero_grad()
@@ -450,7 +451,7 @@ def validation_bpb(model: MiniGPT) -> float:
 def write(model: MiniGPT, n_tokens: int = 40) -> str:
     """The model's continuation of "ROMEO." (sampled from the full distribution, fixed seed)."""
     model.eval()
-    sample = generate(model, prompt, n_tokens, do_sample=True, top_k=0, generator=torch.Generator().manual_seed(1))
+    sample = generate(model, prompt, n_tokens, do_sample=True, top_k=0, generator=seeded_generator(1))
     return tokenizer.decode(sample[0])
 
 
@@ -850,7 +851,7 @@ assert ours_n < rows[0][2] / 2
 #
 # ## 8. Training fast on a CPU
 #
-# `python -m course_utils.bench training` times training steps of `MiniGPT` and of `transformers`'
+# `python -m course_utils bench training` times training steps of `MiniGPT` and of `transformers`'
 # `GPT2LMHeadModel` holding the same weights, with the same batch and settings, and of `MiniGPT`
 # with one setting changed at a time. Here it is on this lesson's model, in the precision `"auto"`
 # picks on your machine (the command's default is the bundled model's size; its results are in
@@ -907,7 +908,7 @@ torch.manual_seed(0)
 probe = MiniGPT(small)
 lost = {}
 for rows in (16, 128):  # x 64 tokens
-    tokens = random_batch(train_tokens, rows, small.context_length, torch.Generator().manual_seed(2))
+    tokens = random_batch(train_tokens, rows, small.context_length, seeded_generator(2))
     logits = probe(tokens[0]).detach().requires_grad_()
     F.cross_entropy(logits.flatten(0, 1), tokens[1].flatten()).backward()
     gradient = logits.grad.flatten()

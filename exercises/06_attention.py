@@ -67,7 +67,7 @@ from course_utils.attention import (
 )
 from course_utils.data import load_corpus
 from course_utils.hub import model_name
-from course_utils.lesson import check_below, setup
+from course_utils.lesson import check_below, seeded_generator, setup
 from course_utils.model import GPTConfig
 
 generator = setup(seed=0)
@@ -249,7 +249,7 @@ plt.show()
 # earlier occurrence" (`induction_score`).
 
 # %%
-repeated = repeated_random_tokens(8, 100, config.vocab_size, torch.Generator().manual_seed(0))  # (8, 200)
+repeated = repeated_random_tokens(8, 100, config.vocab_size, seeded_generator(0))  # (8, 200)
 with torch.no_grad():
     nll = -model(repeated).log_softmax(-1)[:, :-1].gather(-1, repeated[:, 1:, None]).squeeze(-1)  # (8, 199)
 first_copy, second_copy = nll[:, :99].mean().item(), nll[:, 100:].mean().item()
@@ -317,7 +317,7 @@ assert max(drops) > 0.3  # one 20-step interval does much of the work: a phase c
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-test_rows = repeated_random_tokens(16, 24, 64, torch.Generator().manual_seed(5))
+test_rows = repeated_random_tokens(16, 24, 64, seeded_generator(5))
 copier_weights = attention_weights(copier, test_rows)
 copier_induction = induction_score(copier_weights, block=24)
 copier_previous = head_scores(copier_weights)["previous_token"]
@@ -346,7 +346,7 @@ assert induction_heads and previous_heads and copier_induction[0].max() < 0.1
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-held_out = repeated_block_batch(64, 65, 64, torch.Generator().manual_seed(9))
+held_out = repeated_block_batch(64, 65, 64, seeded_generator(9))
 copying = {"all heads": copying_loss(copier, *held_out)}
 for name, group in (("one induction head", induction_heads[:1]), ("all induction heads", induction_heads),
                     ("one previous-token head", previous_heads[:1]), ("all previous-token heads", previous_heads)):
@@ -413,8 +413,10 @@ assert all(late < early for early, late in in_context.values())
 # ## 5. Which heads matter? Ablation
 #
 # A score says where a head looks, not whether what it finds is used. To measure that, remove the
-# head: `MiniGPT` takes a `head_mask` of shape (layers, heads) that multiplies each head's output
-# before the heads are mixed, so a 0 knocks one head out and nothing else changes.
+# head: each attention layer of `MiniGPT` has a `head_mask` attribute, one factor per head that
+# multiplies the head's output before the heads are mixed, so a 0 knocks one head out and nothing
+# else changes (`heads_scaled` sets it for every layer from a (layers, heads) table, for the
+# duration of a `with` block; the forward pass itself takes no extra argument).
 # `ablation_effects` does it for every head in turn and returns how much the next-token loss on
 # the *Hamlet* passages rises.
 

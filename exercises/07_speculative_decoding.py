@@ -51,28 +51,25 @@ import torch
 from scipy.stats import chisquare
 
 from course_utils import GPTConfig, MiniGPT, generate, load_model
-from course_utils.bench import (
-    SPECULATIVE_PROMPTS,
-    cached_pass_seconds,
-    drafting_like_ours,
-    interleaved_rates,
-    paired_ratio,
-)
 from course_utils.compat import ASSISTED_GENERATION_MESSAGES, hidden_transformers_messages
-from course_utils.generation import DEFAULT_ASSISTANT_TOKENS, GenerationSettings
 from course_utils.hub import draft_model_name, model_name
-from course_utils.lesson import setup
+from course_utils.lesson import seeded_generator, setup
+from course_utils.sampling import GenerationSettings
 from course_utils.speculative import (
+    DEFAULT_ASSISTANT_TOKENS,
+    SPECULATIVE_PROMPTS,
     ModelDrafter,
     PromptLookupDrafter,
     SpeculativeStats,
     accept_drafts,
     distributions,
+    drafting_like_ours,
     expected_tokens_per_step,
     predicted_speedup,
     residual_distribution,
     speculative_generate,
 )
+from course_utils.timing import cached_pass_seconds, interleaved_rates, paired_ratio
 
 generator = setup(seed=0)
 hf_target, tokenizer = load_model()
@@ -163,7 +160,7 @@ assert torch.allclose(residual_by_hand(example_p, example_q), residual_distribut
 settings = GenerationSettings(do_sample=True, temperature=0.8, top_k=0, max_new_tokens=4)
 prompt = encode("ROMEO.\nBut soft, what light")
 K = 4
-draft_generator = torch.Generator().manual_seed(7)
+draft_generator = seeded_generator(7)
 with torch.no_grad():
     drafted, q = ModelDrafter(draft, settings, prompt.shape[1] + K + 1, draft_generator).propose(prompt, K)
     target_logits = target(torch.cat([prompt, drafted], dim=1))[0, -(K + 1):]  # (K + 1, V)
@@ -199,10 +196,10 @@ def speculative_step_by_hand(drafted: torch.Tensor, p: torch.Tensor, q: torch.Te
 checks.speculative_step(speculative_step_by_hand)
 
 # %%
-kept, following = speculative_step_by_hand(drafted[0], p, q, torch.Generator().manual_seed(2))
+kept, following = speculative_step_by_hand(drafted[0], p, q, seeded_generator(2))
 ending = "a correction from the residual" if kept < K else f"the bonus token from p_{K + 1}"
 print(f"kept {kept} of {K} drafts, then {show(following)}: {ending}")
-library_kept, library_following = accept_drafts(drafted, target_logits, q, settings, torch.Generator().manual_seed(2))
+library_kept, library_following = accept_drafts(drafted, target_logits, q, settings, seeded_generator(2))
 assert (library_kept, int(library_following)) == (kept, following)
 print(f"accept_drafts, given the same random numbers, keeps {library_kept} and adds {show(library_following)}: "
       "the same decisions")
@@ -298,7 +295,7 @@ with torch.no_grad():
                            sampling)  # p(x2 | x1), (6, 6)
 exact = first[pairs[:, 0]] * second[pairs[:, 0], pairs[:, 1]]  # (36,)
 samples = 3000
-sampling_generator = torch.Generator().manual_seed(0)
+sampling_generator = seeded_generator(0)
 
 
 def counts_of(outputs: list[tuple[int, int]]) -> torch.Tensor:
@@ -460,7 +457,7 @@ assert statistics.median(cost_factor.values()) > statistics.median(tokens_factor
 # runs between the passes. On models this small a pass takes a few milliseconds, so that work is
 # a visible fraction of it.
 # `generate()`'s default number of drafts was chosen the same way, by `python -m
-# course_utils.bench speculative` on five prompts of 200 tokens (the README has the table).
+# course_utils bench speculative` on five prompts of 200 tokens (the README has the table).
 #
 # ## 6. When it does not pay
 #
@@ -611,7 +608,7 @@ if model_name() == "shakespeare-gpt":
 # our model does repeat is itself: greedy text from a small model soon falls into loops (lesson
 # 03), so when its own words are quoted back, or once it has written a while, the tokens after
 # the latest match are the right guesses, several per target pass, at no draft cost at all. That
-# is also why prompt lookup wins in `course_utils.bench speculative` on ordinary prompts. A
+# is also why prompt lookup wins in `python -m course_utils bench speculative` on ordinary prompts. A
 # failed lookup costs almost nothing: it drafts little or nothing, and the target's pass yields
 # its one token as usual.
 #

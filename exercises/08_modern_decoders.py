@@ -50,6 +50,7 @@ from course_utils import LlamaConfig, MiniGPT, MiniLlama, generate
 from course_utils.data import load_corpus
 from course_utils.evaluation import bits_per_byte
 from course_utils.hub import load_tokenizer
+from course_utils.kv_cache import GrowingKVCache, SlidingWindowKVCache, kv_cache_bytes
 from course_utils.lesson import check_below, setup
 from course_utils.llama import (
     RMSNorm,
@@ -62,7 +63,7 @@ from course_utils.llama import (
     rope_cos_sin,
     swiglu_hidden_size,
 )
-from course_utils.model import MLP, GPTConfig, GrowingKVCache, SlidingWindowKVCache, causal_mask, kv_cache_bytes
+from course_utils.model import MLP, GPTConfig, causal_mask
 from course_utils.train import TrainConfig, Trainer, encode_plays, train_side_by_side
 
 generator = setup(seed=0)

@@ -727,7 +727,9 @@ for who in ("ours", "transformers"):
 # cache (`transformers`' builds an attention mask and updates a general-purpose cache object in
 # every call), and what each `generate()` adds around it (`transformers` runs its logits
 # processors and stopping criteria, and updates its model inputs, at every step). Read which part
-# holds the difference on your machine; neither is asserted, since both are timings.
+# holds the difference on your machine; neither is asserted, since both are timings. A loop that
+# adds a few hundredths of a millisecond, or even a slightly negative amount, adds nothing this
+# machine can measure: two timings of the same work differ by that much from round to round.
 
 # %%
 assert full["ours, preallocated cache"] > 2 * full["ours, no cache"]  # the cache pays, even on a noisy machine

@@ -25,13 +25,13 @@ from pathlib import Path
 import nbformat
 import torch
 from transformers.generation.logits_process import TopPLogitsWarper
-from update_screenshots import write_atomically
 
 from course_utils import MiniGPT
-from course_utils.generation import apply_frequency_presence_penalty, min_p_filter, top_p_filter
+from course_utils.files import write_atomically
 from course_utils.kv_cache import kv_cache_bytes
 from course_utils.llama import LlamaConfig, parameter_count
 from course_utils.model import GPTConfig
+from course_utils.sampling import apply_frequency_presence_penalty, min_p_filter, top_p_filter
 from course_utils.speculative import predicted_speedup
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import jupytext
 import nbformat
-from update_screenshots import write_atomically
+
+from course_utils.files import write_atomically
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = ROOT / "notebooks"

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import nbformat
 
+from course_utils.files import write_atomically
+
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "docs" / "images"
 FIGURE_TAG = "readme-figure"
@@ -37,13 +39,6 @@ def lesson_figure(notebook_path: Path) -> bytes:
         if "image/png" in output.get("data", {}):
             return base64.b64decode(output["data"]["image/png"])
     raise ValueError(f"the {FIGURE_TAG!r} cell of {notebook_path.name} has no stored PNG: regenerate the lesson")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``<path>.partial``, then rename it over ``path``: never a half-written file."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)
 
 
 def update_figures() -> None:

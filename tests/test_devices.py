@@ -62,7 +62,8 @@ def test_lesson_01_and_02_masks_and_the_forward_pass(elsewhere):
 @pytest.mark.parametrize("arguments", [
     dict(), dict(do_sample=True, top_k=5, top_p=0.9, min_p=0.05, temperature=0.7), dict(num_beams=3),
     dict(repetition_penalty=1.3, frequency_penalty=0.5, presence_penalty=0.5), dict(use_cache=False),
-    dict(cache_implementation="growing"), dict(cache_implementation="int8"), dict(num_return_sequences=2, do_sample=True),
+    dict(cache_implementation="growing"), dict(cache_implementation="int8"),
+    dict(num_return_sequences=2, do_sample=True),
 ], ids=str)
 def test_lesson_03_and_04_generate(elsewhere, arguments):
     model = small_gpt()

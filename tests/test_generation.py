@@ -374,3 +374,28 @@ def test_a_models_generation_config_supplies_the_defaults_and_explicit_arguments
     assert torch.equal(greedy, hf_model.generate(prompt, attention_mask=mask, max_new_tokens=4, do_sample=False))
     mini = MiniGPT.from_hf(hf_model)  # a MiniGPT has no generation config: transformers' defaults
     assert torch.equal(generate(mini, prompt), generate(hf_model, prompt, 20, do_sample=False, top_k=50))
+
+
+def test_a_settings_object_passed_whole_equals_its_arguments_and_explicit_ones_win(hf_models):
+    from transformers import GenerationConfig
+
+    from course_utils.sampling import GenerationSettings
+
+    mini = MiniGPT.from_hf(hf_models[1])
+    prompt = torch.randint(0, 517, (2, 3), generator=torch.Generator().manual_seed(3))
+    settings = GenerationSettings(max_new_tokens=8, do_sample=True, temperature=0.7, top_k=11, top_p=0.9,
+                                  repetition_penalty=1.2, presence_penalty=0.5)
+    whole = generate(mini, prompt, generation_config=settings, generator=torch.Generator().manual_seed(4))
+    spelled = generate(mini, prompt, 8, do_sample=True, temperature=0.7, top_k=11, top_p=0.9, repetition_penalty=1.2,
+                       presence_penalty=0.5, generator=torch.Generator().manual_seed(4))
+    assert whole.shape == (2, 11) and torch.equal(whole, spelled)
+    without_presence = generate(mini, prompt, 8, do_sample=True, temperature=0.7, top_k=11, top_p=0.9,
+                                repetition_penalty=1.2, generator=torch.Generator().manual_seed(4))
+    assert not torch.equal(whole, without_presence)  # every field counts, not a hand-picked six
+    greedy = generate(mini, prompt, generation_config=settings, do_sample=False, max_new_tokens=5)  # explicit wins
+    assert torch.equal(greedy, generate(mini, prompt, 5, repetition_penalty=1.2, presence_penalty=0.5))
+    transformers_config = GenerationConfig(max_new_tokens=6, num_beams=3)
+    assert torch.equal(generate(mini, prompt, generation_config=transformers_config),
+                       generate(mini, prompt, 6, num_beams=3))
+    with pytest.raises(ValueError, match="top_k must be an integer >= 0"):
+        generate(mini, prompt, generation_config=GenerationSettings(), top_k=-1)

@@ -1,5 +1,6 @@
-"""The library's import graph: no cycles between its modules, and a function-level import of a
-sibling module only where a comment on the line says why (issue 23)."""
+"""The library's shape (issue 23): no import cycles between its modules, a function-level import
+of a sibling module only where a comment on the line says why, and every module saying which
+lessons teach it."""
 
 from __future__ import annotations
 
@@ -68,3 +69,9 @@ def test_a_function_level_import_of_a_sibling_says_why(path):
     unexplained = [f"{path.name}:{line}: {lines[line - 1].strip()}"
                    for _, line, top in sibling_imports(path) if not top and "#" not in lines[line - 1]]
     assert not unexplained, "function-level imports without a comment saying why:\n" + "\n".join(unexplained)
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda path: path.name)
+def test_each_module_says_which_lessons_teach_it(path):
+    docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+    assert "Taught in:" in docstring, f"{path.name}: its docstring should end with 'Taught in: lesson NN ...'"

@@ -60,6 +60,23 @@ def test_continuation_is_seeded(model_and_tokenizer):
     assert first != seeded_continuation(model, tokenizer, ids, settings, seed=1)
 
 
+def test_the_continuation_uses_every_setting_not_a_hand_picked_few(model_and_tokenizer):
+    """The settings go to generate() whole; a copied list of six names once dropped the rest."""
+    from dataclasses import replace
+
+    from course_utils import generate
+
+    model, tokenizer = model_and_tokenizer
+    ids = torch.tensor([[1, 2, 3]])
+    # a low temperature and a negative penalty: repeats become near certain, so the penalty shows
+    settings = GenerationSettings(do_sample=True, max_new_tokens=12, top_k=0, temperature=0.2, frequency_penalty=-2.0)
+    expected = generate(model, ids, 12, do_sample=True, top_k=0, temperature=0.2, frequency_penalty=-2.0,
+                        generator=torch.Generator().manual_seed(0))
+    assert seeded_continuation(model, tokenizer, ids, settings, seed=0) == tokenizer.decode(expected[0, 3:])
+    plain = seeded_continuation(model, tokenizer, ids, replace(settings, frequency_penalty=0.0), seed=0)
+    assert plain != seeded_continuation(model, tokenizer, ids, settings, seed=0)
+
+
 def test_moving_top_k_updates_the_distribution(playground):
     assert playground.kept == 300  # no filter at the start
     playground.sliders["top_k"].value = 5

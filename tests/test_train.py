@@ -1,3 +1,4 @@
+import copy
 from dataclasses import replace
 
 import pytest
@@ -315,3 +316,40 @@ def test_side_by_side_runs_get_equal_time(tmp_path, monkeypatch):
     assert steps_taken[:4] == [True, False, True, True]  # always the one behind in time
     with pytest.raises(ValueError, match="time budget"):
         train_side_by_side([Trainer(TINY, TOKENS, tmp_path / "none", progress=False)])
+
+
+def test_the_trainer_trains_a_model_it_did_not_build_and_refuses_a_mismatched_one(tmp_path):
+    torch.manual_seed(3)
+    given = MiniGPT(TINY.model)
+    before = given.wte.weight.detach().clone()
+    trainer = Trainer(TINY, TOKENS, tmp_path / "given", progress=False, model=given)
+    trainer.run(stop_after=2)
+    assert trainer.model is given and not torch.equal(given.wte.weight, before)
+    built = Trainer(TINY, TOKENS, tmp_path / "built", progress=False)
+    built.run(stop_after=2)  # same data and optimizer; only the starting weights differ
+    assert not torch.equal(built.model.wte.weight, given.wte.weight)
+    other = MiniGPT(GPTConfig(vocab_size=TINY.model.vocab_size, context_length=8, n_layer=1, n_head=1, n_embd=8))
+    with pytest.raises(ValueError, match="must match"):
+        Trainer(TINY, TOKENS, tmp_path / "other", progress=False, model=other)
+
+
+def test_every_training_path_takes_the_same_step():
+    """The Trainer, the copying model and the benchmark all go through training_step: one micro-batch
+    of it is update() under autocast; N micro-batches give the gradient of their mean."""
+    from course_utils.train import make_optimizer, training_step, update
+
+    torch.manual_seed(0)
+    first = MiniGPT(replace(TINY.model, dropout=0.0))  # no dropout: the two ways draw no random numbers
+    second = copy.deepcopy(first)
+    inputs, targets = random_batch(TOKENS, 4, 16, torch.Generator().manual_seed(1))
+    training_step(first, make_optimizer(first, TINY), [(inputs, targets)], grad_clip=0.5)
+    update(second, make_optimizer(second, TINY), second(inputs, targets), 0.5)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    halves = copy.deepcopy(second)
+    whole = copy.deepcopy(second)
+    two_halves = [(inputs[:2], targets[:2]), (inputs[2:], targets[2:])]
+    training_step(halves, torch.optim.SGD(halves.parameters(), lr=0.1), two_halves, grad_clip=None)
+    training_step(whole, torch.optim.SGD(whole.parameters(), lr=0.1), [(inputs, targets)], grad_clip=None)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(halves.parameters(), whole.parameters()))
+    with pytest.raises(ValueError, match="micro_batches must hold"):
+        training_step(whole, torch.optim.SGD(whole.parameters(), lr=0.1), [])
