@@ -162,7 +162,7 @@ def instruction_sets(flags: Iterable[str]) -> tuple[list[str], bool]:
 def cpu_findings(measure_precision: bool = True) -> list[Finding]:
     import torch
 
-    from .hardware import choose_precision  # imports torch, which this report may be diagnosing as broken
+    from .hardware import choose_precision  # imports transformers (timing), which this report may find broken
 
     present, native = instruction_sets(cpu_flags())
     name = _cpu_name()

@@ -1,5 +1,5 @@
 """The library's shape (issue 23): no import cycles between its modules, a function-level import
-of a sibling module only where a comment on the line says why, and every module saying which
+of a sibling module only where a comment says why, and every module saying which
 lessons teach it."""
 
 from __future__ import annotations
@@ -66,8 +66,11 @@ def test_the_library_has_no_import_cycle():
 @pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda path: path.name)
 def test_a_function_level_import_of_a_sibling_says_why(path):
     lines = path.read_text().splitlines()
+    def explained(line: int) -> bool:  # a comment on the import's line or just above it
+        return "#" in lines[line - 1] or lines[line - 2].strip().startswith("#")
+
     unexplained = [f"{path.name}:{line}: {lines[line - 1].strip()}"
-                   for _, line, top in sibling_imports(path) if not top and "#" not in lines[line - 1]]
+                   for _, line, top in sibling_imports(path) if not top and not explained(line)]
     assert not unexplained, "function-level imports without a comment saying why:\n" + "\n".join(unexplained)
 
 
@@ -75,3 +78,13 @@ def test_a_function_level_import_of_a_sibling_says_why(path):
 def test_each_module_says_which_lessons_teach_it(path):
     docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
     assert "Taught in:" in docstring, f"{path.name}: its docstring should end with 'Taught in: lesson NN ...'"
+
+
+def test_importing_the_package_does_not_import_transformers():
+    """``python -m course_utils doctor`` must start, and report, when transformers is broken."""
+    import subprocess
+    import sys
+
+    code = "import sys, course_utils, course_utils.doctor; print('transformers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
