@@ -327,10 +327,15 @@ class Trainer:
 
     ``device``: where to train ("auto", "cpu", "cuda", "mps"); None means ``$COURSE_DEVICE``, else
     the CPU. The precision is ``config.precision`` resolved for that device (``self.precision``).
+
+    By default each step draws random windows of ``train_tokens`` and minimises the model's own
+    next-token loss. ``batches(n, generator) -> (inputs, targets)`` (B = n rows) replaces the
+    windows, and ``loss_fn(inputs, targets) -> loss`` the loss: lesson 09 trains on prompt and
+    answer pairs, and on preference pairs, through them. ``train_tokens`` may then be None.
     """
 
     config: TrainConfig
-    train_tokens: torch.Tensor
+    train_tokens: torch.Tensor | None
     out: Path
     eval_fn: object = None  # callable(model) -> bits per byte, or None
     teacher_model: MiniGPT | None = None  # required when config.distill_weight > 0
@@ -339,11 +344,18 @@ class Trainer:
     # The model to train; None builds a fresh one from config.model (seeded with config.seed).
     # A model built elsewhere (as minGPT's Trainer takes one) must match config.model.
     model: CourseModel | None = None
+    batches: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]] | None = None
+    loss_fn: LossFn | None = None
     history: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": [], "eval_step": [], "val_bpb": []})
 
     def __post_init__(self) -> None:
         if (self.teacher_model is None) != (self.config.distill_weight == 0):
             raise ValueError("pass teacher_model exactly when config.distill_weight > 0")
+        if (self.train_tokens is None) == (self.batches is None):
+            raise ValueError("pass exactly one of train_tokens (random windows) and batches")
+        if self.teacher_model is not None and (self.batches is not None or self.loss_fn is not None):
+            raise ValueError("distillation (teacher_model) trains on train_tokens with its own loss; "
+                             "it does not combine with batches or loss_fn")
         self.device = lesson_device() if self.device is None else resolve_device(self.device)
         self.precision: PrecisionChoice = choose_precision(self.config.precision, self.device, self.config.model.n_embd)
         if self.progress:
@@ -415,18 +427,21 @@ class Trainer:
         # batch of batch_size * gradient_accumulation_steps.
         sequences = config.batch_size * config.gradient_accumulation_steps
         from_teacher = round(sequences * config.teacher_text_fraction)
-        inputs, targets = random_batch(
-            self.train_tokens, sequences - from_teacher, config.tokens_per_sequence, self.generator,
-        )
+        if self.batches is not None:
+            inputs, targets = self.batches(sequences, self.generator)
+        else:
+            inputs, targets = random_batch(
+                self.train_tokens, sequences - from_teacher, config.tokens_per_sequence, self.generator,
+            )
         if from_teacher:
             rows = self.teacher_text_ids[torch.randint(0, len(self.teacher_text_ids), (from_teacher,),
-                                                       generator=self.generator)]
+                                                       generator=self.generator, device=self.generator.device)]
             # The last position has no next token to be scored against (only the teacher's logits).
-            no_target = torch.full((from_teacher, 1), -100, dtype=rows.dtype)
+            no_target = torch.full((from_teacher, 1), -100, dtype=rows.dtype, device=rows.device)
             inputs, targets = torch.cat([inputs, rows]), torch.cat([targets, torch.cat([rows[:, 1:], no_target], 1)])
         micro_batches = [(micro_inputs.to(self.device), micro_targets.to(self.device)) for micro_inputs, micro_targets
                          in zip(inputs.split(config.batch_size), targets.split(config.batch_size))]
-        loss_fn = None
+        loss_fn = self.loss_fn
         if self.teacher_model is not None:
             def loss_fn(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
                 return distillation_loss(self.model(inputs), self.teacher_model(inputs), targets, config.distill_weight)

@@ -151,3 +151,21 @@ def test_load_model_places_the_model_where_asked(monkeypatch):
     monkeypatch.setenv("COURSE_DEVICE", "tpu")
     with pytest.raises(ValueError, match="device must be one of"):
         load_model()
+
+
+def test_lesson_09_post_training(elsewhere):
+    from course_utils.chat import chat_reply
+    from course_utils.post_training import add_chat_tokens, add_lora, answer_log_probs, answer_only_batch, dpo_loss
+
+    model = small_gpt()
+    inputs, targets = answer_only_batch([([1, 2, 3], [4, 5]), ([6], [7])], pad_token_id=0, device="cpu")
+    add_lora(model, rank=2, alpha=4)
+    log_probs = answer_log_probs(model, inputs, targets)
+    loss, _, _ = dpo_loss(log_probs, log_probs - 1, log_probs.detach(), log_probs.detach())
+    assert loss.device.type == "cpu"
+    tokenizer = load_tokenizer()
+    with torch.device("cpu"):
+        chat_model = MiniGPT(GPTConfig(vocab_size=len(tokenizer), context_length=64, n_layer=1, n_head=2,
+                                       n_embd=16)).eval()
+    add_chat_tokens(tokenizer, chat_model)
+    assert isinstance(chat_reply(chat_model, tokenizer, [{"role": "user", "content": "Hail."}], 4), str)

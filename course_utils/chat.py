@@ -1,0 +1,132 @@
+"""The chat box: talk to a tuned model, its reply streamed token by token.
+
+The logic is pure and unit-tested (``chat_reply`` renders the conversation with the chat
+template, generates until the end-of-turn token, and hands each new piece of text to a
+callback); ``ChatBox`` only wires ipywidgets to it.
+
+Taught in: lesson 09.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+
+import torch
+
+from .adapters import model_context, model_device
+from .generation import generate
+from .post_training import END_OF_TURN, render_chat
+
+
+class TextCallbackStreamer:
+    """A ``generate`` streamer that decodes the new tokens as they come and calls
+    ``on_text(piece)`` with each new piece of text (special tokens skipped). The prompt, which
+    ``generate`` sends first, is not shown."""
+
+    def __init__(self, tokenizer, on_text: Callable[[str], None]) -> None:
+        self.tokenizer, self.on_text = tokenizer, on_text
+        self.prompt_seen = False
+        self.ids: list[int] = []
+        self.text = ""
+
+    def put(self, token_ids: torch.Tensor) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.ids += token_ids.flatten().tolist()
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if len(text) > len(self.text) and not text.endswith("\ufffd"):  # wait for a whole character
+            self.on_text(text[len(self.text):])
+            self.text = text
+
+    def end(self) -> None:
+        """Nothing to flush: every whole character was already sent."""
+
+
+@torch.no_grad()
+def chat_reply(
+    model: torch.nn.Module,
+    tokenizer,
+    messages: list[dict[str, str]],
+    max_new_tokens: int = 40,
+    temperature: float = 0.0,
+    seed: int = 0,
+    on_text: Callable[[str], None] | None = None,
+) -> str:
+    """The assistant's next turn after ``messages``: generated after the chat template's
+    generation prompt until the end-of-turn token (or ``max_new_tokens``), greedy for
+    ``temperature`` 0, else sampled at that temperature with a generator seeded by ``seed``.
+    ``on_text`` receives the reply piece by piece as it is generated. Returns the reply's text."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
+    device = model_device(model)
+    prompt = torch.tensor([tokenizer(render_chat(messages, add_generation_prompt=True)).input_ids], device=device)
+    context = model_context(model)
+    if prompt.shape[1] + max_new_tokens > context:
+        raise ValueError(f"the conversation ({prompt.shape[1]} tokens) and max_new_tokens ({max_new_tokens}) "
+                         f"exceed the model's context of {context} tokens; start a new conversation")
+    streamer = TextCallbackStreamer(tokenizer, on_text or (lambda piece: None))
+    sampling = dict(do_sample=True, temperature=temperature, top_k=0) if temperature > 0 else dict(do_sample=False)
+    out = generate(model, prompt, max_new_tokens, eos_token_id=tokenizer.convert_tokens_to_ids(END_OF_TURN),
+                   generator=torch.Generator(device).manual_seed(seed), streamer=streamer, **sampling)
+    return tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
+
+
+class ChatBox:
+    """A conversation, a text box, a Send button and a temperature slider. Send adds the
+    learner's message, streams the model's reply into the conversation and keeps both for the
+    next turn; Clear starts again.
+
+    ``display(chat.widget)`` in a notebook. ``chat.text_box.value = "..."`` then ``chat.send()``
+    does from code exactly what typing and clicking Send do.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, system: str | None = None, max_new_tokens: int = 40):
+        import ipywidgets as widgets
+
+        self.model, self.tokenizer, self.max_new_tokens = model, tokenizer, max_new_tokens
+        self.system = system
+        self.messages: list[dict[str, str]] = []
+        self.text_box = widgets.Text(placeholder="Ask the model...", description="you",
+                                     layout=widgets.Layout(width="520px"))
+        self.temperature = widgets.FloatSlider(value=0.0, min=0.0, max=1.5, step=0.1, description="temperature")
+        self.send_button = widgets.Button(description="Send", button_style="primary")
+        self.clear_button = widgets.Button(description="Clear")
+        self.conversation = widgets.HTML()
+        self.send_button.on_click(lambda _: self.send())
+        self.clear_button.on_click(lambda _: self.clear())
+        self.text_box.continuous_update = False
+        controls = widgets.HBox([self.text_box, self.send_button, self.clear_button])
+        self.widget = widgets.VBox([self.conversation, controls, self.temperature])
+        self.clear()
+
+    def clear(self) -> None:
+        """Start a new conversation (keeping the system message)."""
+        self.messages = [{"role": "system", "content": self.system}] if self.system else []
+        self._show("")
+
+    def send(self) -> str:
+        """Send the text box's message; stream and return the reply."""
+        text = self.text_box.value.strip()
+        if not text:
+            return ""
+        self.text_box.value = ""
+        self.messages.append({"role": "user", "content": text})
+        streamed: list[str] = []
+
+        def show(piece: str) -> None:
+            streamed.append(piece)
+            self._show("".join(streamed))
+
+        reply = chat_reply(self.model, self.tokenizer, self.messages, self.max_new_tokens, self.temperature.value,
+                           seed=len(self.messages), on_text=show)
+        self.messages.append({"role": "assistant", "content": reply})
+        self._show("")
+        return reply
+
+    def _show(self, partial_reply: str) -> None:
+        rows = [f"<p><b>{html.escape(m['role'])}:</b> {html.escape(m['content'])}</p>" for m in self.messages]
+        if partial_reply:
+            rows.append(f"<p><b>assistant:</b> {html.escape(partial_reply)}</p>")
+        self.conversation.value = "<div class='chat'>" + "\n".join(rows) + "</div>"

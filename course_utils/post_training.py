@@ -1,0 +1,260 @@
+"""From a language model to an assistant: chat templates, the loss on answers only, LoRA and DPO.
+
+A chat model is the same next-token predictor after more training. The pieces here:
+
+- a chat template: roles marked by special tokens added to the tokenizer, the rendering written
+  once in Jinja and stored with the tokenizer, so that ``tokenizer.apply_chat_template`` and
+  ``render_chat`` give the same text; ``add_chat_tokens`` adds the tokens and grows the model's
+  embedding, each new row the mean of the old ones (Hewitt 2021, "Initializing new word
+  embeddings for pretrained language models": the new tokens start as an average token);
+- supervised fine-tuning (SFT) data: ``answer_only_batch`` pads prompt + answer pairs into
+  next-token inputs and targets whose targets are -100 (ignored by the loss) everywhere but the
+  answer, so the model learns to answer, not to write prompts;
+- LoRA (Hu et al. 2021): a frozen linear layer W plus a trainable low-rank update
+  (alpha / r) B A, with B (out, r) starting at zero so that training starts from the base model;
+  ``merge`` folds the update into W for inference, ``unmerge`` takes it out again;
+- DPO (Rafailov et al. 2023, "Direct Preference Optimization", eq. 7): for a prompt x with a
+  chosen answer y_w and a rejected one y_l, the loss
+  -log sigmoid(beta [(log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x))]),
+  where pi is the model being tuned and ref the frozen model it started from.
+
+Shapes: B batch, T tokens, V vocabulary, C width, r LoRA rank.
+
+Taught in: lesson 09.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import MiniGPT
+
+ROLES = ("system", "user", "assistant")
+END_OF_TURN = "<|end|>"
+CHAT_TOKENS = tuple(f"<|{role}|>" for role in ROLES) + (END_OF_TURN,)
+# Each message: its role's token, a newline, the content, the end-of-turn token, a newline.
+# add_generation_prompt appends the assistant's token and newline: where the model's answer starts.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\\n' + message['content'] + '<|end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
+)
+IGNORE_INDEX = -100  # the target cross_entropy skips (``ignore_index``)
+SPEAKER = re.compile(r"^([A-Z][A-Za-z'\- ]{0,30})\.$")  # a speech's first line: "HAMLET." or "Ham."
+
+
+def speeches(play: str) -> list[tuple[str, str]]:
+    """The play's speeches in order, as (speaker, first line of the speech): a speech is a block
+    (between blank lines) whose first line is a name and a full stop. Stage directions and
+    continuations break a run of speeches: they appear as ("", "")."""
+    found = []
+    for block in play.split("\n\n"):
+        lines = block.strip().split("\n")
+        match = SPEAKER.match(lines[0].strip()) if len(lines) > 1 else None
+        found.append((match.group(1), lines[1].strip()) if match else ("", ""))
+    return found
+
+
+@dataclass(frozen=True)
+class NextSpeakerExample:
+    """Three speeches of a two-person exchange, A, B, A, and who speaks next: B, the ``answer``;
+    ``other`` is A, the wrong answer a preference pair rejects."""
+
+    excerpt: str  # "A.\nline\n\nB.\nline\n\nA.\nline"
+    answer: str
+    other: str
+
+
+def next_speaker_examples(plays: dict[str, str], max_chars: int = 60) -> list[NextSpeakerExample]:
+    """Every place in ``plays`` (by name; sorted, for a fixed order) where two speakers alternate
+    for four speeches, A B A B: the first three, each cut to its first line (at most ``max_chars``
+    characters), are the excerpt, and B is the answer."""
+    examples = []
+    for name in sorted(plays):
+        found = speeches(plays[name])
+        for i in range(len(found) - 3):
+            (a, line_a), (b, line_b), (a2, line_a2), (b2, _) = found[i : i + 4]
+            if a and b and a != b and a2 == a and b2 == b:
+                excerpt = "\n\n".join(f"{who}.\n{line[:max_chars]}" for who, line in ((a, line_a), (b, line_b),
+                                                                                      (a2, line_a2)))
+                examples.append(NextSpeakerExample(excerpt, b, a))
+    return examples
+
+
+def render_chat(messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
+    """The text ``CHAT_TEMPLATE`` renders for ``messages`` (each ``{"role": ..., "content": ...}``,
+    role one of ``ROLES``), written out in Python."""
+    for index, message in enumerate(messages):
+        if set(message) != {"role", "content"} or message["role"] not in ROLES:
+            raise ValueError(f"messages[{index}] must be {{'role': one of {ROLES}, 'content': str}}, got {message!r}")
+        if not isinstance(message["content"], str):
+            raise ValueError(f"messages[{index}]['content'] must be a string, got {type(message['content']).__name__}")
+    text = "".join(f"<|{m['role']}|>\n{m['content']}{END_OF_TURN}\n" for m in messages)
+    return text + ("<|assistant|>\n" if add_generation_prompt else "")
+
+
+def resize_token_embeddings(model: MiniGPT, vocab_size: int) -> None:
+    """Grow ``model``'s token embedding (tied to its LM head) to ``vocab_size`` rows, in place.
+    The new rows are the mean of the old ones; the old rows are unchanged, so the model's
+    logits for the old tokens are unchanged too."""
+    old = model.wte.weight
+    added = vocab_size - old.shape[0]
+    if added < 0:
+        raise ValueError(f"vocab_size must be at least the current {old.shape[0]}, got {vocab_size}")
+    with torch.no_grad():
+        rows = old.mean(dim=0, keepdim=True).expand(added, -1)
+        weight = torch.cat([old, rows]).detach().clone()
+    model.wte = nn.Embedding(vocab_size, old.shape[1], device=old.device, dtype=old.dtype)
+    model.wte.weight = nn.Parameter(weight)
+    model.lm_head = nn.Linear(old.shape[1], vocab_size, bias=False, device=old.device, dtype=old.dtype)
+    model.lm_head.weight = model.wte.weight  # tied again
+    model.config.vocab_size = vocab_size
+
+
+def add_chat_tokens(tokenizer, model: MiniGPT) -> list[int]:
+    """Add ``CHAT_TOKENS`` to ``tokenizer`` as special tokens (never split, skipped on decoding
+    with ``skip_special_tokens``), store ``CHAT_TEMPLATE`` in it, and grow ``model``'s
+    embedding to match. Returns the new tokens' ids. Both are changed in place."""
+    tokenizer.add_special_tokens({"additional_special_tokens": list(CHAT_TOKENS)})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    resize_token_embeddings(model, len(tokenizer))
+    return tokenizer.convert_tokens_to_ids(list(CHAT_TOKENS))
+
+
+def answer_only_batch(
+    pairs: list[tuple[list[int], list[int]]], pad_token_id: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token inputs and targets (B, T) for prompt + answer pairs of token ids, right-padded
+    with ``pad_token_id`` to the longest pair: inputs = (prompt + answer)[:-1], targets =
+    (prompt + answer)[1:], with every target that is not an answer token (prompt, padding) set to
+    ``IGNORE_INDEX``. T = the longest prompt + answer, minus one."""
+    if not pairs or any(not prompt or not answer for prompt, answer in pairs):
+        raise ValueError("pairs must be a non-empty list of (prompt ids, answer ids), each non-empty")
+    length = max(len(prompt) + len(answer) for prompt, answer in pairs) - 1
+    inputs = torch.full((len(pairs), length), pad_token_id, dtype=torch.long, device=device)
+    targets = torch.full((len(pairs), length), IGNORE_INDEX, dtype=torch.long, device=device)
+    for row, (prompt, answer) in enumerate(pairs):
+        sequence = torch.tensor(prompt + answer, dtype=torch.long, device=device)
+        inputs[row, : len(sequence) - 1] = sequence[:-1]
+        # target t is token t + 1: the answer's tokens are targets len(prompt) - 1 onwards
+        targets[row, len(prompt) - 1 : len(sequence) - 1] = sequence[len(prompt):]
+    return inputs, targets
+
+
+class LoRALinear(nn.Module):
+    """``base`` (an ``nn.Linear``, frozen) plus a trainable low-rank update: x -> base(x) +
+    (alpha / r) x A^T B^T, with A (r, in) random (Kaiming-uniform, as ``nn.Linear``) and
+    B (out, r) zero, so that at the start the layer is exactly ``base``."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
+        super().__init__()
+        if not isinstance(rank, int) or not 1 <= rank <= min(base.in_features, base.out_features):
+            largest = min(base.in_features, base.out_features)
+            raise ValueError(f"rank must be an integer in [1, {largest}], got {rank!r}")
+        if not alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        self.base = base.requires_grad_(False)
+        factory = dict(device=base.weight.device, dtype=base.weight.dtype)
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, **factory))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.scale = alpha / rank
+        self.merged = False
+
+    def delta_weight(self) -> torch.Tensor:
+        """The update (out, in) the adapter adds to the base weight: (alpha / r) B A."""
+        return self.scale * self.lora_B @ self.lora_A
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return self.base(x)
+        return self.base(x) + self.scale * (x @ self.lora_A.T) @ self.lora_B.T
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the update into the base weight: one matrix multiply per call, as before LoRA."""
+        if not self.merged:
+            self.base.weight += self.delta_weight()
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Take the update out of the base weight again (to train on, or to swap adapters)."""
+        if self.merged:
+            self.base.weight -= self.delta_weight()
+            self.merged = False
+
+
+LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # MiniGPT's linear layers
+
+
+def add_lora(model: nn.Module, rank: int, alpha: float, targets: tuple[str, ...] = LORA_TARGETS) -> list[str]:
+    """Freeze every parameter of ``model`` and wrap each ``nn.Linear`` whose name ends with one of
+    ``targets`` in a ``LoRALinear``, in place. Returns the wrapped layers' names."""
+    model.requires_grad_(False)
+    wrapped = []
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            full = f"{name}.{child_name}" if name else child_name
+            if isinstance(child, nn.Linear) and full.endswith(targets):
+                setattr(module, child_name, LoRALinear(child, rank, alpha))
+                wrapped.append(full)
+    if not wrapped:
+        raise ValueError(f"no nn.Linear in the model has a name ending with one of {targets}")
+    return wrapped
+
+
+def lora_layers(model: nn.Module) -> list[LoRALinear]:
+    return [module for module in model.modules() if isinstance(module, LoRALinear)]
+
+
+def merge_lora(model: nn.Module) -> None:
+    """Merge every adapter of ``model`` into its base weight."""
+    for layer in lora_layers(model):
+        layer.merge()
+
+
+def unmerge_lora(model: nn.Module) -> None:
+    """Take every adapter of ``model`` out of its base weight."""
+    for layer in lora_layers(model):
+        layer.unmerge()
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    """Parameters that receive gradients (a tied matrix once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def answer_log_probs(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B,) the summed log-probability of each row's answer tokens: the targets (B, T) that are
+    not ``IGNORE_INDEX``, given ``inputs`` (B, T) (as ``answer_only_batch`` makes them)."""
+    log_probs = F.log_softmax(model(inputs).float(), dim=-1)  # (B, T, V)
+    scored = targets != IGNORE_INDEX
+    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return (picked * scored).sum(dim=-1)
+
+
+def dpo_loss(
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    beta: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """DPO's loss (Rafailov et al. 2023, eq. 7) from summed answer log-probabilities (B,) of the
+    model being tuned (``chosen``, ``rejected``) and of the frozen reference. Returns the mean
+    loss -log sigmoid(r_w - r_l) and the implicit rewards r_w, r_l (B,), r = beta (log pi - log ref),
+    detached: their difference is the reward margin, and r_w > r_l a win."""
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    chosen_rewards = beta * (chosen - reference_chosen)
+    rejected_rewards = beta * (rejected - reference_rejected)
+    loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
+    return loss, chosen_rewards.detach(), rejected_rewards.detach()

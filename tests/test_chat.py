@@ -1,0 +1,90 @@
+"""course_utils.chat: the reply logic and the chat box, driven from code as a learner drives it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_utils import GPTConfig, MiniGPT, load_tokenizer
+from course_utils.chat import ChatBox, TextCallbackStreamer, chat_reply
+from course_utils.post_training import END_OF_TURN, add_chat_tokens, render_chat
+
+
+@pytest.fixture(scope="module")
+def chat_model_and_tokenizer():
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer()
+    model = MiniGPT(GPTConfig(vocab_size=4096, context_length=128, n_layer=1, n_head=2, n_embd=32)).eval()
+    add_chat_tokens(tokenizer, model)
+    return model, tokenizer
+
+
+def test_a_reply_stops_at_the_end_of_turn_and_streams_in_pieces(chat_model_and_tokenizer, monkeypatch):
+    model, tokenizer = chat_model_and_tokenizer
+    end = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    script = tokenizer("Good my lord.").input_ids + [end] + tokenizer(" never shown").input_ids
+
+    def scripted_generate(model_, prompt, max_new_tokens, eos_token_id, generator, streamer, **sampling):
+        """generate's contract, with a fixed reply: the prompt to the streamer, then token by token."""
+        assert eos_token_id == end
+        streamer.put(prompt[0])
+        tokens = []
+        for token in script[:max_new_tokens]:
+            tokens.append(token)
+            streamer.put(torch.tensor([token]))
+            if token == eos_token_id:
+                break
+        streamer.end()
+        return torch.cat([prompt, torch.tensor([tokens])], dim=1)
+
+    monkeypatch.setattr("course_utils.chat.generate", scripted_generate)
+    pieces = []
+    messages = [{"role": "user", "content": "How now?"}]
+    reply = chat_reply(model, tokenizer, messages, max_new_tokens=20, on_text=pieces.append)
+    assert reply == "Good my lord." and "".join(pieces) == reply and len(pieces) > 1
+
+
+def test_chat_reply_really_generates_after_the_generation_prompt(chat_model_and_tokenizer):
+    model, tokenizer = chat_model_and_tokenizer
+    messages = [{"role": "user", "content": "Speak."}]
+    pieces = []
+    reply = chat_reply(model, tokenizer, messages, max_new_tokens=6, on_text=pieces.append)
+    assert reply == "".join(pieces)
+    prompt = tokenizer(render_chat(messages, add_generation_prompt=True), return_tensors="pt").input_ids
+    from course_utils import generate
+
+    expected = generate(model, prompt, 6, eos_token_id=tokenizer.convert_tokens_to_ids(END_OF_TURN))
+    assert reply == tokenizer.decode(expected[0, prompt.shape[1]:], skip_special_tokens=True)
+    sampled = {chat_reply(model, tokenizer, messages, 6, temperature=1.0, seed=seed) for seed in range(4)}
+    assert len(sampled) > 1  # sampling at temperature 1 with different seeds
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        chat_reply(model, tokenizer, messages, temperature=-1)
+    with pytest.raises(ValueError, match="exceed the model's context"):
+        chat_reply(model, tokenizer, messages, max_new_tokens=500)
+
+
+def test_the_streamer_skips_the_prompt_and_waits_for_whole_characters(chat_model_and_tokenizer):
+    _, tokenizer = chat_model_and_tokenizer
+    pieces = []
+    streamer = TextCallbackStreamer(tokenizer, pieces.append)
+    streamer.put(torch.tensor([[1, 2, 3]]))  # the prompt
+    for token in tokenizer("Thou wilt—").input_ids:
+        streamer.put(torch.tensor([token]))
+    assert "".join(pieces) == "Thou wilt—" and not any("\ufffd" in piece for piece in pieces)
+
+
+def test_the_chat_box_keeps_the_conversation_and_clears_it(chat_model_and_tokenizer):
+    model, tokenizer = chat_model_and_tokenizer
+    box = ChatBox(model, tokenizer, system="Answer briefly.", max_new_tokens=4)
+    assert box.send() == ""  # nothing typed: nothing sent
+    box.text_box.value = "Who is there?"
+    reply = box.send()
+    assert box.text_box.value == ""
+    assert [m["role"] for m in box.messages] == ["system", "user", "assistant"]
+    assert box.messages[-1]["content"] == reply and "Who is there?" in box.conversation.value
+    box.text_box.value = "And then?"
+    box.send()
+    assert len(box.messages) == 5
+    box.clear()
+    assert box.messages == [{"role": "system", "content": "Answer briefly."}]
+    assert "Who is there?" not in box.conversation.value
