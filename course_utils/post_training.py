@@ -129,12 +129,14 @@ def add_chat_tokens(tokenizer, model: MiniGPT) -> list[int]:
 
 
 def answer_only_batch(
-    pairs: list[tuple[list[int], list[int]]], pad_token_id: int, device: torch.device | str = "cpu"
+    pairs: list[tuple[list[int], list[int]]], pad_token_id: int, device: torch.device | str = "cpu",
+    score_prompt: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token inputs and targets (B, T) for prompt + answer pairs of token ids, right-padded
     with ``pad_token_id`` to the longest pair: inputs = (prompt + answer)[:-1], targets =
     (prompt + answer)[1:], with every target that is not an answer token (prompt, padding) set to
-    ``IGNORE_INDEX``. T = the longest prompt + answer, minus one."""
+    ``IGNORE_INDEX``; with ``score_prompt``, only the padding (the loss on every token, for
+    comparison). T = the longest prompt + answer, minus one."""
     if not pairs or any(not prompt or not answer for prompt, answer in pairs):
         raise ValueError("pairs must be a non-empty list of (prompt ids, answer ids), each non-empty")
     length = max(len(prompt) + len(answer) for prompt, answer in pairs) - 1
@@ -144,7 +146,8 @@ def answer_only_batch(
         sequence = torch.tensor(prompt + answer, dtype=torch.long, device=device)
         inputs[row, : len(sequence) - 1] = sequence[:-1]
         # target t is token t + 1: the answer's tokens are targets len(prompt) - 1 onwards
-        targets[row, len(prompt) - 1 : len(sequence) - 1] = sequence[len(prompt):]
+        first = 0 if score_prompt else len(prompt) - 1
+        targets[row, first : len(sequence) - 1] = sequence[first + 1 :]
     return inputs, targets
 
 

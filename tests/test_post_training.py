@@ -98,6 +98,8 @@ def test_answer_only_targets_score_the_answer_and_nothing_else():
     assert loss.item() == pytest.approx((sum(by_hand) / 7).item(), rel=1e-6)  # mean over the 7 answer tokens
     assert answer_log_probs(model, inputs, targets).tolist() == pytest.approx([-value.item() for value in by_hand],
                                                                                rel=1e-5)
+    _, every_target = answer_only_batch(pairs, pad_token_id=0, score_prompt=True)
+    assert every_target.tolist() == [[6, 7, 8, 9], [11, 12, 13, 14], [4, ignored, ignored, ignored]]
     with pytest.raises(ValueError, match="each non-empty"):
         answer_only_batch([([1], [])], pad_token_id=0)
 
