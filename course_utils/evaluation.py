@@ -100,7 +100,8 @@ def greedy_agreement(
 def main(argv: list[str] | None = None) -> int:
     """``python -m course_utils evaluate``: a model's bits per byte on the validation plays, and
     optionally a draft's greedy agreement with it."""
-    parser = argparse.ArgumentParser(prog="python -m course_utils evaluate", description=main.__doc__.split(":")[1])
+    parser = argparse.ArgumentParser(prog="python -m course_utils evaluate",
+                                     description="A model's bits per byte on the validation plays.")
     parser.add_argument("--model", default="shakespeare-gpt", help="bundled name, hub id or folder")
     parser.add_argument("--draft", default=None, help="also report this draft's greedy agreement")
     args = parser.parse_args(argv)

@@ -102,7 +102,9 @@ def load_model(name: str | None = None, device: str | torch.device | None = None
     from .hardware import lesson_device, resolve_device
 
     name = model_name(name)
-    device = lesson_device() if device is None else (device if isinstance(device, torch.device)
-                                                     else resolve_device(device))
+    if device is None:
+        device = lesson_device()
+    elif not isinstance(device, torch.device):  # a name: checked to be available here
+        device = resolve_device(device)
     model = _from_pretrained(AutoModelForCausalLM, name).float().eval().to(device)
     return model, load_tokenizer(name)

@@ -233,10 +233,8 @@ def resolve_settings(model: torch.nn.Module, generation_config=None, **explicit)
                if config is not None]
     chosen = {}
     for name in (f.name for f in fields(GenerationSettings)):
-        value = explicit.get(name)
-        for config in sources:
-            if value is None:
-                value = getattr(config, name, None)
+        candidates = [explicit.get(name)] + [getattr(config, name, None) for config in sources]
+        value = next((candidate for candidate in candidates if candidate is not None), None)
         if value is not None:
             chosen[name] = value
     return GenerationSettings(**chosen)

@@ -27,10 +27,12 @@ WARMUP_CALLS = 1  # calls discarded before timing, in every measurement here
 
 def synchronize(device: torch.device | str | None) -> None:
     """Wait until ``device`` has finished its queued work (a GPU runs asynchronously)."""
-    device = torch.device(device) if device is not None else None
-    if device is not None and device.type == "cuda":
+    if device is None:
+        return
+    device = torch.device(device)
+    if device.type == "cuda":
         torch.cuda.synchronize(device)
-    elif device is not None and device.type == "mps":
+    elif device.type == "mps":
         torch.mps.synchronize()
 
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
 
+from .adapters import model_device
 from .data import SDIST_SHA256, load_corpus
 from .evaluation import bits_per_byte, greedy_agreement
 from .files import atomic_folder, atomic_path, remove_leftovers
@@ -284,7 +285,7 @@ def training_step(
     if not micro_batches:
         raise ValueError("micro_batches must hold at least one (inputs, targets) pair")
     loss_fn = loss_fn or model
-    device = next(model.parameters()).device
+    device = model_device(model)
     model.train()
     total = torch.zeros((), device=device)
     for inputs, targets in micro_batches:
