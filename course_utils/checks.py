@@ -12,6 +12,7 @@ Taught in: every lesson's workbook (``exercises/``).
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Callable, Iterable
@@ -28,6 +29,8 @@ from .hints import HINTS, hint  # noqa: F401  (checks.hint is what a workbook ca
 from .hub import load_model
 from .llama import LlamaConfig, RMSNorm, SwiGLU
 from .model import GPTConfig, MiniGPT, attend
+from .post_training import LoRALinear, answer_only_batch
+from .post_training import dpo_loss as library_dpo_loss
 from .sampling import GenerationSettings, apply_repetition_penalty, top_k_filter, top_p_filter
 from .speculative import accept_drafts
 from .train import TrainConfig, make_optimizer, update, windows_at
@@ -810,9 +813,91 @@ def repeat_kv(learner: Callable) -> None:
     run_checks("repeat_kv", learner, lambda x, n_rep: x.repeat_interleave(n_rep, dim=1), cases, atol=0.0)
 
 
+# ---- lesson 09 --------------------------------------------------------------------------------
+
+def label_mask(learner: Callable) -> None:
+    """``learner(prompt, answer)``: token id lists -> next-token (inputs, targets), each (T,),
+    T = len(prompt) + len(answer) - 1, every target but the answer's ``IGNORE_INDEX``: one row of
+    ``post_training.answer_only_batch``."""
+    generator = _generator(24)
+    shapes = [(1, 1), (2, 1), (1, 2), (3, 2), (5, 1), (4, 4), (9, 3)]
+    cases = [{"prompt": torch.randint(1, 50, (p,), generator=generator).tolist(),
+              "answer": torch.randint(50, 99, (a,), generator=generator).tolist()} for p, a in shapes]
+
+    def reference(prompt: list[int], answer: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = answer_only_batch([(prompt, answer)], pad_token_id=0)
+        return inputs[0], targets[0]
+
+    run_checks("label_mask", learner, reference, cases, atol=0.0)
+
+
+def lora_forward(learner_class: type) -> None:
+    """``learner_class(base, rank, alpha)`` is a ``LoRALinear`` whose ``forward(x)`` the learner
+    wrote: x (..., in) -> (..., out), the frozen layer plus (alpha / r) B A x, or the frozen layer
+    alone when ``merged``. Checked against ``post_training.LoRALinear`` with the same weights,
+    B random (at B = 0 every forward agrees), then merged."""
+    generator = _generator(25)
+    cases = []
+    for batch, in_features, out_features, rank, alpha, merged in [
+            ((1,), 2, 3, 1, 1.0, False), ((2,), 3, 2, 1, 4.0, False), ((1, 3), 4, 6, 2, 2.0, False),
+            ((2, 5), 8, 12, 4, 16.0, False), ((2, 5), 8, 12, 4, 16.0, True)]:
+        base = torch.nn.Linear(in_features, out_features)
+        with torch.no_grad():
+            base.weight.copy_(torch.randn(out_features, in_features, generator=generator))
+            base.bias.copy_(torch.randn(out_features, generator=generator))
+        state = {"lora_A": torch.randn(rank, in_features, generator=generator),
+                 "lora_B": torch.randn(out_features, rank, generator=generator)}
+        cases.append({"base": base, "rank": rank, "alpha": alpha, "state": state, "merged": merged,
+                      "x": torch.randn(*batch, in_features, generator=generator)})
+
+    def build(cls: type, base, rank, alpha, state, merged) -> torch.nn.Module:
+        module = cls(copy.deepcopy(base), rank, alpha)
+        with torch.no_grad():
+            module.lora_A.copy_(state["lora_A"])
+            module.lora_B.copy_(state["lora_B"])
+        if merged:
+            LoRALinear.merge(module)
+        return module
+
+    def reference(base, rank, alpha, state, merged, x):
+        with torch.no_grad():
+            return build(LoRALinear, base, rank, alpha, state, merged)(x)
+
+    def learners(base, rank, alpha, state, merged, x):
+        try:
+            module = build(learner_class, base, rank, alpha, state, merged)
+        except Exception as error:
+            raise ExerciseFailed(f"cannot build {learner_class.__name__}(base, rank, alpha) "
+                                 f"({type(error).__name__}: {error}); keep it a subclass of LoRALinear") from None
+        with torch.no_grad():
+            return module(x)
+
+    run_checks("lora_forward", learners, reference, cases, atol=1e-4)
+
+
+def dpo_loss(learner: Callable) -> None:
+    """``learner(chosen, rejected, reference_chosen, reference_rejected, beta)``: summed answer
+    log-probabilities (B,) -> DPO's mean loss (0-d), as ``post_training.dpo_loss``."""
+    generator = _generator(26)
+    cases = [{"chosen": torch.tensor([-1.0]), "rejected": torch.tensor([-1.0]),
+              "reference_chosen": torch.tensor([-1.0]), "reference_rejected": torch.tensor([-1.0]), "beta": 0.1},
+             {"chosen": torch.tensor([-2.0]), "rejected": torch.tensor([-6.0]),
+              "reference_chosen": torch.tensor([-3.0]), "reference_rejected": torch.tensor([-4.0]), "beta": 0.5}]
+    for size, beta in [(3, 0.1), (8, 1.0), (16, 0.05)]:
+        four = torch.randn(4, size, generator=generator) * 4 - 10
+        cases.append({"chosen": four[0], "rejected": four[1], "reference_chosen": four[2],
+                      "reference_rejected": four[3], "beta": beta})
+
+    def reference(chosen, rejected, reference_chosen, reference_rejected, beta):
+        return library_dpo_loss(chosen, rejected, reference_chosen, reference_rejected, beta)[0]
+
+    run_checks("dpo_loss", learner, reference, cases, atol=1e-5)
+
+
 __all__ = ["ExerciseFailed", "apply_rope", "attention", "attention_entropy", "attention_module", "beam_search",
-           "bits_per_byte", "block_forward", "cached_attention_step", "cached_generation", "causal_mask",
-           "first_differing_module", "gpt_forward", "greedy_acceptance", "hint", "induction_score",
-           "mean_distance", "next_token_windows", "previous_token_score", "repeat_kv", "repetition_penalty",
-           "residual_distribution", "rms_norm", "run_checks", "sampling_loop", "shifted_causal_mask",
-           "speculative_step", "split_heads", "swiglu", "token_log_probs", "top_k", "top_p", "training_step"]
+           "bits_per_byte", "block_forward", "cached_attention_step", "cached_generation", "causal_mask", "dpo_loss",
+           "first_differing_module", "gpt_forward", "greedy_acceptance", "hint", "induction_score", "label_mask",
+           "lora_forward", "mean_distance", "next_token_windows", "previous_token_score", "repeat_kv",
+           "repetition_penalty", "residual_distribution", "rms_norm", "run_checks", "sampling_loop",
+           "shifted_causal_mask", "speculative_step", "split_heads", "swiglu", "token_log_probs", "top_k", "top_p",
+           "training_step"]

@@ -1,13 +1,15 @@
 """The lessons' widgets as web pages for a classroom projector, without the lessons around them.
 
-    python -m course_utils.classroom                 # serves both pages with Voila, offline
+    python -m course_utils.classroom                 # serves the pages with Voila, offline
     python -m course_utils.classroom --port 8870 --prompt "HAMLET.\\nTo be, or not"
 
-Two pages: ``playground`` (the sampling playground of lesson 03) and ``attention`` (the attention
-explorer of lesson 06), on the model ``COURSE_MODEL`` picks. Each is a one-cell notebook written
-to a temporary folder and rendered by Voila, which shows the widgets and hides the code.
+Three pages: ``playground`` (the sampling playground of lesson 03) and ``attention`` (the attention
+explorer of lesson 06), on the model ``COURSE_MODEL`` picks, and ``chat`` (lesson 09's chat box), on
+the bundled model fine-tuned for the next-speaker task as the page opens (about 25 s). Each is a
+one-cell notebook written to a temporary folder and rendered by Voila, which shows the widgets and
+hides the code.
 
-Taught in: no lesson; it serves lesson 03's playground and lesson 06's explorer.
+Taught in: no lesson; it serves lesson 03's playground, lesson 06's explorer and lesson 09's chat box.
 """
 
 from __future__ import annotations
@@ -24,11 +26,18 @@ import nbformat
 DEFAULT_PROMPT = "JULIET.\nO Romeo, Romeo! wherefore art thou"  # lesson 03's playground prompt
 DEFAULT_TEXT = ("ROMEO.\nBut soft, what light through yonder window breaks?\n"  # lesson 06's line
                 "It is the east, and Juliet is the sun.")
-PAGES = ("playground", "attention")
+PAGES = ("playground", "attention", "chat")
 
 
 def page_source(page: str, prompt: str = DEFAULT_PROMPT, text: str = DEFAULT_TEXT) -> str:
     """The code of the one cell that builds ``page``'s widget on the course model."""
+    if page == "chat":  # lesson 09's chat box, on the bundled model tuned when the page opens
+        return "\n".join([
+            "from IPython.display import display",
+            "from course_utils.chat import ChatBox, tuned_chat_model",
+            "model, tokenizer = tuned_chat_model()",
+            "display(ChatBox(model, tokenizer).widget)",
+        ])
     if page == "playground":
         widget = f"SamplingPlayground(model, tokenizer, {prompt!r}).widget"
         module, name = "course_utils.playground", "SamplingPlayground"

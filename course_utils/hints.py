@@ -198,6 +198,28 @@ HINTS: dict[str, tuple[str, ...]] = {
         "Each key/value head must appear n_rep = n_head / n_kv_heads times in a row, next to each other.",
         "x.repeat_interleave(n_rep, dim=1) on (B, n_kv_heads, T, D).",
     ),
+    "label_mask": (
+        "Inputs and targets are the same sequence, prompt then answer, shifted by one: the target at "
+        "position t is the token at t + 1.",
+        "Only the targets that are answer tokens are scored. With the shift, the first of them sits at "
+        "position len(prompt) - 1; every target before it becomes IGNORE_INDEX.",
+        "sequence = torch.tensor(prompt + answer); inputs = sequence[:-1]; targets = sequence[1:] with its "
+        "first len(prompt) - 1 entries set to IGNORE_INDEX.",
+    ),
+    "lora_forward": (
+        "The frozen layer still runs; the adapter adds to its output. Look at the shapes: lora_A is "
+        "(r, in), lora_B is (out, r).",
+        "x goes through A first (down to r numbers), then B (up to out), and the result is multiplied by "
+        "self.scale. Once merged, the update is already inside self.base.",
+        "self.base(x) + self.scale * (x @ self.lora_A.T) @ self.lora_B.T, or self.base(x) alone if self.merged.",
+    ),
+    "dpo_loss": (
+        "Each answer's implicit reward is beta times how much more likely the policy finds it than the "
+        "reference does, in log-probabilities.",
+        "reward = beta * (policy log-prob - reference log-prob), for the chosen and for the rejected answer. "
+        "The loss asks the chosen reward to beat the rejected one, through a log-sigmoid.",
+        "-F.logsigmoid(beta * (chosen - reference_chosen) - beta * (rejected - reference_rejected)).mean().",
+    ),
 }
 
 _given: dict[str, int] = {}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -86,6 +87,29 @@ def next_speaker_examples(plays: dict[str, str], max_chars: int = 60) -> list[Ne
                                                                                       (a2, line_a2)))
                 examples.append(NextSpeakerExample(excerpt, b, a))
     return examples
+
+
+QUESTION = "Who speaks next?\n"  # the user's turn starts with it, then the excerpt (lesson 09's task)
+
+
+def next_speaker_pair(example: NextSpeakerExample, tokenizer, answer: str | None = None) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids) of ``example`` as a chat: the prompt is ``QUESTION`` and the excerpt
+    as the user's turn, then the generation prompt; the answer is ``answer`` (default: the right
+    name) and the end-of-turn token. The tokenizer must have the chat tokens (``add_chat_tokens``)."""
+    prompt = render_chat([{"role": "user", "content": QUESTION + example.excerpt}], add_generation_prompt=True)
+    end = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    return tokenizer(prompt).input_ids, tokenizer(answer or example.answer).input_ids + [end]
+
+
+def pair_batches(
+    pairs: list[tuple[list[int], list[int]]], pad_token_id: int, score_prompt: bool = False,
+) -> Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
+    """A ``Trainer`` batch source: ``batches(n, generator)`` draws n of ``pairs`` at random and
+    returns them as ``answer_only_batch`` rows (inputs, targets), each (n, T)."""
+    def batches(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.randint(0, len(pairs), (n,), generator=generator, device=generator.device).tolist()
+        return answer_only_batch([pairs[row] for row in rows], pad_token_id, score_prompt=score_prompt)
+    return batches
 
 
 def render_chat(messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:

@@ -285,10 +285,36 @@ def lesson_08(out: StoredOutputs) -> dict[str, str]:
     }
 
 
+def lesson_09(out: StoredOutputs) -> dict[str, str]:
+    sft_table = r"^two runs of .*\n.*\n.*\n"  # the table after the two SFT runs: header, then the base row
+    column = r" +(\d+%) +(\d+%) "
+    masked = re.search(sft_table + r" +SFT, answer-only loss" + column, out.text, re.MULTILINE)
+    unmasked = re.search(sft_table + r".*\n +SFT, loss on every token" + column, out.text, re.MULTILINE)
+    if not masked or not unmasked:
+        raise ValueError("09_assistant: the SFT table after the two runs is not in the stored outputs")
+    rank, width_in, width_out = 8, 768, 2304  # GPT-2 124M's c_attn at the question's rank
+    return {
+        "zero_shot": out.one(r"^question format, 0 solved examples in the prompt: (\d+%)"),
+        "eight_shot": out.one(r"^question format, 8 solved examples in the prompt: (\d+%)"),
+        "positions": out.one(r"^(\d+) positions, \d+ of them scored"),
+        "scored": out.one(r"^\d+ positions, (\d+) of them scored"),
+        "masked_choice": masked.group(1),
+        "masked_ends": masked.group(2),
+        "unmasked_choice": unmasked.group(1),
+        "unmasked_ends": unmasked.group(2),
+        "gpt2_lora": f"{rank * (width_in + width_out):,}",
+        "gpt2_c_attn": f"{width_in * width_out:,}",
+        "gpt2_fraction": f"{rank * (width_in + width_out) / (width_in * width_out):.2%}",
+        "lora_count": out.one(r"^LoRA r=8 on \d+ matrices: ([\d,]+) trainable"),
+        "lora_share": out.one(r"trainable parameters, ([\d.]+%) of full"),
+        "dpo_kl": out.one(r"^ +after DPO: .*KL from the reference (\S+) nats"),
+    }
+
+
 VALUES: dict[str, Callable[[StoredOutputs], dict[str, str]]] = {
     "01_causal_masking": lesson_01, "02_mini_gpt": lesson_02, "03_sampling_and_generate": lesson_03,
     "04_kv_cache": lesson_04, "05_training": lesson_05, "06_attention": lesson_06,
-    "07_speculative_decoding": lesson_07, "08_modern_decoders": lesson_08,
+    "07_speculative_decoding": lesson_07, "08_modern_decoders": lesson_08, "09_assistant": lesson_09,
 }
 
 

@@ -5,9 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils import GPTConfig, MiniGPT, load_tokenizer
-from course_utils.chat import ChatBox, TextCallbackStreamer, chat_reply
-from course_utils.post_training import END_OF_TURN, add_chat_tokens, render_chat
+from course_utils import GPTConfig, MiniGPT, load_model, load_tokenizer
+from course_utils.chat import ChatBox, TextCallbackStreamer, chat_reply, tuned_chat_model
+from course_utils.data import load_corpus
+from course_utils.post_training import (
+    END_OF_TURN,
+    QUESTION,
+    add_chat_tokens,
+    next_speaker_examples,
+    next_speaker_pair,
+    pair_batches,
+    render_chat,
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +97,39 @@ def test_the_chat_box_keeps_the_conversation_and_clears_it(chat_model_and_tokeni
     box.clear()
     assert box.messages == [{"role": "system", "content": "Answer briefly."}]
     assert "Who is there?" not in box.conversation.value
+
+
+def test_the_tuned_chat_model_answers_held_out_scenes_and_ends_its_turn():
+    """tuned_chat_model (the classroom's chat page) fine-tunes through the Trainer on
+    next_speaker_pair rows (pair_batches); after its default steps, greedy replies to held-out
+    scenes stop at the end of turn, where the untuned model's run on to max_new_tokens."""
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        tuned_chat_model(steps=0)
+    model, tokenizer = tuned_chat_model()
+    end = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    scenes = next_speaker_examples(load_corpus().validation)[:12]
+    prompt, answer = next_speaker_pair(scenes[0], tokenizer)
+    assert answer[-1] == end and tokenizer.decode(answer[:-1]) == scenes[0].answer
+    assert tokenizer.decode(prompt).endswith("<|assistant|>\n") and scenes[0].excerpt in tokenizer.decode(prompt)
+    untuned = MiniGPT.from_hf(load_model("shakespeare-gpt", device="cpu")[0])
+    add_chat_tokens(load_tokenizer("shakespeare-gpt"), untuned)
+
+    def replies_that_end(chat_model) -> int:
+        ended = 0
+        for scene in scenes:
+            reply = chat_reply(chat_model, tokenizer, [{"role": "user", "content": QUESTION + scene.excerpt}],
+                               max_new_tokens=12)
+            ended += len(tokenizer(reply).input_ids) < 11  # stopped at <|end|>, not at max_new_tokens
+        return ended
+
+    assert replies_that_end(untuned) == 0
+    assert replies_that_end(model) >= 10, "after tuning, replies should stop at the end of their turn"
+
+
+def test_pair_batches_draws_answer_only_rows():
+    pairs = [([1, 2, 3], [4, 5]), ([6, 7], [8])]
+    inputs, targets = pair_batches(pairs, pad_token_id=0)(5, torch.Generator().manual_seed(0))
+    assert inputs.shape == targets.shape == (5, 4)
+    for row_inputs, row_targets in zip(inputs.tolist(), targets.tolist()):
+        assert row_inputs in ([1, 2, 3, 4], [6, 7, 0, 0])
+        assert row_targets in ([-100, -100, 4, 5], [-100, 8, -100, -100])

@@ -9,12 +9,13 @@ from course_utils import classroom
 
 def test_every_page_is_a_one_cell_notebook_that_builds_its_widget(tmp_path):
     paths = classroom.write_pages(tmp_path, prompt="HAMLET.\nTo be", text="KING.\nHow now")
-    assert [path.name for path in paths] == ["playground.ipynb", "attention.ipynb"]
-    playground, attention = (nbformat.read(path, as_version=4) for path in paths)
-    assert len(playground.cells) == len(attention.cells) == 1
+    assert [path.name for path in paths] == ["playground.ipynb", "attention.ipynb", "chat.ipynb"]
+    playground, attention, chat = (nbformat.read(path, as_version=4) for path in paths)
+    assert len(playground.cells) == len(attention.cells) == len(chat.cells) == 1
     assert "SamplingPlayground(model, tokenizer, 'HAMLET.\\nTo be')" in playground.cells[0].source
     assert "AttentionExplorer(model, tokenizer, 'KING.\\nHow now')" in attention.cells[0].source
-    for notebook in (playground, attention):
+    assert "ChatBox(model, tokenizer)" in chat.cells[0].source
+    for notebook in (playground, attention, chat):
         compile(notebook.cells[0].source, "page", "exec")
 
 

@@ -21,6 +21,7 @@ from course_utils.generation import apply_temperature, top_k_filter, top_p_filte
 from course_utils.hints import HINTS
 from course_utils.kv_cache import GrowingKVCache
 from course_utils.model import MLP, GPTConfig, causal_mask
+from course_utils.post_training import IGNORE_INDEX, LoRALinear
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -56,7 +57,7 @@ def lesson_namespace(lesson: str) -> dict:
     namespace = {"torch": torch, "F": F, "math": math, "nn": torch.nn, "causal_mask": causal_mask,
                  "GPTConfig": GPTConfig, "MLP": MLP, "apply_temperature": apply_temperature,
                  "top_k_filter": top_k_filter, "top_p_filter": top_p_filter, "GrowingKVCache": GrowingKVCache,
-                 "MiniGPT": MiniGPT}
+                 "MiniGPT": MiniGPT, "LoRALinear": LoRALinear, "IGNORE_INDEX": IGNORE_INDEX}
     for other, _, _, source in SOLUTIONS:
         if other == lesson:
             exec(source, namespace)
@@ -662,7 +663,85 @@ def repeat_kv_along_head_size(x, n_rep):
     return x.repeat_interleave(n_rep, dim=-1)
 
 
+def mask_off_by_one(prompt, answer):  # forgot the shift: the answer's first token is never a target
+    sequence = torch.tensor(prompt + answer)
+    targets = sequence[1:].clone()
+    targets[: len(prompt)] = IGNORE_INDEX
+    return sequence[:-1], targets
+
+
+def mask_targets_not_shifted(prompt, answer):
+    sequence = torch.tensor(prompt + answer)
+    targets = sequence[:-1].clone()
+    targets[: len(prompt)] = IGNORE_INDEX
+    return sequence[:-1], targets
+
+
+def mask_with_zeros(prompt, answer):  # 0 is a real token: the loss would train the model to say it
+    sequence = torch.tensor(prompt + answer)
+    targets = sequence[1:].clone()
+    targets[: len(prompt) - 1] = 0
+    return sequence[:-1], targets
+
+
+def mask_on_the_inputs(prompt, answer):  # the inputs masked as well: the model cannot read the prompt
+    sequence = torch.tensor(prompt + answer)
+    targets = sequence[1:].clone()
+    targets[: len(prompt) - 1] = IGNORE_INDEX
+    inputs = sequence[:-1].clone()
+    inputs[: len(prompt) - 1] = IGNORE_INDEX
+    return inputs, targets
+
+
+LESSON_09 = lesson_namespace("09_assistant.py")
+
+
+class LoRAWithoutTheScale(LESSON_09["LoRAByHand"]):
+    def forward(self, x):
+        return self.base(x) if self.merged else self.base(x) + (x @ self.lora_A.T) @ self.lora_B.T
+
+
+class LoRAWithoutTheBase(LESSON_09["LoRAByHand"]):
+    def forward(self, x):
+        return self.scale * (x @ self.lora_A.T) @ self.lora_B.T
+
+
+class LoRAIgnoringMerged(LESSON_09["LoRAByHand"]):  # the update counted twice once it is merged
+    def forward(self, x):
+        return self.base(x) + self.scale * (x @ self.lora_A.T) @ self.lora_B.T
+
+
+class LoRAScaledByRank(LESSON_09["LoRAByHand"]):
+    def forward(self, x):
+        update = (x @ self.lora_A.T) @ self.lora_B.T / self.lora_A.shape[0]
+        return self.base(x) if self.merged else self.base(x) + update
+
+
+def dpo_without_the_reference(chosen, rejected, reference_chosen, reference_rejected, beta):
+    return -F.logsigmoid(beta * (chosen - rejected)).mean()
+
+
+def dpo_sign_flipped(chosen, rejected, reference_chosen, reference_rejected, beta):
+    return -F.logsigmoid(beta * ((rejected - reference_rejected) - (chosen - reference_chosen))).mean()
+
+
+def dpo_without_beta(chosen, rejected, reference_chosen, reference_rejected, beta):
+    return -F.logsigmoid((chosen - reference_chosen) - (rejected - reference_rejected)).mean()
+
+
+def dpo_summed(chosen, rejected, reference_chosen, reference_rejected, beta):
+    return -F.logsigmoid(beta * ((chosen - reference_chosen) - (rejected - reference_rejected))).sum()
+
+
+def dpo_log_of_sigmoid_missing(chosen, rejected, reference_chosen, reference_rejected, beta):
+    return -torch.sigmoid(beta * ((chosen - reference_chosen) - (rejected - reference_rejected))).mean()
+
+
 WRONG_ANSWERS = {
+    "label_mask": [mask_off_by_one, mask_targets_not_shifted, mask_with_zeros, mask_on_the_inputs],
+    "lora_forward": [LoRAWithoutTheScale, LoRAWithoutTheBase, LoRAIgnoringMerged, LoRAScaledByRank],
+    "dpo_loss": [dpo_without_the_reference, dpo_sign_flipped, dpo_without_beta, dpo_summed,
+                 dpo_log_of_sigmoid_missing],
     "cached_generation": [cached_loop_without_a_cache, cached_loop_feeding_everything,
                           cached_loop_with_a_new_cache_each_step, cached_loop_skipping_the_prompt,
                           cached_loop_never_calling_the_model],

@@ -167,3 +167,40 @@ class ExplorerPage:
         wait_until(condition, UPDATE_SECONDS, lambda: (
             f"after {what_changed}, the learner still sees the scores {self.scores()} after "
             f"{UPDATE_SECONDS:.0f} s; expected {expectation}"))
+
+
+class ChatPage:
+    """The chat box (``course_utils.chat.ChatBox``) inside ``root``, a page locator."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def send(self, message: str) -> None:
+        """Type ``message`` into the text box and click Send, as a learner does."""
+        box = self.root.locator("input[placeholder='Ask the model...']")
+        box.fill(message)
+        self.root.locator("button", has_text=re.compile(r"^Send$")).click()
+
+    def clear(self) -> None:
+        self.root.locator("button", has_text=re.compile(r"^Clear$")).click()
+
+    def turns(self) -> list[tuple[str, str]]:
+        """The conversation as shown: (role, text) for each paragraph of the chat."""
+        paragraphs = self.root.locator("div.chat p").all_inner_texts()
+        return [tuple(part.strip() for part in text.split(":", 1)) for text in paragraphs]
+
+    def settled_turns(self, quiet_seconds: float = 1.0) -> list[tuple[str, str]]:
+        """The conversation once it has stopped changing for ``quiet_seconds`` (the reply streams in)."""
+        shown, since = self.turns(), time.monotonic()
+        deadline = since + UPDATE_SECONDS
+        while time.monotonic() - since < quiet_seconds and time.monotonic() < deadline:
+            time.sleep(0.2)
+            now = self.turns()
+            if now != shown:
+                shown, since = now, time.monotonic()
+        return shown
+
+    def wait_for(self, condition, what_changed: str, expectation: str) -> None:
+        wait_until(condition, UPDATE_SECONDS, lambda: (
+            f"after {what_changed}, the learner still sees the conversation {self.turns()} after "
+            f"{UPDATE_SECONDS:.0f} s; expected {expectation}"))

@@ -1,14 +1,17 @@
 """The classroom pages (``python -m course_utils.classroom``, served by Voila): the attention
-explorer of lesson 06 and the sampling playground of lesson 03, without the lessons around them."""
+explorer of lesson 06, the sampling playground of lesson 03 and the chat box of lesson 09, without
+the lessons around them."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from browser.browser_pages import ExplorerPage, PlaygroundPage, screenshot
+from browser.browser_pages import ChatPage, ExplorerPage, PlaygroundPage, screenshot
 from course_utils.attention import head_view
 from course_utils.classroom import DEFAULT_TEXT
+from course_utils.data import load_corpus
+from course_utils.post_training import QUESTION, next_speaker_examples
 
 LOAD_SECONDS = 90.0
 
@@ -63,4 +66,26 @@ def test_classroom_playground_follows_its_sliders(browser, classroom):
     playground.press("top_k", "ArrowRight", 5)
     playground.wait_for(lambda: playground.kept() == 5, "moving top_k from 0 to 5",
                         f"'5 tokens can be drawn' instead of {everything}")
+    page.close()
+
+
+def test_the_chat_box_answers_stops_at_the_end_of_its_turn_and_clears(browser, classroom):
+    """Lesson 09's chat box on the classroom page, on the bundled model tuned as the page opens:
+    a question in the format it was tuned on gets a short answer that ends its turn (the reply
+    stops at <|end|>, well before max_new_tokens), shown under the learner's message."""
+    page = open_page(browser, classroom, "chat", "temperature")
+    chat = ChatPage(page.locator("body"))
+    scene = next_speaker_examples(load_corpus().validation)[1]
+    message = QUESTION + scene.excerpt
+    chat.send(message)
+    chat.wait_for(lambda: len(chat.turns()) == 2 and chat.turns()[1][1], "sending a scene",
+                  "the learner's message, then the assistant's reply")
+    (user, shown_message), (assistant, reply) = chat.settled_turns()
+    assert (user, assistant) == ("user", "assistant")
+    assert shown_message.split() == message.split(), f"the learner's message is shown as {shown_message!r}"
+    # 40 new tokens of text would be over 60 characters; a name and <|end|> is a few.
+    assert 0 < len(reply) < 30, f"the reply did not stop at the end of its turn: {reply!r}"
+    screenshot(page.locator(".widget-vbox").first, "chat_box")
+    chat.clear()
+    chat.wait_for(lambda: chat.turns() == [], "clicking Clear", "an empty conversation")
     page.close()
