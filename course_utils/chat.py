@@ -122,15 +122,16 @@ class ChatBox:
         self.model, self.tokenizer, self.max_new_tokens = model, tokenizer, max_new_tokens
         self.system = system
         self.messages: list[dict[str, str]] = []
-        self.text_box = widgets.Text(placeholder="Ask the model...", description="you",
-                                     layout=widgets.Layout(width="520px"))
-        self.temperature = widgets.FloatSlider(value=0.0, min=0.0, max=1.5, step=0.1, description="temperature")
+        # Several lines: a scene is a few speeches, each a name and a line (Enter starts a new line).
+        self.text_box = widgets.Textarea(placeholder="Ask the model...", description="you", rows=5,
+                                         layout=widgets.Layout(width="520px"))
+        self.temperature = widgets.FloatSlider(value=0.0, min=0.0, max=1.5, step=0.1, description="temperature",
+                                               style={"description_width": "initial"})
         self.send_button = widgets.Button(description="Send", button_style="primary")
         self.clear_button = widgets.Button(description="Clear")
         self.conversation = widgets.HTML()
         self.send_button.on_click(lambda _: self.send())
         self.clear_button.on_click(lambda _: self.clear())
-        self.text_box.continuous_update = False
         controls = widgets.HBox([self.text_box, self.send_button, self.clear_button])
         self.widget = widgets.VBox([self.conversation, controls, self.temperature])
         self.clear()
@@ -160,7 +161,10 @@ class ChatBox:
         return reply
 
     def _show(self, partial_reply: str) -> None:
-        rows = [f"<p><b>{html.escape(m['role'])}:</b> {html.escape(m['content'])}</p>" for m in self.messages]
+        def paragraph(role: str, text: str) -> str:  # line breaks kept: a scene is several lines
+            return f"<p><b>{html.escape(role)}:</b> {html.escape(text).replace(chr(10), '<br>')}</p>"
+
+        rows = [paragraph(m["role"], m["content"]) for m in self.messages]
         if partial_reply:
-            rows.append(f"<p><b>assistant:</b> {html.escape(partial_reply)}</p>")
+            rows.append(paragraph("assistant", partial_reply))
         self.conversation.value = "<div class='chat'>" + "\n".join(rows) + "</div>"

@@ -177,7 +177,7 @@ class ChatPage:
 
     def send(self, message: str) -> None:
         """Type ``message`` into the text box and click Send, as a learner does."""
-        box = self.root.locator("input[placeholder='Ask the model...']")
+        box = self.root.locator("textarea[placeholder='Ask the model...']")
         box.fill(message)
         self.root.locator("button", has_text=re.compile(r"^Send$")).click()
 
