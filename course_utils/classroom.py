@@ -5,7 +5,7 @@
 
 Three pages: ``playground`` (the sampling playground of lesson 03) and ``attention`` (the attention
 explorer of lesson 06), on the model ``COURSE_MODEL`` picks, and ``chat`` (lesson 09's chat box), on
-the bundled model fine-tuned for the next-speaker task as the page opens (about 25 s). Each is a
+the bundled model fine-tuned for the next-speaker task as the page opens (about 10 s). Each is a
 one-cell notebook written to a temporary folder and rendered by Voila, which shows the widgets and
 hides the code.
 

@@ -5,7 +5,9 @@ pinned to the versions CI tests. Refresh it with this one command, then run the 
         && python scripts/check.py
 
 The lock is resolved by uv (``uv pip compile``) from ``pyproject.toml`` and its ``dev`` extra,
-for CI's platform (CPython 3.11, Linux x86_64), choosing the newest release each range allows.
+for CI's platform (CPython 3.11, Linux x86_64). It keeps the versions already pinned where they
+still fit the ranges, so adding a dependency changes only what it needs; ``--upgrade`` moves
+every package to the newest release its range allows.
 Other platforms install through it too; a package the lock does not list for them (a macOS-only
 dependency, say) is then resolved by pip within the ranges.
 
@@ -61,6 +63,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--find-links", action="append", default=None, metavar="DIR",
                         help="a folder holding torch's CPU wheel (repeatable)")
+    parser.add_argument("--upgrade", action="store_true",
+                        help="move every package to the newest release its range allows (default: keep the "
+                             "current pins that still fit, and resolve only what is new or no longer fits)")
     args = parser.parse_args()
     folders = args.find_links or configured_find_links()
     if folders:
@@ -69,6 +74,10 @@ def main() -> int:
         extra = ["--extra-index-url", PYTORCH_CPU_INDEX, "--index-strategy", "unsafe-best-match"]
     staging = LOCK.with_name(LOCK.name + ".tmp")
     try:
+        if LOCK.exists() and not args.upgrade:  # uv prefers the versions already in its output file
+            staging.write_text(LOCK.read_text())
+        else:
+            extra.append("--upgrade")
         uv_compile(staging, extra)
         text = staging.read_text()
         if "nvidia" in text:

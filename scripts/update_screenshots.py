@@ -3,8 +3,9 @@
     python scripts/update_screenshots.py            # browser screenshots and lesson figures
     python scripts/update_screenshots.py --figures  # only the lesson figures (no browser needed)
 
-Browser screenshots (``playground.png``, ``attention_explorer.png``, ``chat_box.png``) are taken by the browser
-tests in ``tests/browser/`` while they work the widgets; lesson figures (``lesson_NN.png``) are
+Browser screenshots (``playground.png``, ``attention_explorer.png``, ``chat_box.png``,
+``site_lesson.png``) are taken by the browser tests in ``tests/browser/`` while they work the
+widgets and the website; lesson figures (``lesson_NN.png``) are
 the stored output of each lesson's cell tagged ``readme-figure``, so they change only when
 ``scripts/regenerate_notebooks.py`` reruns the lesson.
 """
@@ -26,7 +27,7 @@ from course_utils.files import write_atomically
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "docs" / "images"
 FIGURE_TAG = "readme-figure"
-SCREENSHOTS = ("playground", "attention_explorer", "chat_box")
+SCREENSHOTS = ("playground", "attention_explorer", "chat_box", "site_lesson")
 
 
 def lesson_figure(notebook_path: Path) -> bytes:
