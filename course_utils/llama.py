@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import CourseModel, GPTConfig, KVCache, attend, positions_and_key_mask
+from .model import CourseModel, GPTConfig, KVCache, attend, merge_heads, positions_and_key_mask, split_heads
 
 POSITIONS = ("rope", "alibi")
 
@@ -142,6 +142,12 @@ def rope_cos_sin(positions: torch.Tensor, head_size: int, theta: float = 10000.0
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, K, T, D) -> (B, K * n_rep, T, D): each key/value head n_rep times, its repeats side by
+    side, so that query head h reads key/value head h // n_rep (grouped-query attention)."""
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate every pair (x_i, x_{i+D/2}) of x (B, H, T, D) by its angle: cos, sin (B, T, D)."""
     first, second = x.chunk(2, dim=-1)
@@ -200,20 +206,18 @@ class LlamaAttention(nn.Module):
         Returns the output (B, T, C) and, when asked, the weights (B, H, T, T_all)."""
         c = self.config
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, c.n_head, c.head_size).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(x).view(B, T, c.n_kv_heads, c.head_size).transpose(1, 2)  # (B, K, T, D)
-        v = self.v_proj(x).view(B, T, c.n_kv_heads, c.head_size).transpose(1, 2)
+        q = split_heads(self.q_proj(x), c.n_head)  # (B, H, T, D)
+        k = split_heads(self.k_proj(x), c.n_kv_heads)  # (B, K, T, D)
+        v = split_heads(self.v_proj(x), c.n_kv_heads)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)  # keys are cached already rotated
         if cache is not None:
             k, v = cache.extend(layer, k, v)  # the cache holds K heads, not H: GQA's saving
-        groups = c.n_head // c.n_kv_heads
-        if groups > 1:  # each key/value head serves `groups` query heads
-            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        groups = c.n_head // c.n_kv_heads  # each key/value head serves `groups` query heads
+        k, v = repeat_kv(k, groups), repeat_kv(v, groups)
         bias = alibi_bias(self.slopes, T, k.shape[2]).to(q.dtype) if c.position == "alibi" else None
         y, weights = attend(q, k, v, key_mask, return_attention, c.sliding_window, bias)
-        y = y.transpose(1, 2).contiguous().view(B, T, c.n_head * c.head_size)
-        return self.resid_dropout(self.o_proj(y)), weights
+        return self.resid_dropout(self.o_proj(merge_heads(y))), weights
 
 
 class SwiGLU(nn.Module):

@@ -179,6 +179,18 @@ def positions_and_key_mask(
     return positions, allowed | itself
 
 
+def split_heads(t: torch.Tensor, n_head: int) -> torch.Tensor:
+    """(B, T, C) -> (B, H, T, D), D = C / H: head h holds channels h*D .. (h+1)*D - 1 of each position."""
+    B, T, C = t.shape
+    return t.view(B, T, n_head, C // n_head).transpose(1, 2)
+
+
+def merge_heads(y: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, D) -> (B, T, H*D): the heads side by side again, the inverse of ``split_heads``."""
+    B, H, T, D = y.shape
+    return y.transpose(1, 2).contiguous().view(B, T, H * D)
+
+
 class CausalSelfAttention(nn.Module):
     """Masked multi-head self-attention: each position attends to itself and the past."""
 
@@ -207,15 +219,13 @@ class CausalSelfAttention(nn.Module):
         weights (B, H, T, T_all)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
-        # (B, T, C) -> (B, H, T, D): each head sees its own D-dimensional slice.
-        q, k, v = (t.view(B, T, self.n_head, self.head_size).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # each head its own D-wide slice
         if cache is not None:
             k, v = cache.extend(layer, k, v)  # new queries attend to all cached keys too
         y, weights = attend(q, k, v, key_mask, return_attention)
         if self.head_mask is not None:
             y = y * self.head_mask.to(y.dtype)[:, None, None]  # (B, H, T, D) scaled head by head
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
-        return self.resid_dropout(self.c_proj(y)), weights
+        return self.resid_dropout(self.c_proj(merge_heads(y))), weights
 
 
 class MLP(nn.Module):

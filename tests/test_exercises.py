@@ -347,6 +347,64 @@ class AttentionWithoutTheMask(LESSON_02["CausalSelfAttentionByHand"]):
         return self.c_proj((weights @ v).transpose(1, 2).reshape(B, T, C))
 
 
+class AttentionScaledByHeads(LESSON_02["CausalSelfAttentionByHand"]):
+    def forward(self, x):  # divided by sqrt(n_head), not sqrt(D): the same only when D happens to equal H
+        B, T, C = x.shape
+        q, k, v = _qkv(self, x)
+        weights = (q @ k.transpose(-2, -1) / self.n_head**0.5).masked_fill(_future(T), float("-inf")).softmax(-1)
+        return self.c_proj((weights @ v).transpose(1, 2).reshape(B, T, C))
+
+
+class AttentionRowZerosWeights(LESSON_02["CausalSelfAttentionByHand"]):
+    def forward(self, x):  # scores from q[0] and k[0], as for one text: every row weighted as row 0
+        B, T, C = x.shape
+        q, k, v = _qkv(self, x)
+        scores = q[0] @ k[0].transpose(-2, -1) / (C // self.n_head) ** 0.5  # (H, T, T)
+        weights = scores.masked_fill(_future(T), float("-inf")).softmax(-1)
+        return self.c_proj((weights @ v).transpose(1, 2).reshape(B, T, C))
+
+
+class AttentionHeadsMergedTimeFirst(LESSON_02["CausalSelfAttentionByHand"]):
+    def forward(self, x):  # (B, H, T, D) -> (T, B, H, D) -> (B, T, C): right for one row, rows mixed beyond
+        B, T, C = x.shape
+        q, k, v = _qkv(self, x)
+        weights = (q @ k.transpose(-2, -1) / (C // self.n_head) ** 0.5).masked_fill(_future(T), float("-inf"))
+        return self.c_proj((weights.softmax(-1) @ v).permute(2, 0, 1, 3).reshape(B, T, C))
+
+
+class AttentionHidingTheDiagonal(LESSON_02["CausalSelfAttentionByHand"]):
+    def forward(self, x):  # triu(diagonal=0): a token may not see itself, and the first sees nothing (nan)
+        B, T, C = x.shape
+        q, k, v = _qkv(self, x)
+        hidden = torch.triu(torch.ones(T, T, dtype=torch.bool))
+        weights = (q @ k.transpose(-2, -1) / (C // self.n_head) ** 0.5).masked_fill(hidden, float("-inf"))
+        return self.c_proj((weights.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C))
+
+
+class AttentionMaskedWithZeros(LESSON_02["CausalSelfAttentionByHand"]):
+    def forward(self, x):  # the future's scores set to 0, not -inf: exp(0) = 1 still gives it weight
+        B, T, C = x.shape
+        q, k, v = _qkv(self, x)
+        weights = (q @ k.transpose(-2, -1) / (C // self.n_head) ** 0.5).masked_fill(_future(T), 0.0)
+        return self.c_proj((weights.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C))
+
+
+class AttentionWithoutTheProjection(LESSON_02["CausalSelfAttentionByHand"]):
+    def forward(self, x):  # the heads put side by side but never mixed by c_proj
+        B, T, C = x.shape
+        q, k, v = _qkv(self, x)
+        weights = (q @ k.transpose(-2, -1) / (C // self.n_head) ** 0.5).masked_fill(_future(T), float("-inf"))
+        return (weights.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
+
+
+class AttentionQueriesAndKeysSwapped(LESSON_02["CausalSelfAttentionByHand"]):
+    def forward(self, x):  # k, q, v = c_attn(x).split(...): the scores transposed, then masked
+        B, T, C = x.shape
+        k, q, v = _qkv(self, x)
+        weights = (q @ k.transpose(-2, -1) / (C // self.n_head) ** 0.5).masked_fill(_future(T), float("-inf"))
+        return self.c_proj((weights.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C))
+
+
 class BlockPostNorm(LESSON_02["BlockByHand"]):
     def forward(self, x):  # the 2017 layout: normalise after adding
         x = self.ln_1(x + self.attn(x))
@@ -368,6 +426,45 @@ class BlockWithoutLayerNorms(LESSON_02["BlockByHand"]):
     def forward(self, x):
         x = x + self.attn(x)
         return x + self.mlp(x)
+
+
+class BlockOneNormTwice(LESSON_02["BlockByHand"]):
+    def forward(self, x):  # ln_1 before the MLP too: ln_2's weights never used
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_1(x))
+
+
+class BlockAddingToTheNormalisedStream(LESSON_02["BlockByHand"]):
+    def forward(self, x):  # x = ln(x) first: the residual carries the normalised stream, not x
+        x = self.ln_1(x)
+        x = x + self.attn(x)
+        x = self.ln_2(x)
+        return x + self.mlp(x)
+
+
+class BlockMlpFirst(LESSON_02["BlockByHand"]):
+    def forward(self, x):  # the MLP before the attention
+        x = x + self.mlp(self.ln_2(x))
+        return x + self.attn(self.ln_1(x))
+
+
+class BlockWithoutTheAttentionResidual(LESSON_02["BlockByHand"]):
+    def forward(self, x):  # the attention's output replaces the stream instead of being added to it
+        x = self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class BlockNormalisingTheOutputs(LESSON_02["BlockByHand"]):
+    def forward(self, x):  # each LayerNorm on its sublayer's output, not its input
+        x = x + self.ln_1(self.attn(x))
+        return x + self.ln_2(self.mlp(x))
+
+
+class BlockAddingInPlace(LESSON_02["BlockByHand"]):
+    def forward(self, x):  # x += ...: overwrites the caller's tensor, which ln_1 saved for the backward pass
+        x += self.attn(self.ln_1(x))
+        x += self.mlp(self.ln_2(x))
+        return x
 
 
 class GptWithoutPositions(LESSON_02["MiniGPTByHand"]):
@@ -392,6 +489,62 @@ class GptWithoutFinalNorm(LESSON_02["MiniGPTByHand"]):
         for block in self.h:
             x = block(x)
         return self.lm_head(x)
+
+
+class GptPositionsFromOne(LESSON_02["MiniGPTByHand"]):
+    def forward(self, ids):  # positions 1 .. T, not 0 .. T - 1
+        x = self.wte(ids) + self.wpe(torch.arange(1, ids.shape[1] + 1))
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+class GptPositionsOfTheRows(LESSON_02["MiniGPTByHand"]):
+    def forward(self, ids):  # arange(ids.shape[0]): counts the rows, not the positions
+        x = self.wte(ids) + self.wpe(torch.arange(ids.shape[0]))[:, None]
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+class GptRowZeroForEveryRow(LESSON_02["MiniGPTByHand"]):
+    def forward(self, ids):  # written for one text: row 0's logits copied to every row
+        x = self.wte(ids[:1]) + self.wpe(torch.arange(ids.shape[1]))
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x)).expand(ids.shape[0], -1, -1)
+
+
+class GptLastPositionOnly(LESSON_02["MiniGPTByHand"]):
+    def forward(self, ids):  # only the next token's logits (B, 1, V), as generation needs, not (B, T, V)
+        x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x[:, -1:]))
+
+
+class GptEmbeddingsScaled(LESSON_02["MiniGPTByHand"]):
+    def forward(self, ids):  # token embeddings times sqrt(C), as in the 2017 Transformer, not GPT-2
+        x = self.wte(ids) * self.wte.weight.shape[1] ** 0.5 + self.wpe(torch.arange(ids.shape[1]))
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+class GptFirstBlockRepeated(LESSON_02["MiniGPTByHand"]):
+    def forward(self, ids):  # self.h[0] every time round the loop
+        x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
+        for _ in self.h:
+            x = self.h[0](x)
+        return self.lm_head(self.ln_f(x))
+
+
+class GptProbabilities(LESSON_02["MiniGPTByHand"]):
+    def forward(self, ids):  # softmax at the end: probabilities, not logits
+        x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x)).softmax(-1)
 
 
 def sampling_greedily(model, prompt, max_new_tokens, temperature, top_k, top_p, generator):
@@ -427,28 +580,84 @@ def sampling_without_the_generator(model, prompt, max_new_tokens, temperature, t
     return sequence
 
 
+def _shaped(logits, temperature, top_k, top_p):
+    return top_p_filter(top_k_filter(apply_temperature(logits, temperature), top_k), top_p)
+
+
+def sampling_row_zero_for_every_row(model, prompt, max_new_tokens, temperature, top_k, top_p, generator):
+    sequence = prompt
+    for _ in range(max_new_tokens):  # written for one text: row 0's draw appended to every row
+        logits = _shaped(model(sequence)[0, -1][None], temperature, top_k, top_p)
+        drawn = torch.multinomial(logits.softmax(-1), 1, generator=generator)
+        sequence = torch.cat([sequence, drawn.expand(sequence.shape[0], 1)], dim=1)
+    return sequence
+
+
+def sampling_top_p_before_top_k(model, prompt, max_new_tokens, temperature, top_k, top_p, generator):
+    sequence = prompt
+    for _ in range(max_new_tokens):  # the nucleus of the whole distribution, then its k best
+        logits = top_k_filter(top_p_filter(apply_temperature(model(sequence)[:, -1], temperature), top_p), top_k)
+        sequence = torch.cat([sequence, torch.multinomial(logits.softmax(-1), 1, generator=generator)], dim=1)
+    return sequence
+
+
+def sampling_temperature_multiplied(model, prompt, max_new_tokens, temperature, top_k, top_p, generator):
+    sequence = prompt
+    for _ in range(max_new_tokens):  # logits * temperature: below 1 flattens instead of sharpening
+        logits = top_p_filter(top_k_filter(model(sequence)[:, -1] * temperature, top_k), top_p)
+        sequence = torch.cat([sequence, torch.multinomial(logits.softmax(-1), 1, generator=generator)], dim=1)
+    return sequence
+
+
+def sampling_temperature_on_the_probabilities(model, prompt, max_new_tokens, temperature, top_k, top_p,
+                                              generator):
+    sequence = prompt
+    for _ in range(max_new_tokens):  # probabilities / temperature: multinomial renormalises, so no effect
+        probabilities = top_p_filter(top_k_filter(model(sequence)[:, -1], top_k), top_p).softmax(-1) / temperature
+        sequence = torch.cat([sequence, torch.multinomial(probabilities, 1, generator=generator)], dim=1)
+    return sequence
+
+
+def sampling_from_the_prompt_alone(model, prompt, max_new_tokens, temperature, top_k, top_p, generator):
+    sequence = prompt
+    for _ in range(max_new_tokens):  # the model reads the prompt, never the tokens drawn so far
+        logits = _shaped(model(prompt)[:, -1], temperature, top_k, top_p)
+        sequence = torch.cat([sequence, torch.multinomial(logits.softmax(-1), 1, generator=generator)], dim=1)
+    return sequence
+
+
+def sampling_one_token_short(model, prompt, max_new_tokens, temperature, top_k, top_p, generator):
+    sequence = prompt
+    for _ in range(max_new_tokens - 1):  # off by one: max_new_tokens - 1 new tokens
+        logits = _shaped(model(sequence)[:, -1], temperature, top_k, top_p)
+        sequence = torch.cat([sequence, torch.multinomial(logits.softmax(-1), 1, generator=generator)], dim=1)
+    return sequence
+
+
 def _beam_search_variant(model, prompt, num_beams, max_new_tokens, eos_token_id, length_penalty, *,
                          stop_at_eos=True, normalise=lambda total, new, prompt_length, penalty: total / new**penalty,
-                         answer="finished"):
-    running, finished = [(prompt[0], 0.0)], []
+                         answer="finished", ranked=lambda num_beams: 2 * num_beams, finish_below_the_top=False,
+                         eos_below_the_top_runs=False, copies=1, scores=lambda logits: logits.log_softmax(-1),
+                         enough=lambda finished, num_beams: len(finished) == num_beams):
+    running, finished = [(prompt[0], 0.0)] * copies, []
     for new in range(1, max_new_tokens + 1):
-        log_probs = model(torch.stack([tokens for tokens, _ in running]))[:, -1].log_softmax(-1)
+        log_probs = scores(model(torch.stack([tokens for tokens, _ in running]))[:, -1])
         sums = torch.tensor([score for _, score in running])[:, None] + log_probs
-        top_sums, top_indices = sums.flatten().topk(2 * num_beams)
+        top_sums, top_indices = sums.flatten().topk(ranked(num_beams))
         continuing = []
         for rank, (total, index) in enumerate(zip(top_sums.tolist(), top_indices.tolist())):
             beam, token = divmod(index, log_probs.shape[1])
             tokens = torch.cat([running[beam][0], torch.tensor([token])])
-            if (stop_at_eos and token == eos_token_id) or new == max_new_tokens:
-                if rank < num_beams:
-                    finished.append((normalise(total, new, prompt.shape[1], length_penalty), tokens))
-            elif len(continuing) < num_beams:
+            ends = (stop_at_eos and token == eos_token_id) or new == max_new_tokens
+            if ends and (rank < num_beams or finish_below_the_top):
+                finished.append((normalise(total, new, prompt.shape[1], length_penalty), tokens))
+            elif (not ends or eos_below_the_top_runs) and len(continuing) < num_beams:
                 continuing.append((tokens, total))
         finished = sorted(finished, key=lambda h: h[0], reverse=True)[:num_beams]
         if answer == "running" and continuing:
             best_running = continuing[0][0]
         running = continuing
-        if len(finished) == num_beams:
+        if enough(finished, num_beams) or not running:
             break
     if answer == "running" and running:
         return best_running[None]  # the best beam still running when the search stops
@@ -472,6 +681,34 @@ def beams_normalised_by_the_whole_length(*arguments):  # the prompt counted in t
 
 def beams_returning_a_running_beam(*arguments):
     return _beam_search_variant(*arguments, answer="running")
+
+
+def beams_ranking_only_num_beams(*arguments):  # topk(num_beams), not 2 * num_beams: a beam ending in EOS
+    return _beam_search_variant(*arguments, ranked=lambda num_beams: num_beams)  # takes a running beam's place
+
+
+def beams_finishing_below_the_top(*arguments):  # an EOS candidate ranked num_beams .. 2 num_beams - 1 finishes too
+    return _beam_search_variant(*arguments, finish_below_the_top=True)
+
+
+def beams_running_on_after_eos(*arguments):  # an EOS candidate below the top num_beams keeps running
+    return _beam_search_variant(*arguments, eos_below_the_top_runs=True)
+
+
+def beams_starting_from_copies(*arguments):  # num_beams equal beams at the start: the same candidate num_beams times
+    return _beam_search_variant(*arguments, copies=arguments[2])
+
+
+def beams_summing_logits(*arguments):  # raw logits summed, not log-probabilities
+    return _beam_search_variant(*arguments, scores=lambda logits: logits)
+
+
+def beams_length_penalty_multiplied(*arguments):  # total * length ** penalty: the penalty turned round
+    return _beam_search_variant(*arguments, normalise=lambda total, new, prompt_length, penalty: total * new**penalty)
+
+
+def beams_stopping_at_the_first_finished(*arguments):  # early_stopping read as: stop at the first finished one
+    return _beam_search_variant(*arguments, enough=lambda finished, num_beams: len(finished) >= 1)
 
 
 def cached_loop_without_a_cache(model, prompt, max_new_tokens):  # right tokens, the whole sequence every step
@@ -512,6 +749,69 @@ def cached_loop_skipping_the_prompt(model, prompt, max_new_tokens):  # only the 
     return sequence
 
 
+def cached_loop_row_zero_for_every_row(model, prompt, max_new_tokens):  # row 0's choice appended to every row
+    cache, sequence = GrowingKVCache(), prompt
+    logits = model(prompt, cache=cache)
+    for step in range(max_new_tokens):
+        chosen = logits[0, -1].argmax().view(1, 1).expand(prompt.shape[0], 1)
+        sequence = torch.cat([sequence, chosen], dim=1)
+        if step + 1 < max_new_tokens:
+            logits = model(chosen, cache=cache)
+    return sequence
+
+
+def cached_loop_prompt_one_token_at_a_time(model, prompt, max_new_tokens):  # T calls where one would do
+    cache, sequence = GrowingKVCache(), prompt
+    for position in range(prompt.shape[1]):
+        logits = model(prompt[:, position : position + 1], cache=cache)
+    for step in range(max_new_tokens):
+        chosen = logits[:, -1].argmax(-1, keepdim=True)
+        sequence = torch.cat([sequence, chosen], dim=1)
+        if step + 1 < max_new_tokens:
+            logits = model(chosen, cache=cache)
+    return sequence
+
+
+def cached_loop_from_the_first_position(model, prompt, max_new_tokens):  # logits[:, 0]: fine once one token is fed
+    cache, sequence = GrowingKVCache(), prompt
+    logits = model(prompt, cache=cache)
+    for step in range(max_new_tokens):
+        chosen = logits[:, 0].argmax(-1, keepdim=True)
+        sequence = torch.cat([sequence, chosen], dim=1)
+        if step + 1 < max_new_tokens:
+            logits = model(chosen, cache=cache)
+    return sequence
+
+
+def cached_loop_with_a_default_cache(model, prompt, max_new_tokens, cache=GrowingKVCache()):  # noqa: B008
+    sequence = prompt  # the default cache is made once: each call starts from the last call's keys and values
+    logits = model(prompt, cache=cache)
+    for step in range(max_new_tokens):
+        chosen = logits[:, -1].argmax(-1, keepdim=True)
+        sequence = torch.cat([sequence, chosen], dim=1)
+        if step + 1 < max_new_tokens:
+            logits = model(chosen, cache=cache)
+    return sequence
+
+
+def cached_loop_returning_the_new_tokens(model, prompt, max_new_tokens):  # (B, max_new_tokens): no prompt
+    cache, new = GrowingKVCache(), []
+    logits = model(prompt, cache=cache)
+    for step in range(max_new_tokens):
+        new.append(logits[:, -1].argmax(-1, keepdim=True))
+        if step + 1 < max_new_tokens:
+            logits = model(new[-1], cache=cache)
+    return torch.cat(new, dim=1)
+
+
+def cached_loop_one_token_too_many(model, prompt, max_new_tokens):  # the prompt's token, then max_new_tokens more
+    cache = GrowingKVCache()
+    sequence = torch.cat([prompt, model(prompt, cache=cache)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    for _ in range(max_new_tokens):
+        sequence = torch.cat([sequence, model(sequence[:, -1:], cache=cache)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return sequence
+
+
 def step_without_zero_grad(model, optimizer, inputs, targets, grad_clip):  # gradients pile up
     loss = model(inputs, targets)
     loss.backward()
@@ -544,6 +844,79 @@ def step_clipping_each_value(model, optimizer, inputs, targets, grad_clip):  # b
     optimizer.step()
     optimizer.zero_grad()
     return loss.item()
+
+
+def step_zero_grad_first(model, optimizer, inputs, targets, grad_clip):  # cleared before the loss only: this
+    optimizer.zero_grad()  # step's gradients are left in .grad after it
+    loss = model(inputs, targets)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+def step_loss_divided_by_the_batch(model, optimizer, inputs, targets, grad_clip):  # the mean divided by B again
+    loss = model(inputs, targets)
+    (loss / inputs.shape[0]).backward()  # every gradient B times too small, so the clip binds less often
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
+def step_clipping_before_backward(model, optimizer, inputs, targets, grad_clip):  # nothing to clip yet: no gradients
+    loss = model(inputs, targets)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
+def step_clipping_to_one(model, optimizer, inputs, targets, grad_clip):  # the usual 1.0, whatever grad_clip says
+    loss = model(inputs, targets)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
+def step_clipping_each_tensor(model, optimizer, inputs, targets, grad_clip):  # each tensor's own norm, not the total
+    loss = model(inputs, targets)
+    loss.backward()
+    for parameter in model.parameters():
+        torch.nn.utils.clip_grad_norm_([parameter], grad_clip)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
+def step_clearing_before_the_step(model, optimizer, inputs, targets, grad_clip):  # zero_grad before step: no update
+    loss = model(inputs, targets)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.zero_grad()
+    optimizer.step()
+    return loss.item()
+
+
+def step_returning_the_loss_after_the_step(model, optimizer, inputs, targets, grad_clip):
+    loss = model(inputs, targets)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad()
+    return model(inputs, targets).item()  # the loss after the update, not the one the gradients came from
+
+
+def step_returning_the_loss_tensor(model, optimizer, inputs, targets, grad_clip):
+    loss = model(inputs, targets)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss  # not loss.item(): a list of the losses keeps every step's graph alive
 
 
 def induction_on_the_earlier_occurrence(w, block):  # the same token, not the one after it
@@ -587,6 +960,110 @@ def step_accepting_when_p_beats_q(drafted, p, q, generator):  # no random draw: 
     return len(drafted), int(torch.multinomial(p[len(drafted)], 1, generator=generator))
 
 
+def _residual(p, q):
+    residual = (p - q).clamp(min=0)
+    return residual / residual.sum()
+
+
+def step_ratio_upside_down(drafted, p, q, generator):  # min(1, q/p): favours what the drafter over-proposes
+    for i, x in enumerate(drafted.tolist()):
+        if torch.rand(1, generator=generator) < torch.clamp(q[i, x] / p[i, x], max=1.0):
+            continue
+        return i, int(torch.multinomial(_residual(p[i], q[i]), 1, generator=generator))
+    return len(drafted), int(torch.multinomial(p[len(drafted)], 1, generator=generator))
+
+
+def step_residual_the_wrong_way(drafted, p, q, generator):  # norm(max(0, q - p)): what the drafter over-proposes
+    for i, x in enumerate(drafted.tolist()):
+        if torch.rand(1, generator=generator) < torch.clamp(p[i, x] / q[i, x], max=1.0):
+            continue
+        return i, int(torch.multinomial(_residual(q[i], p[i]), 1, generator=generator))
+    return len(drafted), int(torch.multinomial(p[len(drafted)], 1, generator=generator))
+
+
+def step_bonus_from_the_last_draft_row(drafted, p, q, generator):  # p[K - 1]: the last draft's row, not the next
+    for i, x in enumerate(drafted.tolist()):
+        if torch.rand(1, generator=generator) < torch.clamp(p[i, x] / q[i, x], max=1.0):
+            continue
+        return i, int(torch.multinomial(_residual(p[i], q[i]), 1, generator=generator))
+    return len(drafted), int(torch.multinomial(p[len(drafted) - 1], 1, generator=generator))
+
+
+def step_one_uniform_for_every_draft(drafted, p, q, generator):  # one draw before the loop: the tests not independent
+    u = torch.rand(1, generator=generator)
+    for i, x in enumerate(drafted.tolist()):
+        if u < torch.clamp(p[i, x] / q[i, x], max=1.0):
+            continue
+        return i, int(torch.multinomial(_residual(p[i], q[i]), 1, generator=generator))
+    return len(drafted), int(torch.multinomial(p[len(drafted)], 1, generator=generator))
+
+
+def step_accepting_with_p_alone(drafted, p, q, generator):  # rand < p(x): the drafter's q(x) left out of the ratio
+    for i, x in enumerate(drafted.tolist()):
+        if torch.rand(1, generator=generator) < p[i, x]:
+            continue
+        return i, int(torch.multinomial(_residual(p[i], q[i]), 1, generator=generator))
+    return len(drafted), int(torch.multinomial(p[len(drafted)], 1, generator=generator))
+
+
+def step_counting_the_rejected_draft(drafted, p, q, generator):  # i + 1: the rejected draft counted as kept
+    for i, x in enumerate(drafted.tolist()):
+        if torch.rand(1, generator=generator) < torch.clamp(p[i, x] / q[i, x], max=1.0):
+            continue
+        return i + 1, int(torch.multinomial(_residual(p[i], q[i]), 1, generator=generator))
+    return len(drafted), int(torch.multinomial(p[len(drafted)], 1, generator=generator))
+
+
+def step_residual_left_unnormalised(drafted, p, q, generator):  # inverse CDF over max(0, p - q), never divided by
+    for i, x in enumerate(drafted.tolist()):  # its sum: a uniform above that sum gives token V, which does not exist
+        if torch.rand(1, generator=generator) < torch.clamp(p[i, x] / q[i, x], max=1.0):
+            continue
+        cumulative = (p[i] - q[i]).clamp(min=0).cumsum(0)
+        return i, int(torch.searchsorted(cumulative, torch.rand(1, generator=generator), right=True))
+    return len(drafted), int(torch.multinomial(p[len(drafted)], 1, generator=generator))
+
+
+# Correct in distribution, but drawing from the generator differently from the library's accept_drafts
+# (one uniform per draft, just before its test; torch.multinomial for the token that follows).
+def speculative_step_uniforms_up_front(drafted, p, q, generator):  # all K uniforms drawn before the first test
+    uniforms = torch.rand(len(drafted), generator=generator)
+    for i, x in enumerate(drafted.tolist()):
+        if uniforms[i] < torch.clamp(p[i, x] / q[i, x], max=1.0):
+            continue
+        return i, int(torch.multinomial(_residual(p[i], q[i]), 1, generator=generator))
+    return len(drafted), int(torch.multinomial(p[len(drafted)], 1, generator=generator))
+
+
+def _inverse_cdf(probabilities, generator):
+    """One token drawn from probabilities (V,): the first whose cumulative sum exceeds a uniform."""
+    cumulative = probabilities.cumsum(0)
+    u = torch.rand(1, generator=generator) * cumulative[-1]  # times the total, in case rounding left it below 1
+    return int(torch.searchsorted(cumulative, u, right=True).clamp(max=len(probabilities) - 1))
+
+
+def speculative_step_by_inverse_cdf(drafted, p, q, generator):  # the token that follows drawn by inverse CDF
+    for i, x in enumerate(drafted.tolist()):
+        if torch.rand(1, generator=generator) < torch.clamp(p[i, x] / q[i, x], max=1.0):
+            continue
+        return i, _inverse_cdf(_residual(p[i], q[i]), generator)
+    return len(drafted), _inverse_cdf(p[len(drafted)], generator)
+
+
+def speculative_step_with_float64_uniforms(drafted, p, q, generator):  # uniforms in float64, 53 random bits
+    for i, x in enumerate(drafted.tolist()):
+        if torch.rand(1, dtype=torch.float64, generator=generator) < torch.clamp(p[i, x] / q[i, x], max=1.0):
+            continue
+        return i, int(torch.multinomial(_residual(p[i], q[i]), 1, generator=generator))
+    return len(drafted), int(torch.multinomial(p[len(drafted)], 1, generator=generator))
+
+
+DIFFERENTLY_DRAWN_SPECULATIVE_STEPS = {
+    "uniforms_up_front": speculative_step_uniforms_up_front,
+    "inverse_cdf": speculative_step_by_inverse_cdf,
+    "float64_uniforms": speculative_step_with_float64_uniforms,
+}
+
+
 LESSON_08 = lesson_namespace("08_modern_decoders.py")
 
 
@@ -608,6 +1085,40 @@ def rope_without_the_rotated_half(x, cos, sin):
 def rope_cos_and_sin_swapped(x, cos, sin):
     first, second = x.chunk(2, dim=-1)
     return x * sin[:, None] + torch.cat([-second, first], dim=-1) * cos[:, None]
+
+
+def rope_row_zeros_positions(x, cos, sin):  # cos[:1]: row 0's positions for every row, wrong once rows are padded
+    first, second = x.chunk(2, dim=-1)  # or continued differently
+    return x * cos[:1, None] + torch.cat([-second, first], dim=-1) * sin[:1, None]
+
+
+def rope_written_into_x(x, cos, sin):  # the right values, written over the caller's x (its queries or keys)
+    half = x.shape[-1] // 2
+    first, second = x.chunk(2, dim=-1)
+    c, s = cos[:, None, :, :half], sin[:, None, :, :half]
+    x[..., :half], x[..., half:] = first * c - second * s, first * s + second * c
+    return x
+
+
+def rope_in_float64(x, cos, sin):  # computed and returned in float64: a float32 model's next matmul with v fails
+    x, cos, sin = x.double(), cos.double(), sin.double()
+    first, second = x.chunk(2, dim=-1)
+    return x * cos[:, None] + torch.cat([-second, first], dim=-1) * sin[:, None]
+
+
+def rope_angles_on_the_head_axis(x, cos, sin):  # cos[:, :, None]: (B, T, 1, D) against (B, H, T, D)
+    first, second = x.chunk(2, dim=-1)
+    return x * cos[:, :, None] + torch.cat([-second, first], dim=-1) * sin[:, :, None]
+
+
+def rope_without_the_sine(x, cos, sin):  # x cos(m theta) alone: scaled, not rotated
+    return x * cos[:, None]
+
+
+def rope_first_half_only(x, cos, sin):  # x_i turned, x_{i+D/2} left as it was
+    first, second = x.chunk(2, dim=-1)
+    c, s = cos[:, None, :, : first.shape[-1]], sin[:, None, :, : first.shape[-1]]
+    return torch.cat([first * c - second * s, second], dim=-1)
 
 
 class RMSNormCentred(LESSON_08["RMSNormByHand"]):
@@ -661,6 +1172,23 @@ def repeat_kv_along_positions(x, n_rep):
 
 def repeat_kv_along_head_size(x, n_rep):
     return x.repeat_interleave(n_rep, dim=-1)
+
+
+def repeat_kv_expanded_before_the_heads(x, n_rep):  # expand to (B, n_rep, K, T, D): the tiled order again
+    B, K, T, D = x.shape
+    return x[:, None].expand(B, n_rep, K, T, D).reshape(B, K * n_rep, T, D)
+
+
+def repeat_kv_row_zero_for_every_row(x, n_rep):  # batch row 0's heads copied to every row
+    return x[:1].repeat_interleave(n_rep, dim=1).expand(x.shape[0], -1, -1, -1)
+
+
+def repeat_kv_to_n_rep_heads(x, n_rep):  # n_rep read as the number of heads wanted in all
+    return x.repeat_interleave(max(n_rep // x.shape[1], 1), dim=1)
+
+
+def repeat_kv_along_the_batch(x, n_rep):  # dim 0: more rows, not more heads
+    return x.repeat_interleave(n_rep, dim=0)
 
 
 def mask_off_by_one(prompt, answer):  # forgot the shift: the answer's first token is never a target
@@ -717,6 +1245,35 @@ class LoRAScaledByRank(LESSON_09["LoRAByHand"]):
         return self.base(x) if self.merged else self.base(x) + update
 
 
+class LoRAScaleInverted(LESSON_09["LoRAByHand"]):
+    def forward(self, x):  # divided by the scale: r / alpha instead of alpha / r
+        return self.base(x) if self.merged else self.base(x) + (x @ self.lora_A.T) @ self.lora_B.T / self.scale
+
+
+class LoRABiasAddedTwice(LESSON_09["LoRAByHand"]):
+    def forward(self, x):  # F.linear with the base's bias for the update too
+        update = F.linear(x, self.scale * self.lora_B @ self.lora_A, self.base.bias)
+        return self.base(x) if self.merged else self.base(x) + update
+
+
+class LoRAFlatteningTheBatch(LESSON_09["LoRAByHand"]):
+    def forward(self, x):  # x as (N, in), written for 2-D inputs: (B, T, in) comes back (B * T, out)
+        flat = x.reshape(-1, x.shape[-1])
+        return self.base(flat) if self.merged else self.base(flat) + self.scale * (flat @ self.lora_A.T) @ self.lora_B.T
+
+
+class LoRAScaledBySqrtRank(LESSON_09["LoRAByHand"]):
+    def forward(self, x):  # alpha / sqrt(r), rsLoRA's scale, not alpha / r
+        update = self.scale * self.lora_A.shape[0] ** 0.5 * (x @ self.lora_A.T) @ self.lora_B.T
+        return self.base(x) if self.merged else self.base(x) + update
+
+
+class LoRAMergingInForward(LESSON_09["LoRAByHand"]):
+    def forward(self, x):  # folds the update into the base on the first call: right values, but lora_A and
+        self.merge()  # lora_B never get a gradient again, and the base weight is changed for good
+        return self.base(x)
+
+
 def dpo_without_the_reference(chosen, rejected, reference_chosen, reference_rejected, beta):
     return -F.logsigmoid(beta * (chosen - rejected)).mean()
 
@@ -737,31 +1294,84 @@ def dpo_log_of_sigmoid_missing(chosen, rejected, reference_chosen, reference_rej
     return -torch.sigmoid(beta * ((chosen - reference_chosen) - (rejected - reference_rejected))).mean()
 
 
+def dpo_log_of_sigmoid(chosen, rejected, reference_chosen, reference_rejected, beta):
+    margin = beta * ((chosen - reference_chosen) - (rejected - reference_rejected))
+    return -torch.log(torch.sigmoid(margin)).mean()  # sigmoid is 0 in float32 below -104: inf, not -margin
+
+
+def dpo_subtracting_in_place(chosen, rejected, reference_chosen, reference_rejected, beta):
+    chosen -= reference_chosen  # in place: the caller's log-probabilities become rewards
+    rejected -= reference_rejected
+    return -F.logsigmoid(beta * (chosen - rejected)).mean()
+
+
+def dpo_margin_of_the_means(chosen, rejected, reference_chosen, reference_rejected, beta):
+    margin = beta * ((chosen.mean() - reference_chosen.mean()) - (rejected.mean() - reference_rejected.mean()))
+    return -F.logsigmoid(margin)  # the loss of the mean margin, not the mean of the pairs' losses
+
+
+def dpo_beta_outside(chosen, rejected, reference_chosen, reference_rejected, beta):  # beta scales the loss
+    return -beta * F.logsigmoid((chosen - reference_chosen) - (rejected - reference_rejected)).mean()
+
+
+def dpo_references_crossed(chosen, rejected, reference_chosen, reference_rejected, beta):  # each against the other's
+    return -F.logsigmoid(beta * ((chosen - reference_rejected) - (rejected - reference_chosen))).mean()
+
+
+def dpo_through_item(chosen, rejected, reference_chosen, reference_rejected, beta):
+    loss = -F.logsigmoid(beta * ((chosen - reference_chosen) - (rejected - reference_rejected))).mean()
+    return torch.tensor(loss.item())  # the right number, cut off from the graph: backward() trains nothing
+
+
 WRONG_ANSWERS = {
     "label_mask": [mask_off_by_one, mask_targets_not_shifted, mask_with_zeros, mask_on_the_inputs],
-    "lora_forward": [LoRAWithoutTheScale, LoRAWithoutTheBase, LoRAIgnoringMerged, LoRAScaledByRank],
+    "lora_forward": [LoRAWithoutTheScale, LoRAWithoutTheBase, LoRAIgnoringMerged, LoRAScaledByRank, LoRAScaleInverted,
+                     LoRABiasAddedTwice, LoRAFlatteningTheBatch, LoRAScaledBySqrtRank, LoRAMergingInForward],
     "dpo_loss": [dpo_without_the_reference, dpo_sign_flipped, dpo_without_beta, dpo_summed,
-                 dpo_log_of_sigmoid_missing],
+                 dpo_log_of_sigmoid_missing, dpo_log_of_sigmoid, dpo_subtracting_in_place, dpo_margin_of_the_means,
+                 dpo_beta_outside, dpo_references_crossed, dpo_through_item],
     "cached_generation": [cached_loop_without_a_cache, cached_loop_feeding_everything,
                           cached_loop_with_a_new_cache_each_step, cached_loop_skipping_the_prompt,
-                          cached_loop_never_calling_the_model],
+                          cached_loop_never_calling_the_model, cached_loop_row_zero_for_every_row,
+                          cached_loop_prompt_one_token_at_a_time, cached_loop_from_the_first_position,
+                          cached_loop_with_a_default_cache, cached_loop_returning_the_new_tokens,
+                          cached_loop_one_token_too_many],
     "training_step": [step_without_zero_grad, step_clipping_after_the_update, step_without_clipping,
-                      step_clipping_each_value],
+                      step_clipping_each_value, step_zero_grad_first, step_loss_divided_by_the_batch,
+                      step_clipping_before_backward, step_clipping_to_one, step_clipping_each_tensor,
+                      step_clearing_before_the_step, step_returning_the_loss_after_the_step,
+                      step_returning_the_loss_tensor],
     "induction_score": [induction_on_the_earlier_occurrence, induction_over_every_query, induction_summed],
-    "speculative_step": [step_without_the_bonus, step_correcting_from_p, step_accepting_when_p_beats_q],
+    "speculative_step": [step_without_the_bonus, step_correcting_from_p, step_accepting_when_p_beats_q,
+                         step_ratio_upside_down, step_residual_the_wrong_way, step_bonus_from_the_last_draft_row,
+                         step_one_uniform_for_every_draft, step_accepting_with_p_alone,
+                         step_counting_the_rejected_draft, step_residual_left_unnormalised],
     "sampling_loop": [sampling_greedily, sampling_with_temperature_last, sampling_from_the_first_position,
-                      sampling_without_the_generator],
+                      sampling_without_the_generator, sampling_row_zero_for_every_row, sampling_top_p_before_top_k,
+                      sampling_temperature_multiplied, sampling_temperature_on_the_probabilities,
+                      sampling_from_the_prompt_alone, sampling_one_token_short],
     "beam_search": [beams_extend_past_eos, beams_without_length_penalty, beams_normalised_by_the_whole_length,
-                    beams_returning_a_running_beam],
+                    beams_returning_a_running_beam, beams_ranking_only_num_beams, beams_finishing_below_the_top,
+                    beams_running_on_after_eos, beams_starting_from_copies, beams_summing_logits,
+                    beams_length_penalty_multiplied, beams_stopping_at_the_first_finished],
     "apply_rope": [rope_adjacent_pairs, rope_turning_backwards, rope_without_the_rotated_half,
-                   rope_cos_and_sin_swapped],
+                   rope_cos_and_sin_swapped, rope_row_zeros_positions, rope_written_into_x, rope_in_float64,
+                   rope_angles_on_the_head_axis, rope_without_the_sine, rope_first_half_only],
     "rms_norm": [RMSNormCentred, RMSNormEpsOutsideTheRoot, RMSNormWithoutTheWeight, RMSNormByTheStd],
     "swiglu": [SwiGLUWithGelu, SwiGLUGateOnTheWrongSide, SwiGLUWithoutTheGate, SwiGLUAddingInsteadOfGating],
-    "repeat_kv": [repeat_kv_tiled, repeat_kv_along_positions, repeat_kv_along_head_size],
+    "repeat_kv": [repeat_kv_tiled, repeat_kv_along_positions, repeat_kv_along_head_size,
+                  repeat_kv_expanded_before_the_heads, repeat_kv_row_zero_for_every_row, repeat_kv_to_n_rep_heads,
+                  repeat_kv_along_the_batch],
     "attention_module": [AttentionUnscaled, AttentionScaledByWidth, AttentionHeadsMergedWithoutTranspose,
-                         AttentionWithoutTheMask],
-    "block_forward": [BlockPostNorm, BlockWithoutTheMlpResidual, BlockInParallel, BlockWithoutLayerNorms],
-    "gpt_forward": [GptWithoutPositions, GptBlocksReversed, GptWithoutFinalNorm],
+                         AttentionWithoutTheMask, AttentionScaledByHeads, AttentionRowZerosWeights,
+                         AttentionHeadsMergedTimeFirst, AttentionHidingTheDiagonal, AttentionMaskedWithZeros,
+                         AttentionWithoutTheProjection, AttentionQueriesAndKeysSwapped],
+    "block_forward": [BlockPostNorm, BlockWithoutTheMlpResidual, BlockInParallel, BlockWithoutLayerNorms,
+                      BlockOneNormTwice, BlockAddingToTheNormalisedStream, BlockMlpFirst,
+                      BlockWithoutTheAttentionResidual, BlockNormalisingTheOutputs, BlockAddingInPlace],
+    "gpt_forward": [GptWithoutPositions, GptBlocksReversed, GptWithoutFinalNorm, GptPositionsFromOne,
+                    GptPositionsOfTheRows, GptRowZeroForEveryRow, GptLastPositionOnly, GptEmbeddingsScaled,
+                    GptFirstBlockRepeated, GptProbabilities],
     "cached_attention_step": [step_without_the_cache, step_with_a_square_mask, step_new_key_first],
     "shifted_causal_mask": [mask_not_shifted, mask_shifted_one_too_far],
     "residual_distribution": [residual_not_normalised, residual_without_clamp, residual_from_p],
@@ -785,6 +1395,11 @@ FIRST_EXERCISES = {"token_log_probs", "causal_mask", "attention", "split_heads",
                    "repetition_penalty", "cached_attention_step", "shifted_causal_mask", "next_token_windows",
                    "bits_per_byte", "previous_token_score", "mean_distance", "attention_entropy",
                    "residual_distribution", "greedy_acceptance"}
+# The pieces every learner writes on the way to a working GPT, and the checks the course's certificate rests on:
+# each needs at least five plausible wrong answers.
+CORE_PIECES = {"attention_module", "block_forward", "gpt_forward", "sampling_loop", "cached_generation",
+               "beam_search", "training_step", "speculative_step", "apply_rope", "repeat_kv", "lora_forward",
+               "dpo_loss"}
 
 
 @pytest.mark.parametrize("name, wrong", [(name, wrong) for name, wrongs in WRONG_ANSWERS.items() for wrong in wrongs],
@@ -803,6 +1418,9 @@ def test_every_exercise_has_wrong_answers_tested():
     assert {name for _, name, _, _ in SOLUTIONS} == set(WRONG_ANSWERS)
     new = {name for name in WRONG_ANSWERS if name not in FIRST_EXERCISES}
     assert all(len(WRONG_ANSWERS[name]) >= 3 for name in new), "each new exercise needs three wrong answers"
+    assert CORE_PIECES <= set(WRONG_ANSWERS)
+    few = {name: len(WRONG_ANSWERS[name]) for name in CORE_PIECES if len(WRONG_ANSWERS[name]) < 5}
+    assert not few, f"each core piece needs at least five wrong answers: {few}"
 
 
 def test_every_exercise_has_hints_from_a_nudge_to_a_near_solution():
