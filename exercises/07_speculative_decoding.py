@@ -189,8 +189,8 @@ def speculative_step_by_hand(drafted: torch.Tensor, p: torch.Tensor, q: torch.Te
                              generator: torch.Generator) -> tuple[int, int]:
     """drafted (K,) tokens, the target's distributions p (K + 1, V) and the drafter's q (K, V) at
     their positions: how many drafts are kept, and the token that follows them."""
-    # EXERCISE speculative_step: Return (kept, token): accept the drafts in order while a uniform draw from generator is below min(1, p/q); at the first rejection draw the token from the residual, else the bonus from the last row of p.
-    raise NotImplementedError('Return (kept, token): accept the drafts in order while a uniform draw from generator is below min(1, p/q); at the first rejection draw the token from the residual, else the bonus from the last row of p.')
+    # EXERCISE speculative_step: Return (kept, token), kept an int and token the one new token: for each draft in order draw one torch.rand(1, generator=generator) and accept while it is below min(1, p/q); at the first rejection draw the token with torch.multinomial(..., 1, generator=generator) from the residual, else the bonus from the last row of p the same way (this draw order is part of the task: the check replays the same random numbers).
+    raise NotImplementedError('Return (kept, token), kept an int and token the one new token: for each draft in order draw one torch.rand(1, generator=generator) and accept while it is below min(1, p/q); at the first rejection draw the token with torch.multinomial(..., 1, generator=generator) from the residual, else the bonus from the last row of p the same way (this draw order is part of the task: the check replays the same random numbers).')
 
 # %%
 checks.speculative_step(speculative_step_by_hand)

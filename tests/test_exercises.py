@@ -1525,3 +1525,46 @@ def test_a_workbook_runs_until_its_first_blank(workbook, tmp_path):
                        if cell.cell_type == "code" and cell.source.startswith("checks."))
     assert failed == [first_check], f"the first error should be the first check cell ({first_check}), got {failed}"
     assert "not written yet. The task: " in str(stopped.value)
+
+
+@pytest.mark.parametrize("way", sorted(DIFFERENTLY_DRAWN_SPECULATIVE_STEPS))
+def test_a_step_drawing_its_random_numbers_otherwise_is_told_the_order_is_part_of_the_task(way):
+    """Right in distribution, other draws: refused, and the message says why (the task fixes the order)."""
+    with pytest.raises(ExerciseFailed) as failure:
+        checks.speculative_step(DIFFERENTLY_DRAWN_SPECULATIVE_STEPS[way])
+    assert "the draw order is part of the task" in str(failure.value)
+
+
+def test_the_registry_is_what_the_lessons_mark():
+    """The grader learns a workbook's exercises from the registry: its names, subjects and order must
+    be the lessons' markers, and each module-level name is the exercise of that name."""
+    marked = [(lesson[:2], name, subject) for lesson, name, subject, _ in SOLUTIONS]
+    assert [(e.lesson, e.name, e.subject) for e in checks.EXERCISES.values()] == marked
+    for name, exercise in checks.EXERCISES.items():
+        assert getattr(checks, name) is exercise and name in checks.__all__
+        assert set(exercise.needs) <= set(checks.EXERCISES), f"{name} needs an exercise that does not exist"
+
+
+def test_a_tuple_answer_names_its_parts():
+    def kept_one_too_many(drafted, choices):
+        matches = (drafted == choices[: len(drafted)]).int()
+        kept = int(matches.cumprod(0).sum())
+        return kept + 1, int(choices[kept])
+
+    with pytest.raises(ExerciseFailed, match=r"problem:  kept: 2 instead of 1"):
+        checks.greedy_acceptance(kept_one_too_many)
+
+
+def test_the_grader_side_reaches_the_learners_verdict(tmp_path):
+    """observe (in the learner's kernel) then judge (in the grader's process) gives the verdict the
+    workbook's own check gives, for a right and a wrong answer."""
+    from course_utils.checks import harness
+
+    path = tmp_path / "records.pt"
+    harness.observe("causal_mask", lambda T: torch.tril(torch.ones(T, T, dtype=torch.bool)), str(path))
+    assert harness.judge("causal_mask", torch.load(path, weights_only=True)) is None
+    harness.observe("causal_mask", mask_transposed, str(path))
+    verdict = harness.judge("causal_mask", torch.load(path, weights_only=True))
+    assert verdict.status == "failed" and verdict.index == 1 and "entries differ" in verdict.detail()
+    forged = [{"answer": torch.ones(T, T, dtype=torch.bool)} for T in (1, 2, 3, 4, 7, 16)]  # made-up answers
+    assert harness.judge("causal_mask", forged).status == "failed"
