@@ -80,8 +80,15 @@ class ModelDrafter:
 
 class PromptLookupDrafter:
     """Drafts by copying: find the most recent earlier occurrence of the sequence's last n tokens
-    (n from ``max_ngram`` down to 1) and propose the tokens that followed it, as transformers'
-    ``prompt_lookup_num_tokens``. Deterministic: its proposal has probability 1."""
+    (n from ``max_ngram`` down to 1) and propose the tokens that followed it. Deterministic: its
+    proposal has probability 1.
+
+    Prompt lookup decoding (Saxena 2023), matched differently: Saxena's code and transformers'
+    ``PromptLookupCandidateGenerator`` (what its ``generate(prompt_lookup_num_tokens=...)`` runs)
+    take the first valid match from the left, the earliest occurrence, and transformers matches at
+    most 2 tokens by default (``max_matching_ngram_size=2``); this drafter takes the latest match
+    of up to ``max_ngram`` (3) tokens. Greedy output is the target's either way; the drafts
+    differ."""
 
     def __init__(self, max_ngram: int = 3) -> None:
         if not isinstance(max_ngram, int) or max_ngram < 1:

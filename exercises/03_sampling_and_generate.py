@@ -106,7 +106,10 @@ with torch.no_grad():
 show(sequence[0])
 
 # %% [markdown]
-# `generate()` runs exactly this loop (plus batching, padding, filters and beams):
+# `generate()` runs this loop and gives exactly its tokens, with batching, padding, filters and
+# beams added, and a KV cache (lesson 04): each step after the first runs only the new token
+# through the model, reusing the keys and values of the earlier ones, where the loop above reruns
+# the whole sequence:
 
 # %%
 assert torch.equal(generate(model, prompt, max_new_tokens=25, eos_token_id=EOS), sequence)
@@ -152,11 +155,17 @@ for title, logits in panels.items():
 # %% [markdown]
 # - **Temperature** divides the logits: below 1 sharpens (the favourite gains), above 1
 #   flattens. It never removes a token.
-# - **Top-k** keeps the k most likely tokens (all tokens tied with the k-th are kept).
+# - **Top-k** keeps the k most likely tokens (all tokens tied with the k-th are kept). Fan et al.
+#   2018, "Hierarchical Neural Story Generation", wrote stories by sampling this way.
 # - **Top-p** (nucleus) keeps the smallest set of most likely tokens whose probability reaches p;
 #   the token that crosses p is kept: mat + floor + bed = 0.75 < 0.8, so roof (→ 0.85) stays.
+#   Holtzman et al. 2020, "The Curious Case of Neural Text Degeneration", proposed it, against
+#   top-k's fixed k, and named the failure of likelihood-maximising decoding that section 3 shows:
+#   *degeneration*, text that is bland, incoherent or stuck in repetitive loops.
 # - **Min-p** keeps tokens with at least min-p × the top probability: 0.2 × 0.35 = 0.07, so
-#   roof (0.10) stays and chair (0.05) goes. Its cut-off adapts to how confident the model is.
+#   roof (0.10) stays and chair (0.05) goes. Its cut-off adapts to how confident the model is
+#   (Nguyen et al. 2024, "Turning Up the Heat: Min-p Sampling for Creative and Coherent LLM
+#   Outputs").
 
 # %%
 assert kept_distribution(panels["top-k = 3"]).gt(0).sum() == 3
@@ -202,8 +211,10 @@ print("top-k with a tie keeps", int(top_k_by_hand(tied, 2).isfinite().sum()), "t
 #
 # Greedy looks safe — always the best token — but a model's single most likely continuation is
 # often a loop: once a phrase repeats, repeating it again becomes the most likely thing to do.
-# We generate 150 tokens greedily and with sampling and measure the fraction of 4-grams that
-# already occurred earlier in the same text.
+# Holtzman et al. (2020) call this *degeneration*, show it in greedy decoding and beam search
+# alike (with GPT-2 Large), and made nucleus sampling to avoid it. We generate 150 tokens
+# greedily and with sampling and measure the fraction of 4-grams that already occurred earlier in
+# the same text.
 
 # %%
 prompt = encode("KING HENRY.\nOnce more unto the breach, dear friends,")
@@ -728,7 +739,13 @@ for name, rate in timings.items():
 # %% [markdown]
 # Greedy and beam search find text the model rates likely (low perplexity) but repeat
 # themselves; sampling trades some likelihood for variety, and the filters decide how much.
-# Beam search also costs about `num_beams` times the compute. For open-ended text, top-p or
+# Beam search does `num_beams` times greedy's arithmetic, since every step runs one token per
+# beam, yet the rates printed above show it far less than `num_beams` times slower. The beams run
+# as one batch of `num_beams` rows, and on a CPU most of a step's time does not grow with the
+# rows: the weights are read once for all of them, and each operation's fixed cost is paid once
+# (lesson 04 times batches of several sizes). What the beams add is the extra rows' arithmetic
+# and their bookkeeping: ranking `num_beams` × vocabulary candidates and reordering the cache at
+# every step. For open-ended text, top-p or
 # min-p sampling with a moderate temperature is the usual choice; for short, factual
 # completions, greedy or beam search.
 #

@@ -391,11 +391,15 @@ check_below("weights after 5 steps, batch 16 vs 4 x 4 accumulated: largest diffe
 #
 # `MiniGPT` starts every matrix and embedding from N(0, 0.02), as GPT-1 did ("a simple weight
 # initialization of N(0, 0.02) was sufficient", because LayerNorm is everywhere: Radford et al.
-# 2018, §4.1), and GPT-2 added one change: the output projections of each attention and MLP, the
-# layers that *add* to the residual stream, start 1/√(2 × layers) smaller, "to account for the
-# accumulation on the residual path with model depth" (Radford et al. 2019, §2.3). Each block adds
-# two random vectors to the stream; without the scaling, a deep model's stream starts far larger
-# than its embeddings. Measured on a 24-layer model at initialisation:
+# 2018, §4.1), and GPT-2 added one change: "A modified initialization which accounts for the
+# accumulation on the residual path with model depth is used. We scale the weights of residual
+# layers at initialization by a factor of 1/√N where N is the number of residual layers" (Radford
+# et al. 2019, §2.3). The paper does not say which layers count. `MiniGPT` follows nanoGPT's
+# reading (and `transformers`' GPT-2): the residual layers are the output projections of each
+# attention and MLP, the layers that *add* to the residual stream, two per block, so N = 2 ×
+# layers and they start with standard deviation 0.02 / √(2 × layers). Each block adds two random
+# vectors to the stream; without the scaling, a deep model's stream starts far larger than its
+# embeddings. Measured on a 24-layer model at initialisation:
 
 # %%
 deep = replace(small, n_layer=24)
@@ -424,9 +428,10 @@ assert rms_by_depth["all N(0, 0.02)"][-1] > 3 * rms_by_depth["GPT-2 (scaled)"][-
 # 1/(1 - p), so that no unit can rely on any other; at evaluation it does nothing. The original
 # Transformer used p = 0.1 on each sub-layer's output and on the embeddings (Vaswani et al. 2017,
 # §5.4), and GPT-1 "residual, embedding, and attention dropouts with a rate of 0.1". `MiniGPT` has
-# the first two (`GPTConfig.dropout`, 0.1 for the bundled model) and no attention dropout, as
-# nanoGPT's fast path. Dropout is why `model.eval()` matters (lesson 03) and one remedy for the
-# overfitting of section 5.
+# the first two (`GPTConfig.dropout`, 0.1 for the bundled model) and no attention dropout. nanoGPT
+# keeps all three: its fast path passes `dropout_p=self.dropout if self.training else 0` to
+# `scaled_dot_product_attention`, which then drops attention weights during training. Dropout is
+# why `model.eval()` matters (lesson 03) and one remedy for the overfitting of section 5.
 
 # %% [markdown]
 # ## 3. Training, and samples as it learns
@@ -889,18 +894,19 @@ rates = training_benchmark(replace(lesson, precision="auto"), runs=2, steps=2)
 # ### Why float16 training needs loss scaling and bfloat16 does not
 #
 # Both formats have 16 bits, split differently. float16 keeps 10 bits of mantissa but 5 of
-# exponent: its smallest normal number is 6.1e-5, below that it loses precision (subnormals), and
-# below 6e-8 everything is zero. bfloat16 keeps float32's 8 exponent bits, so it reaches 1e-38, and
-# pays with 7 bits of mantissa (about 0.4% rounding). Gradients are small numbers, and the first
-# one of the backward pass is tiny: the loss is a mean over N tokens, so its gradient at the
-# logits is (softmax − one-hot) / N, about 1 / (N × vocabulary) per entry. Under float16
-# autocast the LM head runs in float16, and so does that gradient. We compute it for this
-# lesson's batch (16 × 64 = 1,024 tokens) and for the bundled model's (16 × 512 = 8,192) and store
-# it in each format. "Loss scaling" multiplies the loss, hence every gradient, by a large factor
-# (here 2^16) before the backward pass and divides the update by it again;
-# `torch.amp.GradScaler` does that, and lowers the factor when something overflows past
-# float16's largest value, 65,504. (The exact shares depend on float noise that differs from
-# one CPU to another, so this cell's output is not compared; its asserts are.)
+# exponent: its smallest normal number is 6.1e-5, below that it loses precision (subnormals), its
+# smallest positive number is 6.0e-8 (2^-24), and a value of half that or less, about 3e-8, rounds
+# to zero (4e-8 rounds up to 6.0e-8). bfloat16 keeps float32's 8 exponent bits, so it reaches
+# 1e-38, and pays with 7 bits of mantissa (about 0.4% rounding). Gradients are small numbers, and
+# the first one of the backward pass is tiny: the loss is a mean over N tokens, so its gradient at
+# the logits is (softmax − one-hot) / N, about 1 / (N × vocabulary) per entry. Under float16
+# autocast the LM head runs in float16, and so does that gradient. We compute it for this lesson's
+# batch (16 × 64 = 1,024 tokens) and for the bundled model's (16 × 512 = 8,192) and store it in
+# each format. "Loss scaling" multiplies the loss, hence every gradient, by a large factor (here
+# 2^16) before the backward pass and divides the update by it again; `torch.amp.GradScaler` does
+# that, and lowers the factor when something overflows past float16's largest value, 65,504. (The
+# exact shares depend on float noise that differs from one CPU to another, so this cell's output
+# is not compared; its asserts are.)
 
 # %%
 # NBVAL_IGNORE_OUTPUT

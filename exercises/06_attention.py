@@ -278,10 +278,14 @@ if model_name() == "shakespeare-gpt":  # what this model is; GPT-2 (COURSE_MODEL
 # %% [markdown]
 # The bundled model has none: the second copy is no easier than the first (random tokens are
 # rare tokens, so both losses are far above its usual 4 nats), and no head looks where an
-# induction head would. It was trained on 1.5 million tokens of verse, where exact repeats of
-# long random spans never happen; nothing rewarded copying. (Run the lesson with
-# `COURSE_MODEL=gpt2` and the same cell measures GPT-2, which was trained on web text full of
-# repeats.)
+# induction head would. Why not, this lesson cannot settle. Its training text, Shakespeare's
+# plays (verse and prose, about 1.5 million tokens), seldom repeats a long span within one
+# window, so copying seldom pays. But ordinary text is like that too, and Olsson et al. saw
+# induction heads form early in training in every model of two or more layers they trained on it;
+# their "early", though, came after far more tokens than this model ever saw (lesson 05's table:
+# its corpus about a dozen times over). Too little training may be the reason as much as the kind
+# of text. (Run the lesson with `COURSE_MODEL=gpt2` and the same cell measures GPT-2, which was
+# trained on far more web text, full of repeats.)
 #
 # So we make a model that needs to copy. Each training row is a random block of 6 to 24 tokens
 # repeated to fill 64 positions (`repeated_block_batch`). The block length changes from row to

@@ -556,8 +556,14 @@ assert speedup["ours, default"] > max(assisted.values()) + 0.2, "the same draft 
 # A drafter need not be a model. When the output repeats its input (a speech quoted back, code
 # being edited, a summary that copies phrases), the tokens that followed the last few tokens
 # earlier in the text are good guesses. `PromptLookupDrafter` finds the latest earlier match of
-# the last 3 tokens (then 2, then 1) and proposes what came next, for free: c ≈ 0. This is
-# `transformers`' `prompt_lookup_num_tokens` (Saxena 2023).
+# the last 3 tokens (then 2, then 1) and proposes what came next, for free: c ≈ 0. The idea is
+# Saxena's (2023, "Prompt Lookup Decoding"), and `generate()` takes `transformers`' argument name
+# for it, `prompt_lookup_num_tokens` (how many tokens to draft), but the matching differs from
+# both: Saxena's code and `transformers`' `PromptLookupCandidateGenerator` take the *first* valid
+# match from the left, the earliest occurrence in the text, and `transformers` matches at most 2
+# tokens by default (`max_matching_ngram_size=2`; Saxena's code, 3). We take the *latest*, the
+# text's most recent form of the phrase, and match up to 3. Greedy output is the target's own
+# either way (the target checks every draft); only the drafts, and so the speed, differ.
 #
 # Three tasks, 60 new tokens each: a speech quoted back with one word changed, the model's own
 # earlier text quoted back (its opening line repeated after it), and fresh text.
@@ -623,5 +629,6 @@ if model_name() == "shakespeare-gpt":
 # 3. With a = 0.8, c = 0.1 and v = 1.2 for every K, which K maximises the predicted speedup? What
 #    happens to the best K when the draft gets cheaper? When the acceptance drops?
 # 4. Section 6's slow draft accepts everything and is still slower. Write its predicted speedup
-#    as a function of K and show it is below 1 whenever v ≥ 1.
+#    as a function of K and show it never exceeds 1 when v ≥ 1: below 1 when v > 1, break-even
+#    at v = 1.
 # 5. Why does prompt lookup help a code-editing assistant much more than a story writer?

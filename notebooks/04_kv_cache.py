@@ -15,10 +15,11 @@
 # %% [markdown]
 # # Lesson 04 — The KV cache, and generation as fast as the hardware allows
 #
-# In lesson 03 every step of `generate()` ran the model on the *whole* sequence so far, to use
-# only the logits of its last position. That is wasteful: the keys and values of the earlier
+# Lesson 03's hand-written loops ran the model on the *whole* sequence so far at every step, to
+# use only the logits of its last position. That is wasteful: the keys and values of the earlier
 # tokens are the same at every step, because a causal model never lets a token look at what
-# comes after it. The **KV cache** keeps them. In this lesson we:
+# comes after it. The **KV cache** keeps them. `generate()` has used one all along (by default,
+# `use_cache=True` with the preallocated cache of section 3); this lesson opens it up. We:
 #
 # 1. count the work each step does with and without a cache;
 # 2. build a cached attention step by hand, including the mask for several new tokens;
@@ -569,8 +570,10 @@ assert identical >= 3
 # same rounding applies to them: each row of every weight matrix (and of the embeddings) to int8
 # with its own scale, `course_utils.kv_cache.int8_weights`. Here the rounding is simulated: the
 # weights are rounded and read back as float32, so what we measure is the error the rounding
-# alone causes. A real int8 kernel (`torch.ao.quantization`, bitsandbytes, llama.cpp) would also
-# read a quarter of the bytes, and often compute in int8.
+# alone causes. A real int8 kernel (PyTorch's torchao library, bitsandbytes, llama.cpp) would
+# also read a quarter of the bytes, and often compute in int8. (PyTorch's older
+# `torch.ao.quantization` is deprecated, its removal planned, and its documentation sends you to
+# torchao.)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -824,11 +827,29 @@ print(f"per token: {1e3 / ours:.2f} ms taken, {1e3 / ceiling:.2f} ms needed to m
 print(f"batch 64 reaches {batch_rates[-1]:.0f} tokens/s = {batch_rates[-1] / ceiling:.1f}x the batch-1 ceiling")
 
 # %% [markdown]
-# The difference between the time a token takes and the time its bytes need is per-step
-# overhead: launching a hundred-odd small operations and the Python between them (the profile
-# above). That overhead hardly depends on the model's size, while the bytes do, so a smaller model
-# should land further from its ceiling. The draft model made for speculative decoding (2 layers
-# × 128, a sixth of the bytes) lets us check:
+# Where does the rest of the time go, the difference between the time a token takes and the time
+# its bytes need? The profile above splits a step three ways, and each part is a different kind
+# of loss:
+#
+# - **The matrix multiplies themselves.** Set the profile's matrix-multiply time per step beside
+#   the time needed to move all of a step's bytes, printed just above. On the machine that stored
+#   these outputs the products alone took more than twice as long, though they read little more
+#   than the weights: they stream the weights at less than half the bandwidth the copy reached.
+#   A batch-1 product multiplies one row by a matrix of a few hundred kilobytes to a few
+#   megabytes, too short a job to run at the speed of one long copy. This part is inside the
+#   kernels, so fusing the small operations or compiling the step would not remove it; only a
+#   faster matrix-vector kernel would.
+# - **The other operations** (attention, layer norms, GELU, views, the cache writes, the
+#   `argmax`): the profile's time inside torch operations minus its matrix multiplies.
+# - **What runs between operations**, Python and dispatch: the profile's wall time minus its time
+#   inside operations. Fusing and compiling attack these last two.
+#
+# So the gap is not only per-step overhead, and the model's size alone does not say how close a
+# model gets to its ceiling. Overhead per operation hardly depends on the size while the bytes
+# do, which pushes a smaller model away from its ceiling; but a smaller model's weights can stay
+# in the CPU's own caches, faster than the main memory the ceiling assumes, which pulls it
+# closer. The draft model made for speculative decoding (2 layers × 128, a sixth of the bytes)
+# shows which wins on this machine:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
