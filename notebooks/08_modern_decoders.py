@@ -361,13 +361,13 @@ assert swiglu_hidden_size(4096, multiple_of=256) == 11008
 # build; section 4 then uses it on configurations far too large to build here.
 
 # %%
-checks = {
+configurations = {
     "MiniGPT, 6 x 256": GPTConfig(vocab_size=4096, context_length=512, n_layer=6, n_head=8, n_embd=256),
     "MiniLlama, 6 x 256": LlamaConfig(vocab_size=4096, context_length=512, n_layer=6, n_head=8, n_embd=256),
     "MiniLlama, 2 key/value heads": LlamaConfig(vocab_size=4096, n_layer=6, n_head=8, n_kv_heads=2, n_embd=256),
     "MiniLlama, tied head": LlamaConfig(vocab_size=4096, n_layer=6, n_head=8, n_embd=256, tie_word_embeddings=True),
 }
-for name, config in checks.items():
+for name, config in configurations.items():
     built = (MiniLlama(config) if isinstance(config, LlamaConfig) else MiniGPT(config)).num_parameters()
     print(f"{name:30s} formula {parameter_count(config):>10,}  built {built:>10,}")
     assert parameter_count(config) == built

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from IPython.display import display
 
-from course_utils import MiniGPT, checks, generate, load_model
+from course_utils import MiniGPT, generate, load_model
 from course_utils.chat import ChatBox
 from course_utils.data import load_corpus
 from course_utils.evaluation import bits_per_byte
@@ -287,9 +287,6 @@ assert torch.equal(inputs, library_inputs[0]) and torch.equal(targets, library_t
 print(f"{len(inputs)} positions, {int((targets != IGNORE_INDEX).sum())} of them scored: "
       f"{tokenizer.decode(targets[targets != IGNORE_INDEX])!r}")
 
-# %%
-checks.label_mask(answer_only_by_hand)
-
 # %% [markdown]
 # Two runs through the course's `Trainer`, with the same steps, data and seed: one with the
 # mask, one with the loss on every token but the padding (`score_prompt=True`). We measure, on
@@ -442,9 +439,6 @@ with torch.no_grad():
     check_below("by hand against LoRALinear, B random", (mine(x) - library_layer(x)).abs().max(), 1e-4)
 _ = layer.requires_grad_(True)  # LoRALinear froze it; chat_model stays the untouched starting point
 
-# %%
-checks.lora_forward(LoRAByHand)
-
 # %% [markdown]
 # `add_lora` wraps every linear layer of the blocks (attention's `c_attn` and `c_proj`, the
 # MLP's `c_fc` and `c_proj`) and freezes everything else, embeddings included. The count of
@@ -566,9 +560,6 @@ four = torch.randn(4, 6, generator=seeded_generator(5)) * 5 - 20  # (4, B): log-
 check_below("DPO loss by hand against the library", (dpo_loss_by_hand(*four, beta=0.1) - dpo_loss(*four, 0.1)[0]).abs(),
             1e-6)
 print(f"at the start (policy = reference): loss {dpo_loss_by_hand(*four[[0, 1, 0, 1]], beta=0.1):.4f} = log 2")
-
-# %%
-checks.dpo_loss(dpo_loss_by_hand)
 
 # %% [markdown]
 # Our pairs, from the training plays: the prompt is the question, the chosen answer the right
