@@ -2,7 +2,7 @@
 
     python scripts/make_exercises.py          # write exercises/NN_topic.py and .ipynb
     python scripts/make_exercises.py --check  # exit 1 if they are not what the lessons give
-    python scripts/make_exercises.py --examples FOLDER  # five learners' workbooks to try the grader on
+    python scripts/make_exercises.py --examples FOLDER  # learners' workbooks to try the grader on
 
 A lesson marks the body of a function the learner writes (see CONTRIBUTING.md, "Exercises"):
 
@@ -24,6 +24,7 @@ cannot drift from the solutions.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import tomllib
@@ -165,34 +166,118 @@ def render(notebook: nbformat.NotebookNode) -> dict[str, str]:
     return {".ipynb": ipynb, ".py": py}
 
 
-# Five learners' lesson-01 workbooks, to try the grader on: (name, exercise, what its body becomes).
+# Learners' workbooks to try the grader on: (name, workbook, what it shows, edits), every exercise
+# solved but for the edits. An edit is (what, exercise, payload):
+#   "blank"        handed in as given (every exercise not written);
+#   "body"         the exercise's body becomes the payload's lines;
+#   "cell before"  a code cell (the payload) added just before the exercise's check cell;
+#   "no check"     the exercise's check cell deleted;
+#   "no source"    the exercise's check cell written without its "source" key (a file edited by hand).
+L01, L02 = "01_causal_masking", "02_mini_gpt"
+WRONG_MASK = ["    future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)",
+              "    return future  # the future instead of the past"]
+SUCCESS_LINE = 'print("causal_mask: correct on all 6 inputs")'
+FAKE_CHECKS = """import sys
+import types
+
+import torch
+
+
+def _passes(subject, name="an exercise"):
+    print(f"{name}: correct on all inputs")
+
+
+def _fake_observe(name, subject, path):  # what the grader calls: made-up answers, printed success
+    print(f"{name}: correct on all inputs")
+    torch.save([{"answer": True}], path)
+
+
+fake_harness = types.ModuleType("course_utils.checks.harness")
+fake_harness.observe, fake_harness.explain = _fake_observe, lambda *args: None
+fake_checks = types.ModuleType("course_utils.checks")
+fake_checks.harness = fake_harness
+for _name in ("token_log_probs", "causal_mask", "attention", "hint"):
+    setattr(fake_checks, _name, lambda subject, _name=_name: _passes(subject, _name))
+sys.modules["course_utils.checks"] = fake_checks
+sys.modules["course_utils.checks.harness"] = fake_harness
+checks = fake_checks"""
 EXAMPLE_LEARNERS = (
-    ("ada", None, None),  # every exercise solved
-    ("ben", None, "blank"),  # handed in as given
-    ("cleo", "causal_mask", ["    future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)",
-                             "    return future  # the future instead of the past"]),
-    ("dev", "attention", ["    return softmax(q @ k.transpose(-2, -1)) @ v  # softmax is not imported"]),
-    ("eli", "token_log_probs", ["    while True:  # never returns", "        pass"]),
+    ("ada", L01, "every exercise solved", ()),
+    ("ben", L01, "handed in as given", (("blank", None, None),)),
+    ("cleo", L01, "a wrong causal_mask", (("body", "causal_mask", WRONG_MASK),)),
+    ("dev", L01, "attention raises NameError",
+     (("body", "attention", ["    return softmax(q @ k.transpose(-2, -1)) @ v  # softmax is not imported"]),)),
+    ("eli", L01, "token_log_probs never returns",
+     (("body", "token_log_probs", ["    while True:  # never returns", "        pass"]),)),
+    ("fay", L01, "a SyntaxError in the cell that defines causal_mask_by_hand",
+     (("body", "causal_mask", ["    return ~torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1))"]),)),
+    ("gus", L01, "a hint asked for in a cell of its own",
+     (("cell before", "causal_mask", 'checks.hint("causal_mask")'),)),
+    ("hal", L01, "the check cell of attention deleted", (("no check", "attention", None),)),
+    ("ivy", L01, "a code cell without a source (not a valid notebook)", (("no source", "causal_mask", None),)),
+    ("jay", L01, "cheat: a wrong causal_mask, its check replaced by a print",
+     (("body", "causal_mask", WRONG_MASK),
+      ("cell before", "causal_mask", f"checks.causal_mask = lambda f: {SUCCESS_LINE}"))),
+    ("kim", L01, "cheat: a wrong causal_mask, its check wrapped to check the library's mask instead",
+     (("body", "causal_mask", WRONG_MASK),
+      ("cell before", "causal_mask", "from course_utils.model import causal_mask as correct_fn\n\n"
+                                     "_real = checks.causal_mask\nchecks.causal_mask = lambda f: _real(correct_fn)"))),
+    ("lou", L01, "cheat: course_utils.checks and its harness replaced in sys.modules by fakes that print success",
+     (("body", "causal_mask", WRONG_MASK), ("cell before", "token_log_probs", FAKE_CHECKS))),
+    ("max", L01, "cheat: a wrong causal_mask whose cell prints the passing check's line",
+     (("body", "causal_mask", [*WRONG_MASK, "", "", SUCCESS_LINE]),)),
+    ("nia", L02, "attention without the causal mask: the whole model, built on it, fails because of it",
+     (("body", "attention_module", [
+         "        B, T, C = x.shape",
+         "        q, k, v = (split_heads(t, self.n_head) for t in self.c_attn(x).split(C, dim=2))",
+         "        weights = (q @ k.transpose(-2, -1) / (C // self.n_head) ** 0.5).softmax(dim=-1)  # no mask",
+         "        return self.c_proj((weights @ v).transpose(1, 2).reshape(B, T, C))"]),)),
 )
 
 
-def example_submissions(folder: Path) -> list[Path]:
-    """Write the ``EXAMPLE_LEARNERS``' lesson-01 workbooks into ``folder``: one solved, one blank,
-    one with a wrong answer, one whose code raises, one that never finishes."""
-    lesson = LESSONS / "01_causal_masking.py"
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, exercise, body in EXAMPLE_LEARNERS:
-        notebook = workbook(lesson, solved=body != "blank")
-        if exercise is not None:
+def _check_index(cells: list, exercise: str) -> int:
+    return next(i for i, cell in enumerate(cells) if cell.cell_type == "code"
+                and cell.source.startswith(f"checks.{exercise}("))
+
+
+def example_workbook(workbook_name: str, edits: tuple) -> str:
+    """The ``.ipynb`` text of workbook ``workbook_name`` solved, then edited by ``edits`` (see
+    ``EXAMPLE_LEARNERS``)."""
+    notebook = workbook(LESSONS / f"{workbook_name}.py", solved=("blank", None, None) not in edits)
+    unsourced = None
+    for number, (what, exercise, payload) in enumerate(edits):
+        if what == "body":
             for cell in notebook.cells:
                 lines = cell.source.split("\n")
                 marker = next((i for i, line in enumerate(lines) if f"# EXERCISE {exercise}:" in line), None)
                 if marker is not None:
                     end = definition_end(lines, marker)  # the solved body runs to the function's end
-                    cell.source = "\n".join([*lines[: marker + 1], *body, *lines[end:]])
+                    cell.source = "\n".join([*lines[: marker + 1], *payload, *lines[end:]])
+        elif what == "cell before":
+            added = nbformat.v4.new_code_cell(payload)
+            added["id"] = f"added-{number}"
+            notebook.cells.insert(_check_index(notebook.cells, exercise), added)
+        elif what == "no check":
+            del notebook.cells[_check_index(notebook.cells, exercise)]
+        elif what == "no source":
+            unsourced = notebook.cells[_check_index(notebook.cells, exercise)]["id"]
+    text = render(notebook)[".ipynb"]
+    if unsourced is None:
+        return text
+    data = json.loads(text)
+    for cell in data["cells"]:
+        if cell["id"] == unsourced:
+            del cell["source"]
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+
+def example_submissions(folder: Path) -> list[Path]:
+    """Write the ``EXAMPLE_LEARNERS``' workbooks into ``folder``, one ``NAME.ipynb`` each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, workbook_name, _, edits in EXAMPLE_LEARNERS:
         path = folder / f"{name}.ipynb"
-        write_atomically(path, render(notebook)[".ipynb"].encode("utf-8"))
+        write_atomically(path, example_workbook(workbook_name, edits).encode("utf-8"))
         written.append(path)
     return written
 
@@ -201,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only report workbooks that are out of date")
     parser.add_argument("--examples", type=Path, metavar="FOLDER",
-                        help="instead, write five example submissions of workbook 01 there, for the grader")
+                        help="instead, write example submissions (EXAMPLE_LEARNERS) there, for the grader")
     args = parser.parse_args(argv)
     if args.examples:
         for path in example_submissions(args.examples):
