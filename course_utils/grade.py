@@ -72,6 +72,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads such a c
 DEFAULT_CELL_TIMEOUT = 300.0
 PING_TIMEOUT = 10  # seconds a kernel gets to answer after an interrupted cell before it is given up
 BANNER_CELLS = 3  # the banner is in the workbook's first cells
+LIBRARY_ROOT = Path(__file__).resolve().parent.parent  # the folder that holds this course_utils
 
 
 @dataclass
@@ -291,10 +292,13 @@ class Kernel:
 
 def kernel_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of the kernels (and grading processes): ``base`` (default ``os.environ``)
-    with OpenMP's threads waiting passively unless it says otherwise. Spinning threads are the
-    default, and when more threads than cores are busy (two lessons graded at once on 2 cores,
-    each on 2 threads) they made lesson cells 5 to 20 times slower here, past the time limit."""
+    with this ``course_utils`` first on the path, so that the kernel answers the same exercises the
+    grader judges, and OpenMP's threads waiting passively unless ``base`` says otherwise: spinning
+    threads are the default, and when more threads than cores are busy (two workbooks graded at
+    once on 2 cores, each on 2 threads) they made lesson cells 5 to 20 times slower, past the
+    time limit."""
     env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join([str(LIBRARY_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
@@ -475,7 +479,7 @@ def graded(found: list[tuple[str, Path]], cell_timeout: float, jobs: int) -> Ite
     """Each workbook's row as it is done: one at a time here, or ``jobs`` at a time in processes."""
     if jobs == 1:
         threads = torch.get_num_threads()
-        _start_worker()
+        torch.set_num_threads(LESSON_THREADS)  # as in each grading process
         try:
             for learner, path in found:
                 yield _grade_safely(learner, path, cell_timeout)
