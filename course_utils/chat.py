@@ -2,7 +2,9 @@
 
 The logic is pure and unit-tested (``chat_reply`` renders the conversation with the chat
 template, generates until the end-of-turn token, and hands each new piece of text to a
-callback); ``ChatBox`` only wires ipywidgets to it.
+callback); ``ChatBox`` only wires ipywidgets to it. ``chat_prompt_ids`` tokenizes the
+conversation so that what a learner types is always text: a typed ``<|end|>`` cannot end their
+turn (prompt injection).
 
 Taught in: lesson 09.
 """
@@ -22,7 +24,9 @@ from .generation import generate
 from .hub import load_model
 from .model import MiniGPT
 from .post_training import (
+    CHAT_TOKENS,
     END_OF_TURN,
+    ROLES,
     add_chat_tokens,
     next_speaker_examples,
     next_speaker_pair,
@@ -57,6 +61,45 @@ class TextCallbackStreamer:
         """Nothing to flush: every whole character was already sent."""
 
 
+def chat_prompt_ids(
+    tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool = True, split_special_tokens: bool = True,
+) -> list[int]:
+    """The token ids of ``render_chat(messages, add_generation_prompt)`` (messages validated as
+    ``render_chat`` does), built piece by piece: the template's own markers (each role's token,
+    ``<|end|>``) become their special ids, while each message's content, with the newlines around
+    it, is tokenized as plain text (transformers' ``split_special_tokens=True``): a special token's
+    string typed in a message (``<|end|>``, ``<|assistant|>``, ``<|endoftext|>``) is ordinary
+    characters, several ordinary tokens, never the special id, so the user cannot end their turn
+    or start the assistant's. The text between two special tokens is tokenized on its own, as
+    ``tokenizer(text)`` tokenizes it (it splits at special tokens first, and the chat tokens strip
+    no whitespace), so for contents without any special token's string the ids are exactly
+    ``tokenizer(render_chat(...)).input_ids``. The tokenizer must have the chat tokens
+    (``add_chat_tokens``); the pieces get no tokens from its post-processor (the course's
+    tokenizers add none).
+
+    ``split_special_tokens=False`` is the vulnerable way, kept to show the difference: exactly
+    ``tokenizer(render_chat(messages, add_generation_prompt)).input_ids``, where a typed ``<|end|>``
+    is the end-of-turn id."""
+    text = render_chat(messages, add_generation_prompt)  # validates the messages
+    if not split_special_tokens:
+        return tokenizer(text).input_ids
+    missing = [token for token in CHAT_TOKENS if token not in tokenizer.all_special_tokens]
+    if missing:
+        raise ValueError(f"the tokenizer lacks the chat tokens {missing}: add them with add_chat_tokens")
+    *role_ids, end = tokenizer.convert_tokens_to_ids(list(CHAT_TOKENS))
+    role_id = dict(zip(ROLES, role_ids))
+
+    def plain(segment: str) -> list[int]:
+        return tokenizer(segment, add_special_tokens=False, split_special_tokens=True).input_ids
+
+    ids = []
+    for message in messages:
+        ids += [role_id[message["role"]], *plain("\n" + message["content"]), end, *plain("\n")]
+    if add_generation_prompt:
+        ids += [role_id["assistant"], *plain("\n")]
+    return ids
+
+
 @torch.no_grad()
 def chat_reply(
     model: torch.nn.Module,
@@ -66,15 +109,21 @@ def chat_reply(
     temperature: float = 0.0,
     seed: int = 0,
     on_text: Callable[[str], None] | None = None,
+    split_special_tokens: bool = True,
 ) -> str:
     """The assistant's next turn after ``messages``: generated after the chat template's
     generation prompt until the end-of-turn token (or ``max_new_tokens``), greedy for
     ``temperature`` 0, else sampled at that temperature with a generator seeded by ``seed``.
-    ``on_text`` receives the reply piece by piece as it is generated. Returns the reply's text."""
+    ``on_text`` receives the reply piece by piece as it is generated. Returns the reply's text.
+
+    The prompt is ``chat_prompt_ids(tokenizer, messages, split_special_tokens=split_special_tokens)``:
+    by default a chat token typed in a message is plain text, not a turn marker;
+    ``split_special_tokens=False`` tokenizes the rendered text whole (the injectable way)."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
     device = model_device(model)
-    prompt = torch.tensor([tokenizer(render_chat(messages, add_generation_prompt=True)).input_ids], device=device)
+    prompt = torch.tensor([chat_prompt_ids(tokenizer, messages, split_special_tokens=split_special_tokens)],
+                          device=device)
     context = model_context(model)
     if prompt.shape[1] + max_new_tokens > context:
         raise ValueError(f"the conversation ({prompt.shape[1]} tokens) and max_new_tokens ({max_new_tokens}) "

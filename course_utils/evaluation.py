@@ -78,6 +78,25 @@ def bits_per_byte(model: torch.nn.Module, tokenizer, texts: list[str], context: 
     return total_nats / math.log(2) / total_bytes
 
 
+def bits_per_byte_blocks(model: torch.nn.Module, tokenizer, text: str, blocks: int,
+                         context: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``text`` scored as ``bits_per_byte`` scores it (``<|endoftext|> text``, every token with the
+    context before it), then cut into ``blocks`` runs of consecutive tokens (equal counts, the last
+    run takes the rest): each run's bits per byte (blocks,) and its bytes (blocks,). The mean
+    weighted by the bytes is ``bits_per_byte(model, tokenizer, [text])``; the spread of the runs,
+    or of the differences between two models' runs, gives a standard error. A run's bytes are
+    those of the text decoded up to its end, less the runs before it."""
+    ids = [tokenizer.eos_token_id] + tokenizer.encode(text, verbose=False)
+    if not 1 <= blocks <= len(ids) - 1:
+        raise ValueError(f"blocks must be between 1 and the text's {len(ids) - 1} tokens, got {blocks}")
+    nll = token_nll(logits_fn(model), ids, context or model_context(model), model_device(model))
+    ends = [len(nll) * (block + 1) // blocks for block in range(blocks)]
+    decoded = [0] + [len(tokenizer.decode(ids[1 : end + 1]).encode("utf-8")) for end in ends]
+    nats = torch.stack([run.sum() for run in torch.tensor_split(nll, ends[:-1])])
+    sizes = torch.tensor(decoded[1:], dtype=torch.float64) - torch.tensor(decoded[:-1], dtype=torch.float64)
+    return nats / math.log(2) / sizes, sizes
+
+
 @torch.no_grad()
 def greedy_agreement(
     draft: torch.nn.Module, target: torch.nn.Module, tokenizer, texts: list[str], context: int

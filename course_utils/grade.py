@@ -15,7 +15,9 @@ with ``torch.load(weights_only=True)``, which never unpickles an object), and th
 compared with the library's in the grader's own process (``harness.judge``), where the learner's
 code never runs. Each exercise gets ``passed``, ``not written``, ``failed:`` with the check's own
 line on what differs (and, for a model, which layer), ``raised:`` and the error, ``timed out`` or
-``not run``. The table is written as CSV, a row as each workbook is done, and printed as it goes.
+``not run``; the row's ``run`` says ``finished``, or what else happened: cells interrupted at the
+time limit, the learner's cells that raised (which errors, and the first in full), or why the run stopped. The table
+is written as CSV, a row as each workbook is done, and printed as it goes.
 
 What this protects, and what it does not. The learner's code runs in the kernel and can do
 anything there: replace ``checks``, patch the harness, print a passing check's line. None of that
@@ -454,8 +456,14 @@ def _run_workbook(grade: Grade, notebook: nbformat.NotebookNode, folder: Path, c
             grade.run = f"stopped: {stopped}"
         except Exception as error:  # the kernel would not start, or nbclient failed: the row says so
             grade.run = f"stopped: {type(error).__name__}: {_short(_first_line(str(error)), 100)}"
-    if timed_out and grade.run == "finished":
-        grade.run = f"finished; {timed_out} cell(s) went over {cell_timeout:g} s and were interrupted"
+    raised = [(index, ran.error) for index, ran in cell_results.items() if ran.error is not None]
+    notes = [f"{timed_out} cell(s) went over {cell_timeout:g} s and were interrupted"] if timed_out else []
+    if raised:  # the learner's own cells may raise; the row says so, which errors, and where the first was
+        first, error = raised[0]
+        kinds = ", ".join(dict.fromkeys(text.split(":")[0] for _, text in raised))
+        notes.append(f"{len(raised)} cell(s) raised {kinds}; the first, cell {first + 1}: {_short(error, 80)}")
+    if notes and grade.run == "finished":
+        grade.run = "finished; " + "; ".join(notes)
     grade.results = _with_needs(grade.results)
 
 

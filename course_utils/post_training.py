@@ -25,6 +25,7 @@ Taught in: lesson 09.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Callable
@@ -34,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kv_cache import GrowingKVCache
 from .model import MiniGPT
 
 ROLES = ("system", "user", "assistant")
@@ -65,28 +67,59 @@ def speeches(play: str) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class NextSpeakerExample:
-    """Three speeches of a two-person exchange, A, B, A, and who speaks next: B, the ``answer``;
-    ``other`` is A, the wrong answer a preference pair rejects."""
+    """A run of consecutive speeches from a scene with at least three speakers in it, and who
+    speaks next: ``answer``, always one of the excerpt's ``names``. ``speakers`` lists who speaks
+    each speech of the excerpt, in order (what the simple rules of ``SPEAKER_RULES`` look at)."""
 
-    excerpt: str  # "A.\nline\n\nB.\nline\n\nA.\nline"
+    excerpt: str  # "A.\nline\n\nB.\nline\n\nC.\nline\n\nA.\nline"
+    speakers: tuple[str, ...]
     answer: str
-    other: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The excerpt's speakers, each once, in the order they first speak: the choices."""
+        return tuple(dict.fromkeys(self.speakers))
+
+    @property
+    def others(self) -> tuple[str, ...]:
+        """The wrong choices: every name of the excerpt but the answer."""
+        return tuple(name for name in self.names if name != self.answer)
 
 
-def next_speaker_examples(plays: dict[str, str], max_chars: int = 60) -> list[NextSpeakerExample]:
-    """Every place in ``plays`` (by name; sorted, for a fixed order) where two speakers alternate
-    for four speeches, A B A B: the first three, each cut to its first line (at most ``max_chars``
-    characters), are the excerpt, and B is the answer."""
+def next_speaker_examples(plays: dict[str, str], max_chars: int = 60, length: int = 4,
+                          min_speakers: int = 3) -> list[NextSpeakerExample]:
+    """Every place in ``plays`` (by name; sorted, for a fixed order) where ``length`` consecutive
+    speeches, with at least ``min_speakers`` different speakers among them, are followed by a
+    speech of one of those speakers. Each speech of the excerpt is cut to its first line (at most
+    ``max_chars`` characters); the answer is the next speech's speaker."""
+    if length < 2 or not 2 <= min_speakers <= length:
+        raise ValueError(f"need length >= 2 and 2 <= min_speakers <= length, got {length} and {min_speakers}")
     examples = []
     for name in sorted(plays):
         found = speeches(plays[name])
-        for i in range(len(found) - 3):
-            (a, line_a), (b, line_b), (a2, line_a2), (b2, _) = found[i : i + 4]
-            if a and b and a != b and a2 == a and b2 == b:
-                excerpt = "\n\n".join(f"{who}.\n{line[:max_chars]}" for who, line in ((a, line_a), (b, line_b),
-                                                                                      (a2, line_a2)))
-                examples.append(NextSpeakerExample(excerpt, b, a))
+        for i in range(len(found) - length):
+            window, (following, _) = found[i : i + length], found[i + length]
+            speakers = tuple(who for who, _ in window)
+            if all(speakers) and len(set(speakers)) >= min_speakers and following in speakers:
+                excerpt = "\n\n".join(f"{who}.\n{line[:max_chars]}" for who, line in window)
+                examples.append(NextSpeakerExample(excerpt, speakers, following))
     return examples
+
+
+def most_frequent(names: list[str] | tuple[str, ...]) -> str:
+    """The name that occurs most often; among equals, the first to occur."""
+    return max(dict.fromkeys(names), key=list(names).count)
+
+
+# The simple rules a model must beat: each picks one of an example's names from who spoke when.
+SPEAKER_RULES: dict[str, Callable[[NextSpeakerExample], str]] = {
+    "the last speaker": lambda example: example.speakers[-1],
+    "the speaker before the last": lambda example: example.speakers[-2],
+    "the first speaker of the excerpt": lambda example: example.speakers[0],
+    "the most frequent speaker": lambda example: most_frequent(example.speakers),
+    "the most frequent, not the last": lambda example: most_frequent(
+        [name for name in example.speakers if name != example.speakers[-1]]),
+}
 
 
 QUESTION = "Who speaks next?\n"  # the user's turn starts with it, then the excerpt (lesson 09's task)
@@ -259,13 +292,111 @@ def trainable_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def summed_answer_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B,) the sum, over each row's answer positions (targets (B, T) not ``IGNORE_INDEX``), of
+    the log-probability the logits (B, T, V) give the target token. The softmax is taken only
+    at the answer positions: an answer is a few of a row's T positions."""
+    scored = targets != IGNORE_INDEX
+    log_probs = F.log_softmax(logits[scored].float(), dim=-1)  # (answer tokens, V)
+    picked = log_probs.gather(-1, targets[scored].unsqueeze(-1)).squeeze(-1)
+    rows = scored.nonzero()[:, 0]
+    return torch.zeros(len(targets), dtype=picked.dtype, device=picked.device).index_add(0, rows, picked)
+
+
 def answer_log_probs(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """(B,) the summed log-probability of each row's answer tokens: the targets (B, T) that are
     not ``IGNORE_INDEX``, given ``inputs`` (B, T) (as ``answer_only_batch`` makes them)."""
-    log_probs = F.log_softmax(model(inputs).float(), dim=-1)  # (B, T, V)
-    scored = targets != IGNORE_INDEX
-    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
-    return (picked * scored).sum(dim=-1)
+    return summed_answer_log_probs(model(inputs), targets)
+
+
+def answer_logits(model: nn.Module, prompt: list[int], answers: list[list[int]],
+                  prefix_cache: GrowingKVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits (K, L, V) that predict each of K answers' tokens after ``prompt`` (ids), and those
+    tokens as targets (K, L), L the longest answer, shorter ones padded with ``IGNORE_INDEX``.
+
+    The prompt is run once, into a KV cache (lesson 04) that may already hold a shared prefix
+    (``prefix_cache``, left unchanged), and the cache is then copied to one row per answer to run
+    the answers' tokens: the answers share the prompt's keys and values, so K answers cost one
+    prompt and K short rows, not K prompts."""
+    if not prompt or not answers or not all(answers):
+        raise ValueError("need non-empty prompt ids and a list of non-empty answer ids")
+    cache = copy.deepcopy(prefix_cache) if prefix_cache is not None else GrowingKVCache()
+    last = model(torch.tensor([prompt]), cache=cache)[:, -1:]  # (1, 1, V): predicts each answer's first token
+    longest = max(map(len, answers))
+    targets = torch.tensor([answer + [IGNORE_INDEX] * (longest - len(answer)) for answer in answers])
+    logits = last.expand(len(answers), 1, -1)
+    if longest > 1:
+        # each answer's tokens but the last as inputs, right-padded: padding after an answer's tokens
+        # cannot change the logits that predict them
+        inputs = torch.tensor([answer[:-1] + [answer[0]] * (longest - len(answer)) for answer in answers])
+        cache.reorder(torch.zeros(len(answers), dtype=torch.long))
+        logits = torch.cat([logits, model(inputs, cache=cache)], dim=1)
+    return logits, targets
+
+
+@torch.no_grad()
+def choice_log_probs(
+    model: nn.Module, questions: list[tuple[list[int], list[list[int]]]], shared_prefix: list[int] | None = None,
+) -> list[torch.Tensor]:
+    """For each question, (prompt ids, [answer ids of each choice]), the summed log-probability
+    of each choice after the prompt: a (K,) tensor for K choices; the model's pick is its argmax.
+    Every prompt may follow one ``shared_prefix`` of ids (a few-shot context), whose keys and
+    values are computed once for all the questions (``answer_logits``)."""
+    prefix_cache = None
+    if shared_prefix:
+        prefix_cache = GrowingKVCache()
+        model(torch.tensor([shared_prefix]), cache=prefix_cache)
+    return [summed_answer_log_probs(*answer_logits(model, prompt, answers, prefix_cache))
+            for prompt, answers in questions]
+
+
+def rate_and_error(correct: torch.Tensor) -> tuple[float, float]:
+    """The rate of a (N,) boolean tensor of outcomes and its standard error, sqrt(p (1 - p) / N):
+    p +- 2 standard errors is about a 95% interval."""
+    if correct.numel() == 0:
+        raise ValueError("correct must hold at least one outcome")
+    rate = correct.float().mean().item()
+    return rate, math.sqrt(rate * (1 - rate) / correct.numel())
+
+
+def paired_difference(first: torch.Tensor, second: torch.Tensor) -> tuple[float, float]:
+    """The difference of two rates measured on the same N questions ((N,) boolean tensors), and
+    its standard error from the per-question differences: tighter than from the two rates
+    alone, since questions that both get right, or both wrong, add no noise."""
+    if first.shape != second.shape or first.dim() != 1 or len(first) < 2:
+        raise ValueError(f"first and second must be (N,) outcomes on the same N >= 2 questions, "
+                         f"got {tuple(first.shape)} and {tuple(second.shape)}")
+    differences = first.float() - second.float()
+    return differences.mean().item(), (differences.std() / math.sqrt(len(differences))).item()
+
+
+@torch.no_grad()
+def preference_report(model: nn.Module, reference: nn.Module,
+                      questions: list[tuple[list[int], list[int], list[list[int]]]], beta: float) -> dict[str, float]:
+    """On ``questions``, each (prompt ids, chosen answer ids, [rejected answer ids, ...]), over
+    every (chosen, rejected) pair: the win rate (the chosen answer more likely than the rejected
+    one under ``model``) and the mean reward margin r_chosen - r_rejected of DPO's implicit
+    rewards against ``reference``; and the KL from the reference, KL(model || reference) in nats
+    per answer token: the two next-token distributions compared at every position that predicts
+    a chosen answer's token."""
+    wins, pairs, margin_sum, kl_sum, kl_tokens = 0, 0, 0.0, 0.0, 0
+    for prompt, chosen, rejected in questions:
+        logits, targets = answer_logits(model, prompt, [chosen, *rejected])
+        reference_logits, _ = answer_logits(reference, prompt, [chosen, *rejected])
+        scores = summed_answer_log_probs(logits, targets)
+        reference_scores = summed_answer_log_probs(reference_logits, targets)
+        rewards = beta * (scores - reference_scores)
+        wins += int((scores[0] > scores[1:]).sum())
+        margin_sum += float((rewards[0] - rewards[1:]).sum())
+        pairs += len(rejected)
+        scored = targets[0] != IGNORE_INDEX
+        log_p = F.log_softmax(logits[0][scored].float(), dim=-1)
+        log_q = F.log_softmax(reference_logits[0][scored].float(), dim=-1)
+        kl_sum += float((log_p.exp() * (log_p - log_q)).sum())
+        kl_tokens += int(scored.sum())
+    if not pairs:
+        raise ValueError("questions must hold at least one (chosen, rejected) pair")
+    return {"win rate": wins / pairs, "margin": margin_sum / pairs, "KL": kl_sum / kl_tokens}
 
 
 def dpo_loss(

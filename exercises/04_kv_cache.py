@@ -869,12 +869,12 @@ assert draft_rate > ours  # fewer bytes and operations per token: faster, on any
 # %% [markdown]
 # Which of the two lands closer to its ceiling depends on the CPU, so compare the two fractions on
 # yours. They move between runs on the same machine too: the bandwidth is measured afresh each
-# time, and on a shared cloud machine it changes with what its neighbours do (on the machine that
-# stored these outputs, the same copy measured from about 37 to 68 GB/s on one day), so read the
-# fractions as rough. Either way the ceiling is a bound, not a forecast. Batching "breaks" the
-# batch-1 ceiling because one read of the weights serves every sequence in the batch. (Our 24 MB
-# of weights can partly stay in the CPU's own caches between steps, which are faster than main
-# memory, so this ceiling is a guide rather than a wall.)
+# time, and on a cloud server it changes with what the other users of its hardware do. These
+# outputs come from a 2-core cloud server (an AMD EPYC), where the same copy measured from about
+# 37 to 68 GB/s on one day, so read the fractions as rough. Either way the ceiling is a bound, not
+# a forecast. Batching "breaks" the batch-1 ceiling because one read of the weights serves every
+# sequence in the batch. (Our 24 MB of weights can partly stay in the CPU's own caches between
+# steps, which are faster than main memory, so this ceiling is a guide rather than a wall.)
 #
 # ## 8. The end of the context window
 #

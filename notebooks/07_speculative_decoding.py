@@ -23,8 +23,8 @@
 # when decoding greedily, the same distribution when sampling.
 #
 # Both papers measured 2-3x with large targets on TPUs (Leviathan et al.: T5-XXL, 11B parameters;
-# Chen et al.: Chinchilla, 70B). Our models are small and our machine is a laptop CPU, so instead
-# of quoting, we measure:
+# Chen et al.: Chinchilla, 70B). Our models are small and run on a CPU: the outputs stored in this
+# notebook come from a 2-core cloud server (an AMD EPYC). So instead of quoting, we measure:
 #
 # 1. why a chunk of tokens costs little more than one;
 # 2. one speculative step by hand, every decision printed;
@@ -412,10 +412,10 @@ assert max(round_ratios[best_predicted]) >= min(round_ratios[best_measured]), "t
 # Three measured numbers predict the *shape* of the curve: it rises while more drafts mean more
 # accepted tokens per target pass, and flattens or falls once the extra drafts are mostly thrown
 # away (a^K is small) while each still costs c. Near the top the curve is flat, and timing noise
-# moves each measured speedup by a tenth or two from round to round (on the machine that wrote
-# this lesson), so the best measured K changes between runs. What holds is that the K the
-# prediction picks cannot be told apart from it: asserted, its speedups over the five rounds reach
-# into the best K's range.
+# moves each measured speedup by a tenth or two from round to round (on the 2-core cloud server,
+# an AMD EPYC, that stored these outputs), so the best measured K changes between runs. What holds
+# is that the K the prediction picks cannot be told apart from it: asserted, its speedups over the
+# five rounds reach into the best K's range.
 #
 # The *height* is another matter: the prediction sits above the clock. A speedup is tokens per
 # step divided by the cost of a step, so we can split the gap in two. The tokens per step were

@@ -115,11 +115,14 @@ check_below("a rotation keeps a vector's length (change in norm)", abs(rope_by_h
 #
 # A model rotates whole batches of heads (B, H, T, D) at once, with cosines and sines instead of
 # complex numbers. `rope_cos_sin(positions, D)` gives them, (B, T, D): the angle of pair i sits at
-# both i and i + D/2, because Llama checkpoints pair dimension i with dimension i + D/2 (the
-# "rotate half" layout), as our complex numbers did. Rotating a pair (a, b) by an angle gives
-# (a cos - b sin, a sin + b cos). Write the rotation for whole batches; it must equal our rotation
-# by hand, the library's `apply_rope`, and `transformers`' own rotary functions, or a Llama
-# checkpoint loaded into `MiniLlama` would compute different scores.
+# both i and i + D/2, because Llama checkpoints in the Hugging Face format pair dimension i with
+# dimension i + D/2 (the "rotate half" layout), as our complex numbers did. Meta's own reference
+# code pairs neighbours instead, (2i, 2i + 1), also through complex numbers; the script that
+# converts its checkpoints to the Hugging Face format permutes the rows of the query and key
+# weights, so that the rotate-half form gives the same attention scores. Rotating a pair (a, b) by
+# an angle gives (a cos - b sin, a sin + b cos). Write the rotation for whole batches; it must
+# equal our rotation by hand, the library's `apply_rope`, and `transformers`' own rotary
+# functions, or a Llama checkpoint loaded into `MiniLlama` would compute different scores.
 
 # %%
 def apply_rope_by_hand(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -256,9 +259,11 @@ plt.show()
 #   to use only a short history, so more history does not help them. "Does not break" is what
 #   ALiBi gives here, and on this scale that is all.
 #
-# ALiBi's flatness has a price at 1×: it was not better there, and Llama-family models chose
-# RoPE. `transformers` has no ALiBi Llama (BLOOM and MPT used ALiBi), so `MiniLlama.to_hf()`
-# refuses an ALiBi model.
+# At 1× ALiBi did not come out ahead here. That is one 300-step run of each method, and a small
+# difference in one run is not evidence that ALiBi costs anything at the training length.
+# Press et al. report that at the training length ALiBi matched or beat sinusoidal positions.
+# Llama-family models chose RoPE all the same. `transformers` has no ALiBi Llama (BLOOM and MPT
+# used ALiBi), so `MiniLlama.to_hf()` refuses an ALiBi model.
 
 # %% [markdown]
 # ## 3. RMSNorm and SwiGLU
@@ -485,18 +490,21 @@ for name, config in published.items():
           f"{full / 2**30:>10.2f} GiB at {config.context_length:,}")
 
 # %% [markdown]
-# Llama 2 7B keeps half a mebibyte per token; Llama 3 8B, nearly the same size, a quarter of
-# that, thanks to 8 key/value heads instead of 32, and so can serve twice the context in half
-# the memory. Llama 2 70B, ten times larger than 7B, needs *less* cache per token than it. Gemma
-# 2B's single key/value head makes its cache 28 times smaller per token than Llama 2 7B's. (The
-# quality cost of sharing heads is small when the model is trained that way, Ainslie et al.
-# report; that is not something a laptop can check.)
+# Llama 2 7B keeps half a mebibyte per token; Llama 3 8B, nearly the same size, a quarter of that,
+# thanks to 8 key/value heads instead of 32, and so can serve twice the context in half the
+# memory. Llama 2 70B, ten times larger than 7B, needs *less* cache per token than it. Gemma 2B's
+# cache is 28 times smaller per token than Llama 2 7B's, for two reasons. Its single key/value
+# head of size 256 stores 256 numbers per layer for the keys (and as many for the values), against
+# Llama 2 7B's 32 heads × 128 = 4096: 16 times fewer. And it has 18 layers against 32: 1.78 times
+# fewer. 16 × 1.78 ≈ 28. (The quality cost of sharing heads is small when the model is trained
+# that way, Ainslie et al. report; that is not something a laptop can check.)
 
 # %% [markdown]
 # ## 5. Sliding-window attention: a cache that stops growing
 #
 # Mistral 7B lets each token attend to only the last W = 4096 tokens. Information still travels
-# further, one window per layer (after 32 layers, up to 32 × 4096 tokens back), but the cost of
+# further, W - 1 = 4095 positions per layer, since the window's W keys include the token's own
+# position (after 32 layers, up to 32 × 4095 = 131,040 positions back), but the cost of
 # attention per token is fixed, and the cache only ever needs the last W - 1 positions: a
 # "rolling buffer". The mask is the causal mask with a band cut off (`causal_mask(T, window=W)`):
 
@@ -655,12 +663,16 @@ for name, (year, positions_kind, norm, mlp, attention) in key_ideas.items():
 # %% [markdown]
 # ### Mixture of experts: Mixtral 8x7B
 #
-# Mixtral (Jiang et al. 2024, "Mixtral of Experts") keeps Mistral 7B's shape but gives every block
+# Mixtral (Jiang et al. 2024, "Mixtral of Experts") keeps Mistral 7B's sizes but gives every block
 # 8 MLPs, the *experts*, each a SwiGLU of Mistral's size, and a small *router* (a C × 8 matrix)
 # that sends each token to the 2 experts it scores highest and mixes their outputs. So a token
 # uses only a quarter of the MLP weights: the paper gives 47B parameters in all and 13B *active*
-# per token. Attention is unchanged, so the KV cache is Mistral's. Our formula, with the experts
-# added:
+# per token. Attention has Mistral's heads and sizes, so each token's keys and values take as
+# much memory as in Mistral 7B. But Mixtral drops the sliding window (the paper: "a fully dense
+# context length of 32k tokens"), so its cache is not capped by a window. At 32,768 tokens in
+# 16-bit values, batch 1, it holds 4 GiB (32 layers × 8 key/value heads × 128 numbers × 2, for
+# keys and values, × 2 bytes × 32,768 tokens), where Mistral 7B's stops at the 0.50 GiB of the
+# table in section 4. Our formula, with the experts added:
 
 # %%
 mixtral = LlamaConfig(vocab_size=32000, context_length=32768, n_layer=32, n_head=32, n_kv_heads=8, n_embd=4096,
@@ -681,10 +693,10 @@ assert round(total / 1e9) == 47 and round(active / 1e9) == 13  # the paper's 47B
 assert kv_cache_bytes(mixtral, 1, bytes_per_value=2) == mistral_kv
 
 # %% [markdown]
-# A mixture of experts decouples what a model *knows* (all 47B parameters must sit in memory)
-# from what each token *costs* (13B parameters' worth of compute), and leaves the cache alone.
-# Memory, not compute, is then the price: Mixtral needs the memory of a 47B model to run at the
-# speed of a 13B one.
+# A mixture of experts decouples what a model *knows* (all 47B parameters must sit in memory) from
+# what each token *costs* (13B parameters' worth of compute), and leaves the cache per token
+# alone. Memory, not compute, is then the price: Mixtral needs the memory of a 47B model to run at
+# the speed of a 13B one.
 #
 # ### Other families, and choosing one
 #

@@ -287,27 +287,35 @@ def lesson_08(out: StoredOutputs) -> dict[str, str]:
 
 def lesson_09(out: StoredOutputs) -> dict[str, str]:
     sft_table = r"^two runs of .*\n.*\n.*\n"  # the table after the two SFT runs: header, then the base row
-    column = r" +(\d+%) +(\d+%) "
+    column = r" +(\d+% ± \d+) +(\d+% ± \d+) "
     masked = re.search(sft_table + r" +SFT, answer-only loss" + column, out.text, re.MULTILINE)
     unmasked = re.search(sft_table + r".*\n +SFT, loss on every token" + column, out.text, re.MULTILINE)
     if not masked or not unmasked:
         raise ValueError("09_assistant: the SFT table after the two runs is not in the stored outputs")
     rank, width_in, width_out = 8, 768, 2304  # GPT-2 124M's c_attn at the question's rank
+    rate, gap, disagreement = 0.6, 0.03, 0.2  # question 7
+    new_tokens_take = r"the new tokens take \S+ of the probability on average, (\S+) at most"
     return {
-        "zero_shot": out.one(r"^question format, 0 solved examples in the prompt: (\d+%)"),
-        "eight_shot": out.one(r"^question format, 8 solved examples in the prompt: (\d+%)"),
+        "zero_shot": out.one(r"^question format, 0 solved examples in the prompt: (\d+% ± \d+)"),
+        "four_shot": out.one(r"^question format, 4 solved examples in the prompt: (\d+% ± \d+)"),
+        "query_chance": out.one(r"^chance on these questions: (\d+%)"),
         "positions": out.one(r"^(\d+) positions, \d+ of them scored"),
         "scored": out.one(r"^\d+ positions, (\d+) of them scored"),
         "masked_choice": masked.group(1),
         "masked_ends": masked.group(2),
         "unmasked_choice": unmasked.group(1),
         "unmasked_ends": unmasked.group(2),
+        "mean_rows_max": out.one(r"^ +mean rows: " + new_tokens_take),
+        "random_rows_max": out.one(r"^random rows: " + new_tokens_take),
         "gpt2_lora": f"{rank * (width_in + width_out):,}",
         "gpt2_c_attn": f"{width_in * width_out:,}",
         "gpt2_fraction": f"{rank * (width_in + width_out) / (width_in * width_out):.2%}",
         "lora_count": out.one(r"^LoRA r=8 on \d+ matrices: ([\d,]+) trainable"),
         "lora_share": out.one(r"trainable parameters, ([\d.]+%) of full"),
-        "dpo_kl": out.one(r"^ +after DPO: .*KL from the reference (\S+) nats"),
+        "dpo_kl": out.one(r"^step +40: .*KL (\S+) nats per token"),
+        # 2 sqrt(v / N) < gap  <=>  N > 4 v / gap^2
+        "unpaired_questions": f"{math.ceil(4 * 2 * rate * (1 - rate) / gap**2):,}",
+        "paired_questions": f"{math.ceil(4 * disagreement / gap**2):,}",
     }
 
 

@@ -36,3 +36,18 @@ def test_a_uniform_model_scores_log2_vocab_bits_per_token():
             param.zero_()  # all logits 0: a uniform distribution
     nll = token_nll(model, list(range(30)), 8)
     assert torch.allclose(nll, torch.full_like(nll, math.log(64)))
+
+
+def test_bits_per_byte_blocks_add_up_to_bits_per_byte():
+    from course_utils import load_tokenizer
+    from course_utils.evaluation import bits_per_byte, bits_per_byte_blocks
+
+    tokenizer = load_tokenizer()
+    torch.manual_seed(0)
+    model = MiniGPT(GPTConfig(vocab_size=4096, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    text = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 3
+    bits, sizes = bits_per_byte_blocks(model, tokenizer, text, blocks=5)
+    assert bits.shape == sizes.shape == (5,) and sizes.sum() == len(text.encode("utf-8"))
+    assert float((bits * sizes).sum() / sizes.sum()) == pytest.approx(bits_per_byte(model, tokenizer, [text]), rel=1e-9)
+    with pytest.raises(ValueError, match="blocks must be between 1 and"):
+        bits_per_byte_blocks(model, tokenizer, "To be", blocks=100)

@@ -54,6 +54,10 @@ def test_the_grader_on_the_example_submissions(tmp_path, capfd):
     assert results("dev") == ["passed", "passed", "raised: NameError: name 'softmax' is not defined (input 1)"]
     assert results("eli") == ["timed out", "passed", "passed"]  # interrupted, and grading went on
     assert rows["eli"]["run"] == "finished; 2 cell(s) went over 30 s and were interrupted"
+    # the learner's own cells that raised are counted, the first named: the workbook did not run cleanly
+    assert re.fullmatch(r"finished; \d+ cell\(s\) raised SyntaxError(, NameError)?; the first, cell \d+: "
+                        r"SyntaxError: unmatched '\)' \(line 4\)", rows["fay"]["run"]), rows["fay"]["run"]
+    assert "NotImplementedError" in rows["ben"]["run"] and rows["gus"]["run"] == rows["hal"]["run"] == "finished"
     assert results("fay") == ["passed", "raised: SyntaxError: unmatched ')' (line 4) in the cell that defines "
                               "causal_mask_by_hand", "passed"]
     assert results("gus") == ["passed"] * 3 and rows["gus"]["passed"] == "3/3"  # the hint cell is not counted
@@ -81,7 +85,8 @@ def test_the_grader_on_the_example_submissions(tmp_path, capfd):
     assert rows["zoe"]["passed"] == rows["yan"]["passed"] == "0/0"
     shown = capfd.readouterr()
     assert "WARNING" not in shown.out + shown.err and "Traceback" not in shown.out + shown.err
-    assert re.search(r"^cleo +01_causal_masking +2/3 passed +\d+\.\d s; causal_mask failed: 1 entries", shown.out, re.M)
+    assert re.search(r"^cleo +01_causal_masking +2/3 passed +\d+\.\d s \[finished; 2 cell\(s\) raised AssertionError; "
+                     r"the first, cell \d+: AssertionError\]; causal_mask failed: 1 entries", shown.out, re.M)
     assert "17 workbook(s), 24 of 46 exercises passed" in shown.out
 
 

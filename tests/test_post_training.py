@@ -201,9 +201,94 @@ def test_speeches_and_next_speaker_examples_from_a_scene():
     from course_utils.post_training import NextSpeakerExample, next_speaker_examples, speeches
 
     scene = ("ACT I.\n\nBer.\nWho's there?\n\nFran.\nNay, answer me.\nStand, and unfold yourself.\n\n"
-             "Ber.\nLong live the king!\n\nFran.\nBernardo?\n\n[Exit.]\n\nHor.\nFriends to this ground.")
-    assert speeches(scene) == [("", ""), ("Ber", "Who's there?"), ("Fran", "Nay, answer me."),
-                               ("Ber", "Long live the king!"), ("Fran", "Bernardo?"), ("", ""),
-                               ("Hor", "Friends to this ground.")]
+             "Ber.\nLong live the king!\n\nHor.\nFriends to this ground.\n\nFran.\nBernardo?\n\n"
+             "Mar.\nHolla!\n\n[Exit.]\n\nHor.\nA piece of him.")
+    assert speeches(scene)[:4] == [("", ""), ("Ber", "Who's there?"), ("Fran", "Nay, answer me."),
+                                   ("Ber", "Long live the king!")]
     examples = next_speaker_examples({"scene": scene}, max_chars=8)
-    assert examples == [NextSpeakerExample("Ber.\nWho's th\n\nFran.\nNay, ans\n\nBer.\nLong liv", "Fran", "Ber")]
+    # Ber Fran Ber Hor -> Fran (three speakers, Fran among them); Fran Ber Hor Fran -> Mar is not
+    # among them; the stage direction breaks every later window.
+    assert examples == [NextSpeakerExample("Ber.\nWho's th\n\nFran.\nNay, ans\n\nBer.\nLong liv\n\nHor.\nFriends ",
+                                           ("Ber", "Fran", "Ber", "Hor"), "Fran")]
+    assert examples[0].names == ("Ber", "Fran", "Hor") and examples[0].others == ("Ber", "Hor")
+    assert next_speaker_examples({"scene": scene}, length=3, min_speakers=2)[0].speakers == ("Fran", "Ber", "Hor")
+    with pytest.raises(ValueError, match="min_speakers"):
+        next_speaker_examples({"scene": scene}, length=3, min_speakers=4)
+
+
+def test_the_simple_rules_pick_by_position_and_frequency():
+    from course_utils.post_training import SPEAKER_RULES, NextSpeakerExample
+
+    example = NextSpeakerExample("", ("A", "B", "C", "B", "A", "C"), "B")
+    picks = {name: rule(example) for name, rule in SPEAKER_RULES.items()}
+    # A, B and C speak twice each: the most frequent is the first of them to speak.
+    assert picks == {"the last speaker": "C", "the speaker before the last": "A",
+                     "the first speaker of the excerpt": "A", "the most frequent speaker": "A",
+                     "the most frequent, not the last": "A"}
+    assert SPEAKER_RULES["the most frequent, not the last"](NextSpeakerExample("", ("C", "B", "C"), "B")) == "B"
+
+
+def test_choice_log_probs_scores_each_choice_with_and_without_a_shared_prefix():
+    from course_utils.post_training import choice_log_probs
+
+    model = small_model(vocab_size=32)
+    questions = [([3, 4, 5], [[6], [7, 8], [9]]), ([10, 11], [[12, 13], [14]])]
+    scores = choice_log_probs(model, questions)
+    assert [tuple(score.shape) for score in scores] == [(3,), (2,)]
+    with torch.no_grad():
+        for (prompt, answers), score in zip(questions, scores):
+            for answer, value in zip(answers, score):
+                log_probs = F.log_softmax(model(torch.tensor([prompt + answer[:-1]])), -1)[0]
+                by_hand = sum(log_probs[len(prompt) - 1 + k, token] for k, token in enumerate(answer))
+                assert value.item() == pytest.approx(by_hand.item(), abs=1e-5)
+    prefix = [1, 2]
+    with_prefix = choice_log_probs(model, questions, shared_prefix=prefix)
+    spelled_out = choice_log_probs(model, [(prefix + prompt, answers) for prompt, answers in questions])
+    for cached, direct in zip(with_prefix, spelled_out):
+        assert torch.allclose(cached, direct, atol=1e-5)
+
+
+def test_rates_carry_their_standard_errors_and_paired_differences_are_tighter():
+    from course_utils.post_training import paired_difference, rate_and_error
+
+    rate, error = rate_and_error(torch.tensor([True] * 60 + [False] * 40))
+    assert rate == pytest.approx(0.6) and error == pytest.approx(math.sqrt(0.6 * 0.4 / 100))
+    first = torch.tensor([True] * 60 + [False] * 40)
+    second = first.clone()
+    second[:5] = False  # the same questions, five more wrong
+    difference, paired_error = paired_difference(first, second)
+    assert difference == pytest.approx(0.05)
+    unpaired = math.sqrt(rate_and_error(first)[1] ** 2 + rate_and_error(second)[1] ** 2)
+    assert paired_error < unpaired / 2
+    with pytest.raises(ValueError, match="at least one"):
+        rate_and_error(torch.tensor([], dtype=torch.bool))
+    with pytest.raises(ValueError, match="same N"):
+        paired_difference(first, second[:50])
+
+
+def test_the_preference_report_of_a_model_against_itself_and_against_another():
+    from course_utils.post_training import preference_report
+
+    reference = small_model(vocab_size=32)
+    questions = [([3, 4], [5, 6], [[7]]), ([8], [9], [[10, 11], [20]]), ([12, 13, 14], [15], [[16]])]
+    same = preference_report(reference, reference, questions, beta=0.1)
+    assert same["margin"] == 0 and same["KL"] == pytest.approx(0, abs=1e-7)
+    torch.manual_seed(1)
+    other = MiniGPT(reference.config).eval()
+    report = preference_report(other, reference, questions, beta=0.1)
+    triples = [(prompt, chosen, wrong) for prompt, chosen, rejected in questions for wrong in rejected]  # 4 pairs
+    with torch.no_grad():
+        inputs, targets = answer_only_batch([(p, c) for p, c, _ in triples] + [(p, r) for p, _, r in triples], 0)
+        scores = answer_log_probs(other, inputs, targets)
+        reference_scores = answer_log_probs(reference, inputs, targets)
+        chosen_rows = [0, 1, 3]  # each question's chosen answer once
+        log_p = F.log_softmax(other(inputs), -1)[chosen_rows]
+        log_q = F.log_softmax(reference(inputs), -1)[chosen_rows]
+    rewards = 0.1 * (scores - reference_scores)
+    assert report["win rate"] == pytest.approx(float((scores[:4] > scores[4:]).float().mean()))
+    assert report["margin"] == pytest.approx(float((rewards[:4] - rewards[4:]).mean()), abs=1e-6)
+    scored = targets[chosen_rows] != IGNORE_INDEX
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1)[scored]
+    assert report["KL"] == pytest.approx(float(kl.mean()), rel=1e-5) and report["KL"] > 0
+    with pytest.raises(ValueError, match="at least one"):
+        preference_report(other, reference, [([3], [4], [])], beta=0.1)
