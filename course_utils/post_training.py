@@ -385,9 +385,12 @@ def preference_report(model: nn.Module, reference: nn.Module,
         reference_logits, _ = answer_logits(reference, prompt, [chosen, *rejected])
         scores = summed_answer_log_probs(logits, targets)
         reference_scores = summed_answer_log_probs(reference_logits, targets)
-        rewards = beta * (scores - reference_scores)
+        # DPO's implicit rewards, the chosen answer against each rejected one
+        _, chosen_rewards, rejected_rewards = dpo_loss(
+            scores[:1].expand(len(rejected)), scores[1:], reference_scores[:1].expand(len(rejected)),
+            reference_scores[1:], beta)
         wins += int((scores[0] > scores[1:]).sum())
-        margin_sum += float((rewards[0] - rewards[1:]).sum())
+        margin_sum += float((chosen_rewards - rejected_rewards).sum())
         pairs += len(rejected)
         scored = targets[0] != IGNORE_INDEX
         log_p = F.log_softmax(logits[0][scored].float(), dim=-1)
