@@ -158,6 +158,23 @@ HINTS: dict[str, tuple[str, ...]] = {
         "cache, for the next logits (after the last token that call can be skipped). The check counts the "
         "calls: the prompt first, then one token each, always the same cache.",
     ),
+    "online_softmax": (
+        "A softmax needs each row's largest score and its sum of exponentials, but you see one block of "
+        "keys at a time. What can each query keep between blocks, and how do you fix it up when a later "
+        "block holds a larger score?",
+        "Keep three running quantities per query: the largest score so far, the sum of the exponentials "
+        "of the scores minus that largest score, and the output so far, the values weighted by those same "
+        "exponentials. When a block raises the largest score, both sums were measured against the old one: "
+        "multiply them by the exponential of the old largest score minus the new one.",
+        "Start the largest score at minus infinity and the sum at zero, one of each per query (keep a "
+        "trailing dimension of size 1 so they broadcast), and the output at zeros shaped like q. For each "
+        "block of keys and values: score the queries against the block's keys, divided by the square root "
+        "of the head size, and set the scores of keys later than their query to minus infinity. The new "
+        "largest score is the element-wise larger of the old one and the block's row maximum. Multiply the "
+        "old sum and the old output by the exponential of (old largest minus new largest); add the block's "
+        "exponentials of (score minus new largest), summed over the keys, to the sum, and the same "
+        "exponentials times the block's values to the output. At the end divide the output by the sum.",
+    ),
     # ---- lesson 05
     "next_token_windows": (
         "The target at each position is the token that comes next in the text.",

@@ -4,9 +4,15 @@ The rule: discard the first call (a warm-up: caches, lazy initialisation, the al
 the rest, report the median; on a GPU, wait for the device before reading the clock. To compare
 ways of doing one thing, time them in interleaved rounds (``interleaved_rates``) and take the
 median of each round's ratio (``paired_ratio``), so that a slow spell of the machine hits them
-all alike. Timings are printed, never asserted in tests.
+all alike. Timings are printed, never asserted in tests. A claim a lesson asserts about speed
+compares such paired ratios with a margin it states (``paired_ratio(faster, slower) > 1.5``), never
+two rates timed minutes apart.
+
+Beside the clock, two counts that do not depend on it: the FLOPs of the matrix products
+(``count_flops``) and the bytes of the new tensors a computation writes (``bytes_written``).
 
 Taught in: lesson 04 (time per token, FLOPs, memory bandwidth), lesson 05 (training speed),
+lesson 04 also counts the bytes attention writes, with and without the T x T matrix;
 lesson 07 (the cost of a verification pass, speed-ups).
 """
 
@@ -15,8 +21,10 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from transformers import StoppingCriteria
 
@@ -63,6 +71,27 @@ def interleaved_rates(ways: dict[str, Callable[[], object]], units: int, runs: i
             if round_index >= WARMUP_CALLS:
                 rates[name].append(units / seconds)
     return rates
+
+
+def interleaved_step_seconds(ways: dict[str, Callable[[StepTimer, int], object]], steps: int,
+                             runs: int) -> dict[str, list[list[float]]]:
+    """The rule of ``interleaved_rates`` for a curve: ``WARMUP_CALLS`` discarded rounds, then
+    ``runs`` rounds of every way in turn. Each call ``run(timer, steps)`` generates ``steps``
+    tokens with ``timer``, a fresh ``StepTimer``, as a stopping criterion; returns each way's
+    seconds per generated token, one list of ``steps`` per timed round (the first token's includes
+    the prefill). Raises ``ValueError`` if a way calls its timer other than ``steps`` times."""
+    seconds: dict[str, list[list[float]]] = {name: [] for name in ways}
+    for round_index in range(WARMUP_CALLS + runs):
+        for name, run in ways.items():
+            timer = StepTimer()
+            started = time.perf_counter()
+            run(timer, steps)
+            if len(timer.times) != steps:
+                raise ValueError(f"{name!r} generated {len(timer.times)} tokens, not steps={steps}")
+            if round_index >= WARMUP_CALLS:
+                ends = [started, *timer.times]
+                seconds[name].append([after - before for before, after in zip(ends, ends[1:])])
+    return seconds
 
 
 def paired_ratio(rates: list[float], baseline: list[float]) -> float:
@@ -139,3 +168,53 @@ def count_flops(run: Callable[[], object]) -> dict[str, int]:
     by_op = counter.get_flop_counts()["Global"]
     attention = sum(flops for op, flops in by_op.items() if op in (fused, torch.ops.aten.bmm))
     return {"linear": counter.get_total_flops() - attention, "attention": attention}
+
+
+@dataclass(frozen=True)
+class BytesWritten:
+    """The new tensors one computation wrote: ``total`` bytes over all of them, and the largest
+    one's ``largest`` bytes and ``largest_shape``."""
+
+    total: int
+    largest: int
+    largest_shape: tuple[int, ...]
+
+
+class _WriteCounter(TorchDispatchMode):
+    """Sees every torch operation; keeps the size and shape of each result in fresh memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[tuple[int, tuple[int, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        inputs = [*args, *(kwargs or {}).values()]
+        shared = {tensor.untyped_storage().data_ptr() for tensor in _tensors(inputs)}
+        result = func(*args, **(kwargs or {}))
+        for tensor in _tensors([result]):
+            if tensor.untyped_storage().data_ptr() not in shared:  # a view or an in-place update writes nothing new
+                self.written.append((tensor.numel() * tensor.element_size(), tuple(tensor.shape)))
+        return result
+
+
+def _tensors(values: list) -> list[torch.Tensor]:
+    found = []
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, list | tuple):
+            found += _tensors(list(value))
+    return found
+
+
+def bytes_written(run: Callable[[], object]) -> BytesWritten:
+    """Count the new tensors the torch operations of ``run()`` write: every result that does not
+    share memory with the operation's inputs (views and in-place updates are not new), in bytes.
+    Counted with torch's dispatch mode, which sees each operation, fused kernels included, as it
+    runs; what one kernel keeps inside itself (FlashAttention's tiles) is never a tensor."""
+    with _WriteCounter() as counter:
+        run()
+    if not counter.written:
+        return BytesWritten(0, 0, ())
+    largest, shape = max(counter.written, key=lambda item: item[0])
+    return BytesWritten(sum(size for size, _ in counter.written), largest, shape)

@@ -501,16 +501,28 @@ class Trainer:
         bar.close()
 
 
-def train_side_by_side(trainers: list[Trainer]) -> None:
-    """Train runs that each have a time budget (``config.max_minutes``) together, one step at a
-    time, always stepping the run with the least training time so far. On a machine whose speed
-    drifts, every run meets the same conditions: equal budgets are equal time."""
+def train_side_by_side(trainers: list[Trainer], steps: int | None = None) -> None:
+    """Train runs together, one step at a time, always stepping the run with the least training
+    time so far: on a machine whose speed drifts, every run meets the same conditions, and their
+    training times end equal to within one step of the slowest run.
+
+    They stop when each has spent its time budget (``config.max_minutes``) or, with ``steps``,
+    once every run has taken at least ``steps`` steps, so that what the slowest run reaches does
+    not depend on the machine's speed (the faster runs take more steps in the same time)."""
+    if steps is not None:
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
+        if any(trainer.config.max_steps < steps for trainer in trainers):
+            raise ValueError(f"every trainer's max_steps must allow steps={steps}")
+        while any(trainer.step < steps for trainer in trainers):
+            min(trainers, key=lambda trainer: trainer.elapsed).advance()
+        return
     for trainer in trainers:
         if trainer.config.max_minutes is None:
-            raise ValueError("train_side_by_side needs a time budget (config.max_minutes) for every trainer")
+            raise ValueError("train_side_by_side needs a time budget (config.max_minutes) for every trainer, "
+                             "or steps")
     while active := [trainer for trainer in trainers if not trainer.finished()]:
         min(active, key=lambda trainer: trainer.elapsed).advance()
-
 
 MODEL_CARD = """---
 license: cc-by-2.5

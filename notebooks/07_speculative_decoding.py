@@ -405,7 +405,6 @@ _ = ax.set(xlabel="drafted tokens per step (K)", ylabel="speedup over plain deco
 _ = ax.legend()
 plt.show()
 assert measured_speedup[best_measured] > 1.1, "speculative decoding should beat plain decoding at its best K"
-assert measured_speedup[1] < measured_speedup[best_measured], "one draft per step is not the best"
 assert max(round_ratios[best_predicted]) >= min(round_ratios[best_measured]), "the model should pick a good K"
 
 # %% [markdown]
@@ -433,14 +432,15 @@ for k in draft_lengths:
     print(f"{k:>3} {predicted[k] / measured_speedup[k]:>21.2f} = {tokens_factor[k]:>25.2f} x {cost_factor[k]:>20.2f}")
 print(f"median over K: tokens {statistics.median(tokens_factor.values()):.2f}, "
       f"cost {statistics.median(cost_factor.values()):.2f}")
-assert statistics.median(cost_factor.values()) > 1.0, "a step should cost more than its passes"
-assert statistics.median(cost_factor.values()) > statistics.median(tokens_factor.values())
+assert all(abs(tokens_factor[k] - 1) < 0.1 for k in draft_lengths), "the acceptance model should count the tokens"
 
 # %% [markdown]
-# The tokens per step are close to the formula's, so the acceptance model is not where the
-# prediction goes wrong. The cost is: each step costs more than its K draft passes and one
-# verification (asserted: the median cost factor is above 1 and above the tokens' factor). What
-# the formula leaves out is work done once per step around the passes: the drafter's first pass
+# The tokens per step are close to the formula's (asserted: within a tenth for every K; they are
+# counted, not timed), so the acceptance model is not where the prediction goes wrong. The cost
+# is: on the machine that stored these outputs each step cost more than its K draft passes and
+# one verification (the median cost factor printed above). That one is printed, not asserted: c
+# and v were timed minutes before the speedups, so on a machine whose load changes in between
+# the two timings drift apart by as much as the effect. What the formula leaves out is work done once per step around the passes: the drafter's first pass
 # also runs the tokens it has not seen yet (the target's correction, or its own last draft and the
 # bonus token), both caches are trimmed after a rejection, the acceptance test runs, and Python
 # runs between the passes. On models this small a pass takes a few milliseconds, so that work is
@@ -525,14 +525,16 @@ for name in ("transformers assisted", "transformers assisted, K = 5"):
     print(f"{name:>28}: {assisted[name]:.2f}x transformers' plain generate()")
 print(f"{'ours, K = 5':>28}: {speedup['ours, default']:.2f}x our plain generate()")
 assert speedup["slow draft"] < 1.05 and speedup["untrained draft"] < 0.9
-assert speedup["ours, default"] > max(assisted.values()) + 0.2, "the same draft should buy our loop far more"
 
 # %% [markdown]
-# The slow draft gains nothing and the untrained one loses, as predicted. `transformers`'
-# assisted generation, at its default drafting policy and at ours, gains far less than our loop
-# does with the same draft, drafting policy and tokens (asserted: at least 0.2 below). Read its
-# printed ratios to its own plain `generate()` with care: a value below 1 is a slowdown, not a
-# smaller gain. With the policy equal and the same passes per
+# The slow draft gains nothing and the untrained one loses, as predicted (asserted: below 1.05
+# and 0.9, with the margins the predictions leave). On the machine that stored these outputs
+# `transformers`' assisted generation, at its default drafting policy and at ours, gained far
+# less than our loop did with the same draft, drafting policy and tokens. That comparison is
+# printed, not asserted: it sets two libraries' code side by side, and how much each step's work
+# around the models costs changes with the CPU and the `transformers` release (on another of our
+# machines the two came closer). Read its printed ratios to its own plain `generate()` with care:
+# a value below 1 is a slowdown, not a smaller gain. With the policy equal and the same passes per
 # step, what differs is the work each step does around the models (its candidate generator,
 # logits processors and cache cropping), and with models this small that work is a large part of
 # the step. Slowdowns are reported with large models too:

@@ -280,8 +280,8 @@ def lesson_08(out: StoredOutputs) -> dict[str, str]:
         "llama_steps": out.one(r"^Llama style +\S+ +(\d+) "),
         "gpt2_ms": gpt2_ms,
         "llama_ms": llama_ms,
-        "gpt2_bpb": out.one(r"^GPT-2 style +\S+ +\d+ +\S+ +(\S+)$"),
-        "llama_bpb": out.one(r"^Llama style +\S+ +\d+ +\S+ +(\S+)$"),
+        "gpt2_bpb": out.one(r"^GPT-2 style +\S+ +\d+ +\S+ +(\S+) +\S+$"),
+        "llama_bpb": out.one(r"^Llama style +\S+ +\d+ +\S+ +(\S+) +\S+$"),
     }
 
 

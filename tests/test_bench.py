@@ -1,5 +1,8 @@
 import shutil
 
+import pytest
+import torch
+
 from conftest import make_random_gpt2
 from course_utils.bench import generation_benchmark, main
 from course_utils.hub import resolve
@@ -73,6 +76,42 @@ def test_memory_bandwidth_and_median_seconds_are_positive():
     assert len(calls) == 4  # one warm-up, three timed
     assert memory_bandwidth(megabytes=8, runs=1) > 0
 
+
+
+def test_bytes_written_counts_new_tensors_not_views_or_in_place_updates():
+    import torch.nn.functional as F
+
+    from course_utils.model import attend
+    from course_utils.timing import bytes_written
+
+    x = torch.ones(4, 5)
+    assert bytes_written(lambda: (x.t(), x.view(20), x.mul_(2))).total == 0  # nothing new
+    counted = bytes_written(lambda: (x @ x.t(), x + 1))
+    assert counted.total == (4 * 4 + 4 * 5) * 4 and counted.largest == 4 * 5 * 4 and counted.largest_shape == (4, 5)
+    q, k, v = (torch.randn(1, 2, 64, 8) for _ in range(3))
+    square = 2 * 64 * 64 * 4  # one (1, 2, 64, 64) float32 matrix
+    assert bytes_written(lambda: attend(q, k, v, return_attention=True)).largest == square
+    fused = bytes_written(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    assert fused.largest == 2 * 64 * 8 * 4  # the output alone: the fused kernel's tiles are never tensors
+
+
+def test_interleaved_step_seconds_times_every_token_in_interleaved_rounds():
+    from course_utils.timing import WARMUP_CALLS, interleaved_step_seconds
+
+    order = []
+
+    def way(name, tokens):
+        def run(timer, steps):
+            order.append(name)
+            for _ in range(tokens or steps):
+                timer(torch.zeros(1, 1, dtype=torch.long), None)
+        return run
+
+    seconds = interleaved_step_seconds({"a": way("a", 0), "b": way("b", 0)}, steps=5, runs=3)
+    assert order == ["a", "b"] * (WARMUP_CALLS + 3)
+    assert all(len(rounds) == 3 and all(len(r) == 5 and min(r) >= 0 for r in rounds) for rounds in seconds.values())
+    with pytest.raises(ValueError, match="'short' generated 4 tokens, not steps=5"):
+        interleaved_step_seconds({"short": way("short", 4)}, steps=5, runs=1)
 
 def test_training_benchmark_times_both_models_and_the_ablations(capsys):
     import torch

@@ -298,6 +298,79 @@ def mask_shifted_one_too_far(n_new, n_past):
     return ~torch.triu(torch.ones(n_new, n_past + n_new, dtype=torch.bool), diagonal=n_past + 2)
 
 
+def _online(q, k, v, block_size, *, rescale_sum=True, rescale_output=True, subtract_max=True, block_offset=True,
+            scaled=True, last_block=True, hide_the_diagonal=False, mask_value=float("-inf")):
+    """The lesson's online softmax with one thing a learner might get wrong turned off."""
+    T = q.shape[2]
+    positions = torch.arange(T)
+    running_max = torch.full((*q.shape[:3], 1), float("-inf"))
+    running_sum, output = torch.zeros(*q.shape[:3], 1), torch.zeros_like(q)
+    stop = T if last_block else T - block_size + 1
+    for start in range(0, max(stop, 1), block_size):
+        keys, values = k[:, :, start:start + block_size], v[:, :, start:start + block_size]
+        scores = q @ keys.transpose(-2, -1) / (math.sqrt(q.shape[-1]) if scaled else 1.0)
+        key_positions = positions[start:start + block_size] if block_offset else positions[:keys.shape[2]]
+        future = key_positions[None, :] >= positions[:, None] + (0 if hide_the_diagonal else 1)
+        scores = scores.masked_fill(future, mask_value)
+        if subtract_max:
+            new_max = torch.maximum(running_max, scores.amax(dim=-1, keepdim=True))
+        else:
+            new_max = torch.zeros_like(running_max)
+        rescale = torch.exp(running_max - new_max) if subtract_max else torch.ones_like(running_max)
+        weights = torch.exp(scores - new_max)
+        running_sum = running_sum * (rescale if rescale_sum else 1.0) + weights.sum(dim=-1, keepdim=True)
+        output = output * (rescale if rescale_output else 1.0) + weights @ values
+        running_max = new_max
+    return output / running_sum
+
+
+def online_whole_matrix(q, k, v, block_size):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # right answer, but every query against every key
+    return scores.masked_fill(~causal_mask(q.shape[2]), float("-inf")).softmax(-1) @ v
+
+
+def online_never_rescaling(q, k, v, block_size):
+    return _online(q, k, v, block_size, rescale_sum=False, rescale_output=False)
+
+
+def online_rescaling_the_sum_only(q, k, v, block_size):
+    return _online(q, k, v, block_size, rescale_output=False)
+
+
+def online_without_the_max(q, k, v, block_size):
+    return _online(q, k, v, block_size, subtract_max=False)  # exact, until exp overflows
+
+
+def online_mask_without_the_block_offset(q, k, v, block_size):
+    return _online(q, k, v, block_size, block_offset=False)
+
+
+def online_unscaled(q, k, v, block_size):
+    return _online(q, k, v, block_size, scaled=False)
+
+
+def online_dropping_the_last_short_block(q, k, v, block_size):
+    return _online(q, k, v, block_size, last_block=False)
+
+
+def online_hiding_the_diagonal(q, k, v, block_size):
+    return _online(q, k, v, block_size, hide_the_diagonal=True)
+
+
+def online_masked_with_zeros(q, k, v, block_size):
+    return _online(q, k, v, block_size, mask_value=0.0)
+
+
+def online_averaging_each_blocks_softmax(q, k, v, block_size):
+    T, outputs = q.shape[2], []
+    for start in range(0, T, block_size):
+        keys, values = k[:, :, start:start + block_size], v[:, :, start:start + block_size]
+        scores = q @ keys.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        future = torch.arange(start, start + keys.shape[2])[None, :] > torch.arange(T)[:, None]
+        outputs.append(torch.nan_to_num(scores.masked_fill(future, float("-inf")).softmax(-1)) @ values)
+    return sum(outputs) / len(outputs)
+
+
 
 
 
@@ -1374,6 +1447,10 @@ WRONG_ANSWERS = {
                     GptFirstBlockRepeated, GptProbabilities],
     "cached_attention_step": [step_without_the_cache, step_with_a_square_mask, step_new_key_first],
     "shifted_causal_mask": [mask_not_shifted, mask_shifted_one_too_far],
+    "online_softmax": [online_whole_matrix, online_never_rescaling, online_rescaling_the_sum_only,
+                       online_without_the_max, online_mask_without_the_block_offset, online_unscaled,
+                       online_dropping_the_last_short_block, online_hiding_the_diagonal, online_masked_with_zeros,
+                       online_averaging_each_blocks_softmax],
     "residual_distribution": [residual_not_normalised, residual_without_clamp, residual_from_p],
     "greedy_acceptance": [greedy_counts_all_matches, greedy_bonus_from_the_draft],
     "next_token_windows": [windows_targets_not_shifted, windows_targets_shifted_back],

@@ -5,7 +5,6 @@ file of its own that CI can run beside the other tests."""
 from __future__ import annotations
 
 import csv
-import re
 import sys
 from pathlib import Path
 
@@ -31,11 +30,11 @@ def test_every_solved_workbook_passes_every_exercise(tmp_path, capfd):
     assert set(rows) == set(lessons)
     problems = [f"{workbook}: {name} {rows[workbook][name]}" for workbook, names in lessons.items()
                 for name in names if rows[workbook][name] != "passed"]
-    # The workbook must run top to bottom: a cell that raised anything but an AssertionError is a broken
-    # workbook. Two kernels share the 2 cores here, so a lesson's timing claim may fail (an
-    # AssertionError, as a cell over the time limit may be interrupted) without the workbook being wrong.
+    # The workbook must run top to bottom with no cell raising. Two kernels share the 2 cores here, so
+    # the lessons' timing claims are tested on a busy machine too: they compare rates timed in the same
+    # rounds, with margins (issue 33).
     problems += [f"{workbook}: {row['run']}" for workbook, row in rows.items() if not row["run"].startswith("finished")
-                 or re.search(r"raised (?!AssertionError;)", row["run"])]
+                 or " raised " in row["run"]]
     assert not problems, "solved workbooks that do not pass:\n" + "\n".join(problems)
     assert all(row["passed"] == f"{len(lessons[workbook])}/{len(lessons[workbook])}" for workbook, row in rows.items())
     shown = capfd.readouterr()

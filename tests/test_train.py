@@ -318,6 +318,30 @@ def test_side_by_side_runs_get_equal_time(tmp_path, monkeypatch):
         train_side_by_side([Trainer(TINY, TOKENS, tmp_path / "none", progress=False)])
 
 
+def test_side_by_side_runs_until_each_has_its_steps_in_equal_time(tmp_path, monkeypatch):
+    from course_utils.train import train_side_by_side
+
+    fast = replace(TINY, max_steps=1000, checkpoint_interval=1000)
+    slow = replace(fast, model=replace(TINY.model, n_layer=2))
+    trainers = [Trainer(fast, TOKENS, tmp_path / "fast", progress=False),
+                Trainer(slow, TOKENS, tmp_path / "slow", progress=False)]
+    now = [0.0]
+    for trainer, seconds in zip(trainers, (2.0, 5.0)):
+        def step(original=trainer.train_step, seconds=seconds):
+            now[0] += seconds
+            return original()
+        trainer.train_step = step
+    monkeypatch.setattr("course_utils.train.time.perf_counter", lambda: now[0])
+    train_side_by_side(trainers, steps=4)
+    # the slow run's 4 steps take 20 s; the fast one, stepped whenever it is behind in time, took 8 in 16 s
+    assert [t.step for t in trainers] == [8, 4] and [t.elapsed for t in trainers] == [16, 20]
+    for wrong in (0, 1.5):
+        with pytest.raises(ValueError, match="steps must be a positive integer"):
+            train_side_by_side(trainers, steps=wrong)
+    with pytest.raises(ValueError, match="max_steps"):
+        train_side_by_side(trainers, steps=2000)
+
+
 def test_the_trainer_trains_a_model_it_did_not_build_and_refuses_a_mismatched_one(tmp_path):
     torch.manual_seed(3)
     given = MiniGPT(TINY.model)

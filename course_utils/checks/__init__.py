@@ -45,6 +45,7 @@ repetition_penalty = lesson03.REPETITION_PENALTY
 cached_attention_step = lesson04.CACHED_ATTENTION_STEP
 shifted_causal_mask = lesson04.SHIFTED_CAUSAL_MASK
 cached_generation = lesson04.CACHED_GENERATION
+online_softmax = lesson04.ONLINE_SOFTMAX
 next_token_windows = lesson05.NEXT_TOKEN_WINDOWS
 training_step = lesson05.TRAINING_STEP
 bits_per_byte = lesson05.BITS_PER_BYTE

@@ -1,15 +1,19 @@
-"""Lesson 04's exercises: one cached attention step, the shifted causal mask, and greedy decoding
-through a KV cache, checked for its tokens and for the calls it makes.
+"""Lesson 04's exercises: one cached attention step, the shifted causal mask, greedy decoding
+through a KV cache, checked for its tokens and for the calls it makes, and attention by the
+online softmax, checked for its output and for the largest tensor it writes.
 
 Taught in: lesson 04's workbook (``exercises/04_kv_cache``).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .. import model
 from ..generation import generate
+from ..timing import bytes_written
 from .harness import Exercise, difference, generator
 from .models import BUNDLED, TINY, prompts, reference_model
 
@@ -95,4 +99,54 @@ CACHED_GENERATION = Exercise(
 (B, T + max_new_tokens), the tokens of greedy decoding without one. The model must be called on
 the prompt once and then on one new token at a time, always with the same cache."""
 
-EXERCISES = (CACHED_ATTENTION_STEP, SHIFTED_CAUSAL_MASK, CACHED_GENERATION)
+
+
+def _online_softmax_cases() -> list[dict]:
+    draws = generator(29)
+    cases = []
+    # (B, H, T, D, block_size, score scale): every T > block_size and > D but the last two, so that a
+    # T x T matrix is larger than any tensor the task allows; scale 6 gives scores near 100, where
+    # exp overflows float32 unless the maximum is subtracted.
+    for B, H, T, D, block_size, scale in [(1, 1, 5, 2, 2, 1.0), (1, 1, 7, 2, 3, 1.0), (2, 3, 9, 4, 4, 1.0),
+                                           (1, 2, 11, 4, 1, 1.0), (2, 2, 13, 4, 5, 6.0), (3, 2, 24, 8, 8, 2.0),
+                                           (1, 1, 1, 2, 4, 1.0), (2, 1, 6, 2, 8, 1.0)]:
+        q, k, v = (torch.randn(B, H, T, D, generator=draws) for _ in range(3))
+        cases.append({"q": q * scale, "k": k * scale, "v": v, "block_size": block_size})
+    return cases
+
+
+def _online_softmax_answer(learner, q, k, v, block_size):
+    """(output, the shape of the largest new tensor written, in bytes, and its number of elements)."""
+    outputs = []
+    counted = bytes_written(lambda: outputs.append(learner(q, k, v, block_size)))
+    return outputs[0], counted.largest_shape, math.prod(counted.largest_shape)
+
+
+def _online_softmax_reference(q, k, v, block_size):
+    B, H, T, D = q.shape
+    allowed = (B, H, T, max(block_size, D))
+    return model.attend(q, k, v)[0], allowed, B * H * T * max(block_size, D)
+
+
+def _online_softmax_compare(actual, expected, case) -> str | None:
+    """The output of causal attention, to 1e-4, with no new tensor larger than (B, H, T, block_size)
+    (or (B, H, T, D), the output's size, when D is larger), counted in elements."""
+    if not isinstance(actual, tuple) or len(actual) != 3:
+        return "the answer came back malformed"
+    if problem := difference(actual[0], expected[0], 1e-4):
+        return f"output: {problem}"
+    if actual[2] > expected[2]:
+        return (f"it wrote a tensor of shape {tuple(actual[1])}, more than one block of scores: take the keys "
+                f"block_size = {case['block_size']} at a time, so that no tensor is larger than {expected[1]}")
+    return None
+
+
+ONLINE_SOFTMAX = Exercise(
+    name="online_softmax", lesson="04", subject="online_softmax_attention_by_hand", cases=_online_softmax_cases,
+    answer=_online_softmax_answer, reference=_online_softmax_reference, compare=_online_softmax_compare,
+    parts=("output", "largest tensor written", "its number of elements"))
+"""``subject(q, k, v, block_size)``: causal attention (B, H, T, D) of q, k, v (B, H, T, D), as
+``model.attend`` computes it, taking the keys ``block_size`` at a time with a running maximum and
+sum: no new tensor may be larger than (B, H, T, max(block_size, D))."""
+
+EXERCISES = (CACHED_ATTENTION_STEP, SHIFTED_CAUSAL_MASK, CACHED_GENERATION, ONLINE_SOFTMAX)
