@@ -31,7 +31,9 @@
 # 6. measure the speed-up against generated length, against `transformers`, and across batch
 #    sizes, and see where the time goes;
 # 7. measure this machine's memory bandwidth and how close our loop gets to its limit;
-# 8. see what happens at the end of the context window.
+# 8. build FlashAttention's online softmax, which attends over a whole prompt without ever
+#    writing its T × T matrix of scores;
+# 9. see what happens at the end of the context window.
 
 # %% [markdown]
 # **Exercise workbook.** This is lesson 04 with 4 pieces of code left for you to write: `cached_attention_step`, `shifted_causal_mask`, `cached_generation`, `online_softmax`. Each blank raises `NotImplementedError` with its task: write the body, run its cell, then the check cell below it. A wrong answer shows the smallest input it fails on, what was expected, what came back and what differs. Stuck? `checks.hint("name")` prints a hint, a nudge first; call it again for the next, closer one. Run the workbook top to bottom: it stops at the first blank. The solved lesson is `notebooks/04_kv_cache.ipynb`.

@@ -30,7 +30,9 @@
 # 6. measure the speed-up against generated length, against `transformers`, and across batch
 #    sizes, and see where the time goes;
 # 7. measure this machine's memory bandwidth and how close our loop gets to its limit;
-# 8. see what happens at the end of the context window.
+# 8. build FlashAttention's online softmax, which attends over a whole prompt without ever
+#    writing its T × T matrix of scores;
+# 9. see what happens at the end of the context window.
 
 # %%
 import copy
