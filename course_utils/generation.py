@@ -86,7 +86,7 @@ def generate(
     length_penalty: float | None = None,
     early_stopping: bool | str | None = None,
     num_return_sequences: int | None = None,
-    eos_token_id: int | None = None,
+    eos_token_id: int | list[int] | None = None,
     pad_token_id: int | None = None,
     attention_mask: torch.Tensor | None = None,
     use_cache: bool = True,
@@ -102,14 +102,16 @@ def generate(
     """Extend ``input_ids`` (B, T) by up to ``max_new_tokens`` tokens; returns (B', T + new),
     B' = B * num_return_sequences, prompt included.
 
-    Follows ``transformers``' ``model.generate()`` for the arguments they share. The sampling
-    settings (``max_new_tokens`` to ``presence_penalty``, the fields of ``GenerationSettings``)
-    may come whole in ``generation_config`` (a ``GenerationSettings``, or a transformers
+    Follows ``transformers``' ``model.generate()`` for the arguments they share. The settings
+    (``max_new_tokens`` to ``pad_token_id``, the fields of ``GenerationSettings``, special tokens
+    included) may come whole in ``generation_config`` (a ``GenerationSettings``, or a transformers
     ``GenerationConfig``), as in transformers; an argument passed explicitly overrides it. A
     setting left at None takes ``generation_config``'s value, else the model's own
     ``generation_config`` value when the model is a transformers model (so a model whose config
     turns sampling on samples by default), else transformers' default: 20 new tokens, greedy,
-    temperature 1, top-k 50, top-p 1, one beam (``GenerationSettings``' defaults).
+    temperature 1, top-k 50, top-p 1, one beam, no EOS (``GenerationSettings``' defaults). They
+    are merged once (``resolve_settings``), and every strategy takes the merged settings whole. A
+    ``GenerationConfig`` that sets a field the course does not honour raises, naming it.
 
     - greedy (default): the most likely token each step; ``temperature`` (even 0), ``top_k``,
       ``top_p`` and ``min_p`` are ignored, as in transformers;
@@ -122,10 +124,10 @@ def generate(
       ``num_return_sequences`` best hypotheses per prompt;
     - ``repetition_penalty`` (transformers' rule) over the prompt and the new tokens;
       ``frequency_penalty`` and ``presence_penalty`` (OpenAI rule) over the new tokens;
-    - a row that emits ``eos_token_id`` (for a transformers model, default: its generation
-      config's) or meets a ``stopping_criteria`` callable
-      ``(input_ids, scores) -> (B,) bool`` is finished: its later positions hold ``pad_token_id``
-      (default: the EOS id) and generation stops when every row has finished;
+    - a row that emits ``eos_token_id`` (one id, or a list of which any ends a row) or meets a
+      ``stopping_criteria`` callable ``(input_ids, scores) -> (B,) bool`` is finished: its later
+      positions hold ``pad_token_id`` (default: the first EOS id) and generation stops when every
+      row has finished;
     - ``attention_mask`` (B, T) marks the real tokens of a left-padded batch with 1; positions are
       counted from the first real token;
     - ``streamer``: an object with ``put(token_ids)`` and ``end()``, such as transformers'
@@ -152,6 +154,7 @@ def generate(
         top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
         frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, num_beams=num_beams,
         length_penalty=length_penalty, early_stopping=early_stopping, num_return_sequences=num_return_sequences,
+        eos_token_id=eos_token_id, pad_token_id=pad_token_id,
     )
     _check_inputs(model, input_ids, settings.max_new_tokens)
     if attention_mask is not None and attention_mask.shape != input_ids.shape:
@@ -163,41 +166,26 @@ def generate(
     if streamer is not None and not one_row:
         raise ValueError("streamer needs a batch of one prompt, num_beams=1 and num_return_sequences=1")
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-    # Like transformers: a model's own generation config supplies the EOS and padding ids.
-    defaults = getattr(model, "generation_config", None)
-    if eos_token_id is None and defaults is not None:
-        eos_token_id = _first_id(defaults.eos_token_id)
-    if pad_token_id is None and defaults is not None:
-        pad_token_id = _first_id(defaults.pad_token_id)
     cache = make_cache(cache_implementation, input_ids.shape[1] + settings.max_new_tokens)  # checks the name too
     if not (use_cache and is_course_model(model)):
         cache = None
     if assistant_model is not None or num_assistant_tokens is not None or prompt_lookup_num_tokens is not None:
         if streamer is not None or stopping_criteria:
             raise ValueError("speculative decoding does not support streamer or stopping_criteria here")
-        return assisted_generate(model, input_ids, mask, settings, eos_token_id, generator, assistant_model,
+        return assisted_generate(model, input_ids, mask, settings, generator, assistant_model,
                                  num_assistant_tokens, num_assistant_tokens_schedule, prompt_lookup_num_tokens)
     if settings.num_beams > 1:
         criteria = stopping_criteria or []
-        return _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, criteria, cache)
+        return _beam_search(model, input_ids, mask, settings, criteria, cache)
     if settings.num_return_sequences > 1:
         input_ids = input_ids.repeat_interleave(settings.num_return_sequences, dim=0)
         mask = mask.repeat_interleave(settings.num_return_sequences, dim=0)
-    return _sample_or_greedy(
-        model, input_ids, mask, settings, eos_token_id, pad_token_id, generator, streamer, stopping_criteria or [],
-        cache,
-    )
-
-def _first_id(token_ids: int | list[int] | None) -> int | None:
-    return token_ids[0] if isinstance(token_ids, list) else token_ids
+    return _sample_or_greedy(model, input_ids, mask, settings, generator, streamer, stopping_criteria or [], cache)
 
 
-def _sample_or_greedy(
-    model, input_ids, mask, settings, eos_token_id, pad_token_id, generator, streamer, criteria, cache
-):
+def _sample_or_greedy(model, input_ids, mask, settings, generator, streamer, criteria, cache):
     """The plain loop: forward, last-position logits, process, pick, append, stop."""
-    if pad_token_id is None:
-        pad_token_id = eos_token_id
+    pad_token_id = settings.fill_id
     prompt_length = input_ids.shape[1]
     sequences = input_ids
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
@@ -215,8 +203,7 @@ def _sample_or_greedy(
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         if streamer is not None:
             streamer.put(next_tokens.cpu())
-        if eos_token_id is not None:
-            finished |= next_tokens == eos_token_id
+        finished |= settings.is_eos(next_tokens)
         finished |= _is_stopped(criteria, sequences, logits)
         if finished.all():
             break
@@ -225,7 +212,7 @@ def _sample_or_greedy(
     return sequences
 
 
-def _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, criteria, cache):
+def _beam_search(model, input_ids, mask, settings, criteria, cache):
     """Beam search with transformers' rules, for a batch of B prompts with K = num_beams beams each.
 
     Each step every running beam is extended by every token: K * V candidates per prompt, scored
@@ -239,8 +226,8 @@ def _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, c
     device = input_ids.device
     K = settings.num_beams
     max_length = prompt_length + settings.max_new_tokens
-    n_keep = max(2, 1 + (eos_token_id is not None)) * K
-    fill = pad_token_id if pad_token_id else (eos_token_id if eos_token_id is not None else -1)
+    n_keep = max(2, 1 + len(settings.eos_ids)) * K  # transformers' rule: enough to keep K running
+    fill = settings.pad_token_id if settings.pad_token_id else next(iter(settings.eos_ids), -1)
     NEG = -1.0e9
     running = input_ids.repeat_interleave(K, dim=0).view(B, K, prompt_length)  # (B, K, T)
     running_mask = mask.repeat_interleave(K, dim=0)  # (B*K, T)
@@ -266,8 +253,7 @@ def _beam_search(model, input_ids, mask, settings, eos_token_id, pad_token_id, c
         new_token_mask = torch.ones(B, n_keep, 1, dtype=running_mask.dtype, device=device)
         candidate_mask = torch.cat([running_mask.view(B, K, -1)[batch_index, source_beam], new_token_mask], dim=-1)
         ends = torch.full_like(token, cur_len + 1 == max_length, dtype=torch.bool)
-        if eos_token_id is not None:
-            ends |= token == eos_token_id
+        ends |= settings.is_eos(token)
         if criteria:
             ends |= _is_stopped(criteria, candidates.view(B * n_keep, -1), log_probs).view(B, n_keep)
 

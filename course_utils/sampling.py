@@ -165,6 +165,8 @@ class GenerationSettings:
     length_penalty: float = 1.0
     early_stopping: bool | str = False
     num_return_sequences: int = 1
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
@@ -194,6 +196,29 @@ class GenerationSettings:
             raise ValueError("do_sample=True with num_beams > 1 (beam sampling) is not supported; use one of them")
         if self.early_stopping not in (True, False, "never"):
             raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
+        eos = [self.eos_token_id] if isinstance(self.eos_token_id, int) else self.eos_token_id
+        if eos is not None and (not isinstance(eos, list | tuple) or not eos
+                                or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in eos)):
+            raise ValueError(f"eos_token_id must be a token id >= 0, a non-empty list of them, or None, "
+                             f"got {self.eos_token_id!r}")
+        if self.pad_token_id is not None and (not isinstance(self.pad_token_id, int) or self.pad_token_id < 0):
+            raise ValueError(f"pad_token_id must be a token id >= 0 or None, got {self.pad_token_id!r}")
+
+    @property
+    def eos_ids(self) -> list[int]:
+        """The end-of-sequence ids (any of them ends a row), a list; empty when there is none."""
+        if self.eos_token_id is None:
+            return []
+        return [self.eos_token_id] if isinstance(self.eos_token_id, int) else list(self.eos_token_id)
+
+    @property
+    def fill_id(self) -> int | None:
+        """What a finished row is padded with: ``pad_token_id``, else the first EOS id, else None."""
+        return self.pad_token_id if self.pad_token_id is not None else next(iter(self.eos_ids), None)
+
+    def is_eos(self, tokens: torch.Tensor) -> torch.Tensor:
+        """A bool tensor of the shape of ``tokens``: True where a token is one of the EOS ids."""
+        return torch.isin(tokens, torch.tensor(self.eos_ids, dtype=tokens.dtype, device=tokens.device))
 
     def process(
         self, logits: torch.Tensor, sequences: torch.Tensor, mask: torch.Tensor, prompt_length: int
@@ -219,20 +244,32 @@ class GenerationSettings:
         return logits
 
 
+# Fields a transformers GenerationConfig may set that do not change the tokens generate() returns.
+NOT_DECODING = frozenset({"transformers_version", "_from_model_config", "bos_token_id", "use_cache",
+                          "output_attentions", "output_hidden_states"})
+
+
 def resolve_settings(model: torch.nn.Module, generation_config=None, **explicit) -> GenerationSettings:
-    """The settings of one ``generate`` call. Each field is the value passed in ``explicit`` (not
-    None), else ``generation_config``'s (a ``GenerationSettings`` or a ``transformers``
-    ``GenerationConfig``), else the model's own ``generation_config`` (a transformers model),
-    else ``GenerationSettings``' default, which is ``transformers``' (so a model whose config
-    turns sampling on samples by default, as with ``model.generate()``)."""
-    unknown = set(explicit) - {f.name for f in fields(GenerationSettings)}
+    """The settings of one ``generate`` call, merged once, special tokens included. Each field is
+    the value passed in ``explicit`` (not None), else ``generation_config``'s (a
+    ``GenerationSettings`` or a ``transformers`` ``GenerationConfig``), else the model's own
+    ``generation_config`` (a transformers model), else ``GenerationSettings``' default, which is
+    ``transformers``' (so a model whose config turns sampling on samples by default, as with
+    ``model.generate()``). A ``GenerationConfig`` that sets a field the course does not honour
+    (``no_repeat_ngram_size``, say) is refused with a ``ValueError`` naming it."""
+    allowed = [f.name for f in fields(GenerationSettings)]
+    unknown = set(explicit) - set(allowed)
     if unknown:
-        raise ValueError(f"unknown generation settings {sorted(unknown)}; "
-                         f"allowed: {[f.name for f in fields(GenerationSettings)]}")
+        raise ValueError(f"unknown generation settings {sorted(unknown)}; allowed: {allowed}")
+    if generation_config is not None and not isinstance(generation_config, GenerationSettings):
+        given = generation_config.to_diff_dict() if hasattr(generation_config, "to_diff_dict") else {}
+        if unhonoured := sorted(set(given) - set(allowed) - NOT_DECODING):
+            raise ValueError(f"generation_config sets {unhonoured}, which the course's generate() does not "
+                             f"honour; it honours: {allowed}")
     sources = [config for config in (generation_config, getattr(model, "generation_config", None))
                if config is not None]
     chosen = {}
-    for name in (f.name for f in fields(GenerationSettings)):
+    for name in allowed:
         candidates = [explicit.get(name)] + [getattr(config, name, None) for config in sources]
         value = next((candidate for candidate in candidates if candidate is not None), None)
         if value is not None:

@@ -228,7 +228,6 @@ def speculative_generate(
     max_new_tokens: int,
     num_assistant_tokens: int,
     settings: GenerationSettings,
-    eos_token_id: int | None = None,
     generator: torch.Generator | None = None,
     schedule: str = "constant",
 ) -> tuple[torch.Tensor, SpeculativeStats]:
@@ -265,8 +264,8 @@ def speculative_generate(
         if schedule == "heuristic":  # transformers' rule: longer drafts after a full acceptance
             k = k + 2 if kept == K else max(1, k - 1)
         new_tokens = torch.cat([drafted[:, :kept], following], dim=1)
-        if eos_token_id is not None and (new_tokens == eos_token_id).any():
-            first_eos = int((new_tokens[0] == eos_token_id).nonzero()[0])
+        if settings.is_eos(new_tokens).any():  # settings.eos_token_id: one id or several
+            first_eos = int(settings.is_eos(new_tokens[0]).nonzero()[0])
             return torch.cat([sequence, new_tokens[:, : first_eos + 1]], dim=1), stats
         sequence = torch.cat([sequence, new_tokens], dim=1)
         verifier.rollback(sequence.shape[1] - 1)  # keep what the target saw of the kept tokens
@@ -289,7 +288,6 @@ def assisted_generate(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     settings: GenerationSettings,
-    eos_token_id: int | None,
     generator: torch.Generator | None,
     assistant_model: torch.nn.Module | None,
     num_assistant_tokens: int | None,
@@ -317,8 +315,8 @@ def assisted_generate(
         k, drafter = prompt_lookup_num_tokens, PromptLookupDrafter()
     if settings.max_new_tokens == 0:
         return input_ids
-    out, _ = speculative_generate(model, drafter, input_ids, settings.max_new_tokens, k, settings, eos_token_id,
-                                  generator, schedule)
+    out, _ = speculative_generate(model, drafter, input_ids, settings.max_new_tokens, k, settings, generator,
+                                  schedule)
     return out
 
 

@@ -399,3 +399,85 @@ def test_a_settings_object_passed_whole_equals_its_arguments_and_explicit_ones_w
                        generate(mini, prompt, 6, num_beams=3))
     with pytest.raises(ValueError, match="top_k must be an integer >= 0"):
         generate(mini, prompt, generation_config=GenerationSettings(), top_k=-1)
+
+
+# Every field of GenerationSettings, each with a value that changes what a tiny model generates, and
+# the settings it needs beside it (sampling for the warpers, beams for the beam fields).
+HONOURED_FIELDS = {
+    "max_new_tokens": (dict(max_new_tokens=4), {}),
+    "do_sample": (dict(do_sample=True), {}),
+    "temperature": (dict(temperature=0.5), dict(do_sample=True)),
+    "top_k": (dict(top_k=3), dict(do_sample=True)),
+    "top_p": (dict(top_p=0.5), dict(do_sample=True, top_k=0)),
+    "min_p": (dict(min_p=0.2), dict(do_sample=True, top_k=0)),
+    "repetition_penalty": (dict(repetition_penalty=3.0), {}),
+    "frequency_penalty": (dict(frequency_penalty=2.0), {}),
+    "presence_penalty": (dict(presence_penalty=2.0), {}),
+    "num_beams": (dict(num_beams=3), {}),
+    "length_penalty": (dict(length_penalty=-3.0), dict(num_beams=3, eos_token_id="emitted")),
+    "early_stopping": (dict(early_stopping=True), dict(num_beams=2, length_penalty=2.0, eos_token_id="first")),
+    "num_return_sequences": (dict(num_return_sequences=2), dict(num_beams=3)),
+    "eos_token_id": (dict(eos_token_id="emitted"), {}),
+    "pad_token_id": (dict(pad_token_id=1), dict(eos_token_id="first")),
+}
+
+
+def test_every_setting_is_honoured_alike_as_a_keyword_and_in_a_generation_config(hf_models):
+    from dataclasses import fields
+
+    from transformers import GenerationConfig
+
+    from course_utils.sampling import GenerationSettings
+
+    assert set(HONOURED_FIELDS) == {f.name for f in fields(GenerationSettings)}  # a new field needs a case here
+    mini = MiniGPT.from_hf(hf_models[1])
+    prompt = torch.randint(0, 517, (2, 3), generator=torch.Generator().manual_seed(3))
+    greedy = generate(mini, prompt, 12)
+    # tokens row 0 emits greedily, its first and its fourth: EOS ids that stop it early
+    emitted = {"first": int(greedy[0, 3]), "emitted": int(greedy[0, 6])}
+
+    def run(as_config: bool, arguments: dict) -> torch.Tensor:
+        arguments = {name: emitted.get(value, value) if isinstance(value, str) else value
+                     for name, value in arguments.items()}
+        arguments.setdefault("max_new_tokens", 12)
+        seeded = torch.Generator().manual_seed(4)
+        if as_config:
+            return generate(mini, prompt, generation_config=GenerationConfig(**arguments), generator=seeded)
+        return generate(mini, prompt, generator=seeded, **arguments)
+
+    for name, (changed, beside) in HONOURED_FIELDS.items():
+        as_keyword, in_config = run(False, {**beside, **changed}), run(True, {**beside, **changed})
+        assert torch.equal(as_keyword, in_config), f"{name}: a GenerationConfig gives other tokens than the keyword"
+        without = run(False, beside)
+        assert as_keyword.shape != without.shape or not torch.equal(as_keyword, without), f"{name} changed nothing"
+
+
+def test_a_generation_configs_eos_stops_generation_as_the_keyword_does_speculative_too(hf_models):
+    from transformers import GenerationConfig
+
+    mini = MiniGPT.from_hf(hf_models[1])
+    prompt = torch.randint(0, 517, (1, 3), generator=torch.Generator().manual_seed(3))
+    eos = int(generate(mini, prompt, 10)[0, 5])
+    config = GenerationConfig(eos_token_id=eos, max_new_tokens=10)
+    stopped = generate(mini, prompt, eos_token_id=eos, max_new_tokens=10)
+    assert stopped.shape[1] < 3 + 10 and int(stopped[0, -1]) == eos
+    assert torch.equal(generate(mini, prompt, generation_config=config), stopped)
+    for drafting in (dict(assistant_model=mini), dict(prompt_lookup_num_tokens=2)):
+        assert torch.equal(generate(mini, prompt, generation_config=config, **drafting), stopped)
+    several = GenerationConfig(eos_token_id=[9999 % 517, eos], max_new_tokens=10)  # any of a list stops a row
+    assert torch.equal(generate(mini, prompt, generation_config=several), stopped)
+
+
+def test_a_generation_config_field_the_course_does_not_honour_is_refused_by_name(hf_models):
+    from transformers import GenerationConfig
+
+    mini = MiniGPT.from_hf(hf_models[1])
+    prompt = torch.zeros(1, 3, dtype=torch.long)
+    for field, value in (("no_repeat_ngram_size", 3), ("typical_p", 0.5), ("bad_words_ids", [[1]])):
+        with pytest.raises(ValueError, match=f"generation_config sets \\['{field}'\\]"):
+            generate(mini, prompt, generation_config=GenerationConfig(**{field: value}))
+    for wrong in (-1, [], [3, -2], 2.0):
+        with pytest.raises(ValueError, match="eos_token_id must be a token id"):
+            generate(mini, prompt, 3, eos_token_id=wrong)
+    with pytest.raises(ValueError, match="pad_token_id must be a token id"):
+        generate(mini, prompt, 3, pad_token_id=-1)

@@ -62,7 +62,7 @@ def test_greedy_stops_at_eos_like_plain_generate():
     expected = generate(target, prompt, 30, eos_token_id=eos)
     expected = expected[:, : 5 + int((expected[0, 5:] == eos).nonzero()[0]) + 1]
     ours, _ = speculative_generate(target, ModelDrafter(draft, GenerationSettings(), 35), prompt, 30, 4,
-                                   GenerationSettings(), eos_token_id=eos)
+                                   GenerationSettings(eos_token_id=eos))
     assert torch.equal(ours, expected)
 
 
