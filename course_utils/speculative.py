@@ -264,8 +264,9 @@ def speculative_generate(
         if schedule == "heuristic":  # transformers' rule: longer drafts after a full acceptance
             k = k + 2 if kept == K else max(1, k - 1)
         new_tokens = torch.cat([drafted[:, :kept], following], dim=1)
-        if settings.is_eos(new_tokens).any():  # settings.eos_token_id: one id or several
-            first_eos = int(settings.is_eos(new_tokens[0]).nonzero()[0])
+        ends = settings.is_eos(new_tokens[0])  # settings.eos_token_id: one id or several
+        if ends.any():
+            first_eos = int(ends.nonzero()[0])
             return torch.cat([sequence, new_tokens[:, : first_eos + 1]], dim=1), stats
         sequence = torch.cat([sequence, new_tokens], dim=1)
         verifier.rollback(sequence.shape[1] - 1)  # keep what the target saw of the kept tokens

@@ -116,7 +116,7 @@ def _online_softmax_cases() -> list[dict]:
 
 
 def _online_softmax_answer(learner, q, k, v, block_size):
-    """(output, the shape of the largest new tensor written, in bytes, and its number of elements)."""
+    """(output, the shape of the largest new tensor written (by bytes), and its number of elements)."""
     outputs = []
     counted = bytes_written(lambda: outputs.append(learner(q, k, v, block_size)))
     return outputs[0], counted.largest_shape, math.prod(counted.largest_shape)
