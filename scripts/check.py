@@ -1,5 +1,5 @@
-"""Run every check CI runs: lint, notebook pairing, unit tests, browser tests, and every lesson
-under nbval.
+"""Run every check CI runs: lint, the type check, notebook pairing, unit tests, browser tests, and
+every lesson under nbval.
 
     python scripts/check.py                    # everything
     python scripts/check.py --fast             # skip nbval (the lessons)
@@ -39,6 +39,7 @@ from course_utils.lesson import lesson_environment
 ROOT = Path(__file__).resolve().parent.parent
 NBVAL = ["-m", "pytest", "--nbval", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-q"]
 LINT = ["-m", "ruff", "check", "course_utils", "tests", "scripts", "notebooks", "conftest.py"]
+TYPE_CHECK = ["-m", "mypy"]  # course_utils, as pyproject.toml's [tool.mypy] says
 UNIT_TESTS = ["-m", "pytest", "tests", "--ignore=tests/browser"]
 # In real Chromium; skipped with one line where there is none, except under CI=true, where that fails.
 BROWSER_TESTS = ["-m", "pytest", "tests/browser", "-q", "-rs", "--durations=5"]
@@ -133,7 +134,8 @@ def main() -> int:
     if args.unit:
         steps.append(("unit tests (with the notebook pairing check)", UNIT_TESTS))
     elif not args.lessons:
-        steps += [("lint", LINT), ("unit tests (with the notebook pairing check)", UNIT_TESTS),
+        steps += [("lint", LINT), ("type check (mypy)", TYPE_CHECK),
+                  ("unit tests (with the notebook pairing check)", UNIT_TESTS),
                   ("browser tests (JupyterLab and the classroom pages in Chromium)", BROWSER_TESTS)]
     if args.cpu == "avx2":
         steps.append(("precision 'auto' on this CPU", ["-c", AUTO_PICKS_FLOAT32]))

@@ -83,28 +83,39 @@ def blank_cell(source: str, where: str, solved: bool = False) -> tuple[str, list
             out.append(lines[i])
             i += 1
             continue
-        definitions = [(len(m.group("indent")), m.group("name")) for line in out if (m := FUNCTION.match(line))]
-        if not definitions:
-            raise MarkerError(f"{where}: exercise {start.group('name')!r} is not inside a function")
-        subject = definitions[-1][1]
-        if definitions[-1][0] > 0:  # a method: the checker takes its class
-            classes = [m.group("name") for line in out if (m := CLASS.match(line))]
-            if not classes:
-                raise MarkerError(f"{where}: exercise {start.group('name')!r} is in a method outside a class")
-            subject = classes[-1]
-        j = i + 1
-        while j < len(lines) and not END.match(lines[j]):
-            if START.match(lines[j]):
-                raise MarkerError(f"{where}: exercise {start.group('name')!r} has no '# END EXERCISE'")
-            j += 1
-        if j == len(lines):
-            raise MarkerError(f"{where}: exercise {start.group('name')!r} has no '# END EXERCISE'")
+        subject = exercise_subject(out, start.group("name"), where)
+        j = exercise_end(lines, i, start.group("name"), where)
         indent, task = start.group("indent"), start.group("task")
         body = lines[i + 1:j] if solved else [f"{indent}raise NotImplementedError({task!r})"]
         out += [f"{indent}# EXERCISE {start.group('name')}: {task}", *body]
         found.append((start.group("name"), subject))
         i = j + 1
     return "\n".join(out), found
+
+
+def exercise_subject(preceding: list[str], name: str, where: str) -> str:
+    """What the checker of exercise ``name`` is given, from the cell's lines before its marker: the
+    enclosing function's name, or for a method its class's."""
+    definitions = [(len(m.group("indent")), m.group("name")) for line in preceding if (m := FUNCTION.match(line))]
+    if not definitions:
+        raise MarkerError(f"{where}: exercise {name!r} is not inside a function")
+    indent, subject = definitions[-1]
+    if indent == 0:
+        return subject
+    classes = [m.group("name") for line in preceding if (m := CLASS.match(line))]
+    if not classes:  # a method: the checker takes its class
+        raise MarkerError(f"{where}: exercise {name!r} is in a method outside a class")
+    return classes[-1]
+
+
+def exercise_end(lines: list[str], start: int, name: str, where: str) -> int:
+    """The index of the ``# END EXERCISE`` line closing the exercise that starts at ``lines[start]``."""
+    for j in range(start + 1, len(lines)):
+        if END.match(lines[j]):
+            return j
+        if START.match(lines[j]):
+            break
+    raise MarkerError(f"{where}: exercise {name!r} has no '# END EXERCISE'")
 
 
 def definition_end(lines: list[str], def_line: int) -> int:
@@ -240,6 +251,16 @@ def _check_index(cells: list, exercise: str) -> int:
                 and cell.source.startswith(f"checks.{exercise}("))
 
 
+def _replace_body(cells: list, exercise: str, body: list[str]) -> None:
+    """Put ``body`` (lines) in place of exercise ``exercise``'s solved body, which runs from its
+    marker to the end of its function."""
+    for cell in cells:
+        lines = cell.source.split("\n")
+        marker = next((i for i, line in enumerate(lines) if f"# EXERCISE {exercise}:" in line), None)
+        if marker is not None:
+            cell.source = "\n".join([*lines[: marker + 1], *body, *lines[definition_end(lines, marker):]])
+
+
 def example_workbook(workbook_name: str, edits: tuple) -> str:
     """The ``.ipynb`` text of workbook ``workbook_name`` solved, then edited by ``edits`` (see
     ``EXAMPLE_LEARNERS``)."""
@@ -247,12 +268,7 @@ def example_workbook(workbook_name: str, edits: tuple) -> str:
     unsourced = None
     for number, (what, exercise, payload) in enumerate(edits):
         if what == "body":
-            for cell in notebook.cells:
-                lines = cell.source.split("\n")
-                marker = next((i for i, line in enumerate(lines) if f"# EXERCISE {exercise}:" in line), None)
-                if marker is not None:
-                    end = definition_end(lines, marker)  # the solved body runs to the function's end
-                    cell.source = "\n".join([*lines[: marker + 1], *payload, *lines[end:]])
+            _replace_body(notebook.cells, exercise, payload)
         elif what == "cell before":
             added = nbformat.v4.new_code_cell(payload)
             added["id"] = f"added-{number}"
@@ -282,16 +298,9 @@ def example_submissions(folder: Path) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="only report workbooks that are out of date")
-    parser.add_argument("--examples", type=Path, metavar="FOLDER",
-                        help="instead, write example submissions (EXAMPLE_LEARNERS) there, for the grader")
-    args = parser.parse_args(argv)
-    if args.examples:
-        for path in example_submissions(args.examples):
-            print(f"wrote: {path}")
-        return 0
+def sync_workbooks(write: bool) -> list[Path]:
+    """The workbooks in ``exercises/`` that differ from what the lessons give (stale or missing
+    ones, and extra ones no lesson gives); with ``write``, rewritten or removed to match."""
     stale = []
     expected = set()
     for lesson in sorted(LESSONS.glob("[0-9][0-9]_*.py")):
@@ -304,13 +313,27 @@ def main(argv: list[str] | None = None) -> int:
             if target.exists() and target.read_text() == text:
                 continue
             stale.append(target)
-            if not args.check:
+            if write:
                 EXERCISES.mkdir(exist_ok=True)
                 write_atomically(target, text.encode("utf-8"))
     for extra in sorted(set(EXERCISES.glob("[0-9][0-9]_*.*")) - expected):
         stale.append(extra)
-        if not args.check:
+        if write:
             extra.unlink()
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="only report workbooks that are out of date")
+    parser.add_argument("--examples", type=Path, metavar="FOLDER",
+                        help="instead, write example submissions (EXAMPLE_LEARNERS) there, for the grader")
+    args = parser.parse_args(argv)
+    if args.examples:
+        for path in example_submissions(args.examples):
+            print(f"wrote: {path}")
+        return 0
+    stale = sync_workbooks(write=not args.check)
     for path in stale:
         print(f"{'out of date' if args.check else 'wrote'}: {path.relative_to(ROOT)}")
     if args.check and stale:

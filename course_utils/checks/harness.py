@@ -274,28 +274,36 @@ def difference(actual: Any, expected: Any, atol: float, parts: tuple[str, ...] =
     if isinstance(expected, torch.Tensor):
         return _tensor_difference(actual, expected, atol)
     if isinstance(expected, tuple):
-        if not isinstance(actual, tuple | list) or len(actual) != len(expected):
-            what = " (" + ", ".join(parts) + ")" if parts else ""
-            return f"expected a tuple of {len(expected)}{what}, got {show(actual)}"
-        for index, (mine, theirs) in enumerate(zip(actual, expected)):
-            if problem := difference(mine, theirs, atol):
-                label = parts[index] if index < len(parts) else f"item {index}"
-                return f"{label}: {problem}"
-        return None
+        return _tuple_difference(actual, expected, atol, parts)
     if isinstance(expected, int):  # bool included
         number = _number(actual)
         if number is None:
             return f"expected {'True or False' if isinstance(expected, bool) else 'an integer'}, got {show(actual)}"
         return None if number == expected else f"{number:g} instead of {expected}"
     if isinstance(expected, float):
-        number = _number(actual)
-        if number is None:
-            return f"expected a number, got a {type(actual).__name__}"
-        gap = abs(number - expected)
-        if not math.isfinite(number) and number != expected:
-            return f"{number} instead of {expected:.6g}"
-        return None if gap <= atol * max(1.0, abs(expected)) else f"off by {gap:.3g} (tolerance {atol:g}, relative)"
+        return _float_difference(actual, expected, atol)
     return None if actual == expected else f"{show(actual)} instead of {show(expected)}"
+
+
+def _tuple_difference(actual: Any, expected: tuple, atol: float, parts: tuple[str, ...]) -> str | None:
+    if not isinstance(actual, tuple | list) or len(actual) != len(expected):
+        what = " (" + ", ".join(parts) + ")" if parts else ""
+        return f"expected a tuple of {len(expected)}{what}, got {show(actual)}"
+    for index, (mine, theirs) in enumerate(zip(actual, expected)):
+        if problem := difference(mine, theirs, atol):
+            label = parts[index] if index < len(parts) else f"item {index}"
+            return f"{label}: {problem}"
+    return None
+
+
+def _float_difference(actual: Any, expected: float, atol: float) -> str | None:
+    number = _number(actual)
+    if number is None:
+        return f"expected a number, got a {type(actual).__name__}"
+    gap = abs(number - expected)
+    if not math.isfinite(number) and number != expected:
+        return f"{number} instead of {expected:.6g}"
+    return None if gap <= atol * max(1.0, abs(expected)) else f"off by {gap:.3g} (tolerance {atol:g}, relative)"
 
 
 def _number(value: Any) -> float | None:

@@ -68,6 +68,33 @@ def first_differing_module(learner: torch.nn.Module, reference: torch.nn.Module,
                            atol: float) -> str | None:
     """Run both models on ``inputs`` and name the first module, in the order the reference calls
     them, whose output in the learner's model differs (the models share their modules' names)."""
+    recorded = _module_outputs(learner, reference, inputs)
+    if recorded is None:
+        return None
+    outputs, order = recorded
+    learners_modules = {name for name, _ in learner.named_modules()}
+    for name in order:
+        if name not in learners_modules:  # a library module put inside the learner's under another name
+            continue
+        theirs = outputs["reference"][name]
+        if name not in outputs["learner"]:
+            return f"{name} is never called by your forward"
+        mine = outputs["learner"][name]
+        try:  # (T, C) position vectors against (B, T, C) ones are the same vectors
+            mine, theirs = torch.broadcast_tensors(mine, theirs)
+        except (RuntimeError, TypeError):
+            return f"{name}'s output has shape {tuple(getattr(mine, 'shape', ()))} instead of {tuple(theirs.shape)}"
+        gap = (mine - theirs).abs().max().item()
+        if gap > atol:
+            return f"the first module whose output differs is {name}, by up to {gap:.3g}"
+    return None
+
+
+def _module_outputs(learner: torch.nn.Module, reference: torch.nn.Module, inputs: torch.Tensor
+                    ) -> tuple[dict[str, dict[str, torch.Tensor]], list[str]] | None:
+    """Each named module's first output in both models on ``inputs`` (``{"learner": {name: output},
+    "reference": {...}}``) and the order the reference calls its modules in; None if either model
+    fails on ``inputs``."""
     outputs: dict[str, dict[str, torch.Tensor]] = {"learner": {}, "reference": {}}
     order: list[str] = []
     handles = []
@@ -91,22 +118,7 @@ def first_differing_module(learner: torch.nn.Module, reference: torch.nn.Module,
     finally:
         for handle in handles:
             handle.remove()
-    learners_modules = {name for name, _ in learner.named_modules()}
-    for name in order:
-        if name not in learners_modules:  # a library module put inside the learner's under another name
-            continue
-        theirs = outputs["reference"][name]
-        if name not in outputs["learner"]:
-            return f"{name} is never called by your forward"
-        mine = outputs["learner"][name]
-        try:  # (T, C) position vectors against (B, T, C) ones are the same vectors
-            mine, theirs = torch.broadcast_tensors(mine, theirs)
-        except (RuntimeError, TypeError):
-            return f"{name}'s output has shape {tuple(getattr(mine, 'shape', ()))} instead of {tuple(theirs.shape)}"
-        gap = (mine - theirs).abs().max().item()
-        if gap > atol:
-            return f"the first module whose output differs is {name}, by up to {gap:.3g}"
-    return None
+    return outputs, order
 
 
 def prompts(seed: int, shapes: list[tuple[str, int, int]]) -> list[tuple[str, torch.Tensor]]:
