@@ -283,7 +283,7 @@ class Kernel:
         """After an interrupted cell: whether the kernel is free again (it may have ignored the
         interrupt and still be running the learner's code)."""
         timeout = self.client.timeout
-        self.client.timeout = min(timeout, PING_TIMEOUT)
+        self.client.timeout = PING_TIMEOUT if timeout is None else min(timeout, PING_TIMEOUT)
         try:
             return self._execute("pass", -1).get("ename") != self.timeout_marker
         except Stopped:
@@ -415,7 +415,7 @@ def grade_workbook(learner: str, path: Path, cell_timeout: float = DEFAULT_CELL_
     notebook, workbook, problem = read_notebook(path)
     exercises = exercises_of(workbook)
     grade = Grade(learner, workbook or path.stem, results={exercise.name: "not run" for exercise in exercises})
-    if problem is not None:
+    if problem is not None or notebook is None:
         grade.run = f"malformed: {problem}"
     elif not exercises:
         grade.run = ("unknown workbook: no lesson named in its first cells nor by its file name" if workbook is None
@@ -459,9 +459,9 @@ def _run_workbook(grade: Grade, notebook: nbformat.NotebookNode, folder: Path, c
     raised = [(index, ran.error) for index, ran in cell_results.items() if ran.error is not None]
     notes = [f"{timed_out} cell(s) went over {cell_timeout:g} s and were interrupted"] if timed_out else []
     if raised:  # the learner's own cells may raise; the row says so, which errors, and where the first was
-        first, error = raised[0]
+        first, first_error = raised[0]
         kinds = ", ".join(dict.fromkeys(text.split(":")[0] for _, text in raised))
-        notes.append(f"{len(raised)} cell(s) raised {kinds}; the first, cell {first + 1}: {_short(error, 80)}")
+        notes.append(f"{len(raised)} cell(s) raised {kinds}; the first, cell {first + 1}: {_short(first_error, 80)}")
     if notes and grade.run == "finished":
         grade.run = "finished; " + "; ".join(notes)
     grade.results = _with_needs(grade.results)

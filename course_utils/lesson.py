@@ -72,7 +72,7 @@ def unlabelled_axes(figure) -> list[str]:
         if not ax.axison or getattr(ax, "_colorbar", None) is not None:
             continue
         lacks = [axis for axis, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel()))
-                 if not label.strip() and not (figure_labels[axis] and figure_labels[axis].get_text().strip())]
+                 if not label.strip() and not ((sup := figure_labels[axis]) and sup.get_text().strip())]
         if lacks:
             missing.append(f"axes {index} ({ax.get_title() or 'untitled'!r}): no {' and no '.join(lacks)} label")
     return missing
@@ -96,7 +96,7 @@ def require_axis_labels() -> None:
             raise ValueError("every axis of a lesson figure needs a label:\n" + "\n".join(problems))
         return original(*args, **kwargs)
 
-    show.checks_axis_labels = True
+    show.checks_axis_labels = True  # type: ignore[attr-defined]  # a mark on the wrapper
     plt.show = show
 
 

@@ -6,6 +6,8 @@ Taught in: lesson 02's workbook (``exercises/02_mini_gpt``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .. import model
@@ -40,7 +42,8 @@ def _module_cases(seed: int, lengths: tuple[int, ...]) -> list[dict]:
 
 def _attention_module(learner_class: type, label: str) -> torch.nn.Module:
     reference = reference_model(label)
-    return learners_module(learner_class, reference.config, reference.h[-1].attn.state_dict(), "the attention module")
+    last_block: Any = reference.h[-1]  # (a ModuleList's items are typed only as modules)
+    return learners_module(learner_class, reference.config, last_block.attn.state_dict(), "the attention module")
 
 
 def _attention_answer(learner_class: type, model: str, x: torch.Tensor) -> torch.Tensor:
@@ -50,7 +53,8 @@ def _attention_answer(learner_class: type, model: str, x: torch.Tensor) -> torch
 
 def _attention_reference(model: str, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return reference_model(model).h[-1].attn(x)[0]
+        last_block: Any = reference_model(model).h[-1]
+        return last_block.attn(x)[0]
 
 
 ATTENTION_MODULE = Exercise(
@@ -63,7 +67,7 @@ weights of each model, it must give that module's output."""
 
 def _block(learner_class: type, label: str) -> torch.nn.Module:
     """The learner's block with the library's attention and MLP inside: only its wiring is tested."""
-    library_block = reference_model(label).h[0]
+    library_block: Any = reference_model(label).h[0]
     block = learners_module(learner_class, reference_model(label).config, library_block.state_dict(), "the first block")
     block.attn, block.mlp = FirstOutput(library_block.attn), library_block.mlp
     return block

@@ -48,7 +48,8 @@ class CallRecorder(torch.nn.Module):
 
     def __init__(self, inner: torch.nn.Module) -> None:
         super().__init__()
-        self.inner, self.calls = inner, []
+        self.inner = inner
+        self.calls: list[tuple[int, object]] = []  # (tokens, cache) of each call
 
     def forward(self, input_ids: torch.Tensor, *arguments, cache=None, **keywords) -> torch.Tensor:
         self.calls.append((input_ids.shape[1], cache))

@@ -38,6 +38,7 @@ def _three_steps(step, optimizer_name: str, grad_clip: float, seed: int):
     vector, and the norm of the gradients left in ``.grad`` after the last call)."""
     torch.manual_seed(seed)
     model = MiniGPT(STEP_CONFIG)
+    optimizer: torch.optim.Optimizer
     if optimizer_name == "sgd":  # plain SGD: the update is the clipped gradient itself, so clipping shows
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     else:

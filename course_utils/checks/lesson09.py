@@ -7,6 +7,7 @@ Taught in: lesson 09's workbook (``exercises/09_assistant``).
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 
@@ -61,12 +62,13 @@ def _lora(cls: type, weight, bias, rank, alpha, lora_A, lora_B, merged) -> torch
     return module
 
 
-def _output_and_gradients(module: torch.nn.Module, x: torch.Tensor) -> tuple:
+def _output_and_gradients(module: Any, x: torch.Tensor) -> tuple:
     """(the output, the gradients of its sum with respect to lora_A and lora_B, and whether the
     frozen base weight is as it was): a forward that is right in value but trains nothing, or
     changes the frozen layer, says so here."""
     frozen = module.base.weight.detach().clone()
     output = module(x)
+    gradients: tuple
     if not isinstance(output, torch.Tensor) or output.grad_fn is None:
         gradients = ("no gradient", "no gradient")
     else:
