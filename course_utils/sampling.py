@@ -11,6 +11,7 @@ processed distributions speculative decoding compares).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -171,9 +172,14 @@ class GenerationSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens}")
-        # The filters' own checks, run up front so that bad arguments fail before any forward pass.
-        # Greedy and beam search ignore the temperature, so, as in transformers, only sampling
-        # refuses temperature=0.
+        self._check_filters()
+        self._check_search()
+        self._check_special_tokens()
+
+    def _check_filters(self) -> None:
+        """The filters' own checks, run up front so that bad arguments fail before any forward pass.
+        Greedy and beam search ignore the temperature, so, as in transformers, only sampling
+        refuses temperature=0."""
         if self.do_sample:
             _check_temperature(self.temperature)
         _check_top_k(self.top_k)
@@ -183,6 +189,8 @@ class GenerationSettings:
         _check_repetition_penalty(self.repetition_penalty)
         _check_openai_penalty("frequency_penalty", self.frequency_penalty)
         _check_openai_penalty("presence_penalty", self.presence_penalty)
+
+    def _check_search(self) -> None:
         if not isinstance(self.num_beams, int) or self.num_beams < 1:
             raise ValueError(f"num_beams must be an integer >= 1, got {self.num_beams}")
         if not isinstance(self.num_return_sequences, int) or self.num_return_sequences < 1:
@@ -196,6 +204,10 @@ class GenerationSettings:
             raise ValueError("do_sample=True with num_beams > 1 (beam sampling) is not supported; use one of them")
         if self.early_stopping not in (True, False, "never"):
             raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
+        if not isinstance(self.length_penalty, int | float) or not math.isfinite(self.length_penalty):
+            raise ValueError(f"length_penalty must be a finite number, got {self.length_penalty!r}")
+
+    def _check_special_tokens(self) -> None:
         eos = [self.eos_token_id] if isinstance(self.eos_token_id, int) else self.eos_token_id
         if eos is not None and (not isinstance(eos, list | tuple) or not eos
                                 or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in eos)):

@@ -196,6 +196,10 @@ def test_stop_on_text_and_streamer(hf_models):
     (dict(temperature=-0.5, do_sample=True), "temperature must be > 0"),
     (dict(num_beams=0), "num_beams must be an integer >= 1"),
     (dict(num_beams=2, num_return_sequences=3), r"num_return_sequences must be in \[1, num_beams=2\]"),
+    (dict(num_beams=3, length_penalty=float("nan")), "length_penalty must be a finite number, got nan"),
+    (dict(num_beams=3, length_penalty=float("inf")), "length_penalty must be a finite number, got inf"),
+    (dict(num_beams=3, length_penalty=-float("inf")), "length_penalty must be a finite number, got -inf"),
+    (dict(temperature=float("nan"), do_sample=True), "temperature must be > 0"),
 ])
 def test_more_invalid_arguments(hf_models, kwargs, match):
     with pytest.raises(ValueError, match=match):
