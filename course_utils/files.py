@@ -54,14 +54,23 @@ def write_atomically(path: Path, data: bytes | str) -> None:
 @contextlib.contextmanager
 def atomic_folder(folder: Path) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``folder``; once the block has filled it, it
-    replaces ``folder`` (and whatever was there). If the block fails, ``folder`` is untouched."""
+    replaces ``folder`` (and whatever was there). If the block fails, ``folder`` is untouched.
+
+    The old folder is renamed aside before the new one is renamed into place, and deleted only
+    after: nothing is deleted while it is still ``folder``, so a reader never lists a folder
+    being emptied (deleting it first would). A process killed between the two renames leaves no
+    ``folder``, only temporary names, which ``remove_leftovers`` clears."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=temporary_name_prefix(folder), dir=folder.parent))
+    aside = None
     try:
         yield staging
         staging.chmod(0o755)
         if folder.exists():
-            shutil.rmtree(folder)
+            aside = Path(tempfile.mkdtemp(prefix=temporary_name_prefix(folder), dir=folder.parent))
+            os.replace(folder, aside / folder.name)
         os.replace(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
