@@ -64,15 +64,9 @@ class GPTConfig:
         """Heads with keys and values of their own: every head, in GPT-2."""
         return self.n_head
 
-    @property
-    def sliding_window(self) -> None:
-        """GPT-2 attends to every earlier position: no window."""
-        return None
-
-    @property
-    def description(self) -> str:
-        """How a model card names the architecture."""
-        return "GPT-2 architecture"
+    # Not fields: GPT-2 attends to every earlier position; how a model card names the architecture.
+    sliding_window = None
+    description = "GPT-2 architecture"
 
     def parameter_count(self) -> int:
         """Parameters of a MiniGPT with this configuration, by formula (no model built):
