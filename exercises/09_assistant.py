@@ -859,8 +859,8 @@ plt.show()
 # token and stops at `<|end|>`; ticking "sample" switches from greedy decoding to sampling at the
 # slider's temperature (top-k 50, as `generate`). The conversation is kept and rendered with the
 # chat template each turn. The model knows one task, so ask it who speaks next in a scene of your
-# own, in the format it was tuned on: "Who speaks next?", then four speeches. What you type is tokenized as plain text
-# (`chat_prompt_ids`, section 2), so typed turn markers stay text.
+# own, in the format it was tuned on: "Who speaks next?", then four speeches. What you type is
+# tokenized as plain text (`chat_prompt_ids`, section 2), so typed turn markers stay text.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
