@@ -3,11 +3,15 @@
 Every lesson runs on a course model (``MiniGPT``, ``MiniLlama``: anything built on
 ``model.CourseModel``) or on a ``transformers`` model such as GPT-2. The two differ in small
 ways: what ``forward`` returns (logits, or an output object with ``.logits``), what the config
-calls the context length and the layer count, how a KV cache is passed. This module is the one
+calls the context length and the layer count, how a KV cache is passed, how attention weights
+are read, whether the model ships generation defaults. This module is the one
 place that tells them apart, always by the same test, ``is_course_model``.
 
-Taught in: lesson 03 (``next_token_logits``, the step of ``generate``), lesson 05
-(``logits_fn`` for the evaluation), lesson 07 (``Stepper``, the verifier's forward passes).
+Taught in: lesson 02 and lesson 06 (``attention_weights``, also importable from
+``course_utils.attention``), lesson 03 (``next_token_logits``, the step of ``generate``;
+``model_generation_config``, the defaults ``generate`` takes from a transformers model), lesson 05
+(``logits_fn`` for the evaluation), lesson 07 (``logits_after``, the verifier's and the
+draft model's forward passes).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from collections.abc import Callable
 
 import torch
 
-from .kv_cache import PreallocatedKVCache
 from .model import CourseModel, KVCache, positions_from_attention_mask
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # (B, T) ids -> (B, T, V) logits
@@ -56,6 +59,12 @@ def vocabulary_size(model: torch.nn.Module) -> int:
     return model.config.vocab_size
 
 
+def model_generation_config(model: torch.nn.Module):
+    """The generation defaults ``model`` ships with: a transformers model's ``generation_config``
+    (a ``GenerationConfig``, from its ``generation_config.json``), None for a course model."""
+    return None if is_course_model(model) else model.generation_config
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device ``model``'s parameters are on."""
     return next(model.parameters()).device
@@ -83,27 +92,42 @@ def next_token_logits(
     return output.logits[:, -1, :].float()
 
 
-class Stepper:
-    """Runs a model along a growing sequence: a course model through a preallocated KV cache, so
-    that each call computes only the tokens it has not seen; a transformers model on the whole
-    sequence each time."""
+def logits_after(
+    model: torch.nn.Module, input_ids: torch.Tensor, seen: int, cache: KVCache | None = None
+) -> torch.Tensor:
+    """The logits (B, T - seen, V) at the positions of ``input_ids`` (B, T) from ``seen`` on, in
+    the model's dtype. A course model given a ``cache`` holding the first ``seen`` positions runs
+    only the tokens after them (the cache then holds all T); otherwise, and always for a
+    transformers model, the whole sequence is run."""
+    if is_course_model(model):
+        return model(input_ids[:, seen:], cache=cache) if cache is not None else model(input_ids)[:, seen:]
+    return model(input_ids, use_cache=False).logits[:, seen:]
 
-    def __init__(self, model: torch.nn.Module, max_length: int) -> None:
-        self.model = model
-        self.cache = PreallocatedKVCache(max_length) if is_course_model(model) else None
-        self.seen = 0
 
-    def logits(self, sequence: torch.Tensor) -> torch.Tensor:
-        """Logits (T_new, V) at the positions of ``sequence`` (1, T) not seen before."""
-        if self.cache is not None:
-            out = self.model(sequence[:, self.seen:], cache=self.cache)[0]
-        else:
-            out = self.model(sequence, use_cache=False).logits[0, self.seen:]
-        self.seen = sequence.shape[1]
-        return out
+@torch.no_grad()
+def attention_weights(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Every layer's attention weights, a list of L tensors (B, H, T, T), for a course model
+    (``MiniGPT``, ``MiniLlama``: its own explicit path) or a ``transformers`` causal LM (eager
+    attention, ``output_attentions=True``; a model loaded with another attention implementation
+    is switched to eager for the call).
 
-    def rollback(self, length: int) -> None:
-        """Forget the positions from ``length`` on (no copy for a cache)."""
-        self.seen = min(length, self.seen)
-        if self.cache is not None:
-            self.cache.crop(self.seen)
+    ``attention_mask`` (B, T) marks real tokens with 1 and left padding with 0; positions then
+    count from the first real token, as ``generate`` does.
+    """
+    if is_course_model(model):
+        return model.forward_with_attention(input_ids, attention_mask)[1]
+    config = model.config
+    before = getattr(config, "_attn_implementation", "eager")
+    if before != "eager":
+        model.set_attn_implementation("eager")
+    try:
+        arguments = {}
+        if attention_mask is not None:
+            arguments = dict(attention_mask=attention_mask, position_ids=positions_from_attention_mask(attention_mask))
+        output = model(input_ids, output_attentions=True, use_cache=False, **arguments)
+    finally:
+        if before != "eager":
+            model.set_attn_implementation(before)
+    return [weights.float() for weights in output.attentions]

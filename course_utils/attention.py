@@ -14,7 +14,10 @@ The scores (each a mean over the queries that can show the pattern, and over the
   the token *after* the earlier occurrence of its own token, w[i, i - n + 1] for a block of
   length n (Olsson et al. 2022, "In-context Learning and Induction Heads").
 
-This is lesson 06's analysis of attention; attention itself is ``model.attend``.
+This is lesson 06's analysis of attention; attention itself is ``model.attend``, and the
+weights come from ``attention_weights`` (in ``adapters``, which reads them from a course model or
+a ``transformers`` one; re-exported here). The explorer widget that shows them is
+``attention_explorer.py``; its names are re-exported here too.
 
 Taught in: lesson 02 (``attention_weights``), lesson 06 (everything here).
 """
@@ -22,46 +25,15 @@ Taught in: lesson 02 (``attention_weights``), lesson 06 (everything here).
 from __future__ import annotations
 
 import contextlib
-import html
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 
-from .adapters import is_course_model, layers_and_heads
-from .model import GPTConfig, MiniGPT, positions_from_attention_mask
+from .adapters import attention_weights  # noqa: F401  (its documented home is course_utils.attention too)
+from .model import GPTConfig, MiniGPT
 from .train import training_step
 
 SCORE_NAMES = ("previous_token", "first_token", "mean_distance", "entropy")
-
-
-@torch.no_grad()
-def attention_weights(
-    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-) -> list[torch.Tensor]:
-    """Every layer's attention weights, a list of L tensors (B, H, T, T), for a course model
-    (``MiniGPT``, ``MiniLlama``: its own explicit path) or a ``transformers`` causal LM (eager
-    attention, ``output_attentions=True``; a model loaded with another attention implementation
-    is switched to eager for the call).
-
-    ``attention_mask`` (B, T) marks real tokens with 1 and left padding with 0; positions then
-    count from the first real token, as ``generate`` does.
-    """
-    if is_course_model(model):
-        return model.forward_with_attention(input_ids, attention_mask)[1]
-    config = model.config
-    before = getattr(config, "_attn_implementation", "eager")
-    if before != "eager":
-        model.set_attn_implementation("eager")
-    try:
-        arguments = {}
-        if attention_mask is not None:
-            arguments = dict(attention_mask=attention_mask, position_ids=positions_from_attention_mask(attention_mask))
-        output = model(input_ids, output_attentions=True, use_cache=False, **arguments)
-    finally:
-        if before != "eager":
-            model.set_attn_implementation(before)
-    return [weights.float() for weights in output.attentions]
 
 
 def _stack(weights: list[torch.Tensor]) -> torch.Tensor:
@@ -315,105 +287,14 @@ def plot_score_table(table: torch.Tensor, title: str, ax=None, fmt: str = ".2f",
     return image
 
 
-# ---- the attention explorer: pure logic, then thin ipywidgets wiring ------------------------
-
-ALL_HEADS = "all heads"
-
-
-@dataclass(frozen=True)
-class HeadView:
-    """What the explorer shows for one text, layer and head (or the mean of all heads)."""
-
-    labels: list[str]  # token labels, T of them
-    weights: torch.Tensor  # (T, T)
-    scores: dict[str, float]  # each of SCORE_NAMES for this head (mean over heads for all heads)
+# The explorer's names, re-exported: the explorer imports this module, so the import waits for
+# the first use of one of them (a top-level import would be a cycle).
+EXPLORER_NAMES = ("ALL_HEADS", "AttentionExplorer", "HeadView", "attention_html", "head_view", "scores_html")
 
 
-def head_view(
-    model: torch.nn.Module, tokenizer, text: str, layer: int, head: int | None, max_tokens: int = 40
-) -> HeadView:
-    """Attention of ``layer``'s ``head`` (None: the mean of the layer's heads) on the first
-    ``max_tokens`` tokens of ``text``, with token labels and the head's scores on that text."""
-    ids = tokenizer(text, return_tensors="pt").input_ids[:, :max_tokens]
-    if ids.shape[1] < 2:
-        raise ValueError(f"text must have at least 2 tokens, got {ids.shape[1]}: {text!r}")
-    weights = attention_weights(model, ids)
-    if not 0 <= layer < len(weights):
-        raise ValueError(f"layer must be in [0, {len(weights) - 1}], got {layer}")
-    n_head = weights[layer].shape[1]
-    if head is not None and not 0 <= head < n_head:
-        raise ValueError(f"head must be in [0, {n_head - 1}] or None (all heads), got {head}")
-    tables = head_scores(weights)
-    if head is None:
-        shown = weights[layer][0].mean(0)
-        scores = {name: table[layer].mean().item() for name, table in tables.items()}
-    else:
-        shown = weights[layer][0, head]
-        scores = {name: table[layer, head].item() for name, table in tables.items()}
-    return HeadView(token_labels(tokenizer, ids[0]), shown, scores)
+def __getattr__(name: str):
+    if name in EXPLORER_NAMES:
+        from . import attention_explorer  # here, not at the top: attention_explorer imports this module
 
-
-def attention_html(view: HeadView) -> str:
-    """The view's (T, T) weights as an HTML table: one row per query, one column per key, each
-    cell shaded by its weight (hover shows the value); future keys are left blank."""
-    header = "".join(f"<th style='writing-mode:vertical-rl;font-weight:normal'>{html.escape(label)}</th>"
-                     for label in view.labels)
-    rows = []
-    for query, label in enumerate(view.labels):
-        cells = []
-        for key in range(len(view.labels)):
-            if key > query:
-                cells.append("<td></td>")
-                continue
-            weight = float(view.weights[query, key])
-            cells.append(f"<td title='{weight:.3f}' style='background:rgba(40,90,160,{weight:.3f});"
-                         f"width:14px;height:14px'></td>")
-        row_label = f"<th style='text-align:right;font-weight:normal'>{html.escape(label)}</th>"
-        rows.append(f"<tr>{row_label}{''.join(cells)}</tr>")
-    return (f"<table class='attention-map' style='border-collapse:collapse;font-size:11px'>"
-            f"<tr><th></th>{header}</tr>{''.join(rows)}</table>")
-
-
-def scores_html(view: HeadView) -> str:
-    """The view's scores as a one-row HTML table."""
-    cells = "".join(f"<td><b>{name.replace('_', ' ')}</b>: <span class='score-{name}'>{value:.3f}</span></td>"
-                    for name, value in view.scores.items())
-    return f"<table class='attention-scores'><tr>{cells}</tr></table>"
-
-
-class AttentionExplorer:
-    """A text box and layer and head dropdowns; shows the chosen head's attention on the text as a
-    heatmap, with its scores, and updates whenever a control changes.
-
-    ``display(explorer.widget)`` in a notebook. ``explorer.controls[name].value = x`` changes a
-    control from code, exactly as a learner does. ``head=None`` (``ALL_HEADS`` in the dropdown)
-    shows the mean of the layer's heads.
-    """
-
-    def __init__(self, model: torch.nn.Module, tokenizer, text: str, layer: int = 0, head: int | None = 0):
-        import ipywidgets as widgets
-
-        self.model, self.tokenizer = model, tokenizer
-        n_layer, n_head = layers_and_heads(model)
-        self.controls = {
-            "text": widgets.Textarea(value=text, description="text", layout=widgets.Layout(width="600px")),
-            "layer": widgets.Dropdown(options=list(range(n_layer)), value=layer, description="layer"),
-            # Not None for "all heads": a Dropdown reads None as "nothing selected" and shows blank.
-            "head": widgets.Dropdown(options=[(ALL_HEADS, ALL_HEADS)] + [(str(h), h) for h in range(n_head)],
-                                     value=ALL_HEADS if head is None else head, description="head"),
-        }
-        for control in self.controls.values():
-            control.observe(self.update, names="value")
-        self.heatmap = widgets.HTML()
-        self.scores = widgets.HTML()
-        self.widget = widgets.VBox([*self.controls.values(), self.scores, self.heatmap])
-        self.update()
-
-    def update(self, change: dict | None = None) -> None:
-        """Recompute the view from the controls' current values."""
-        head = self.controls["head"].value
-        self.view = head_view(self.model, self.tokenizer, self.controls["text"].value,
-                              self.controls["layer"].value, None if head == ALL_HEADS else head)
-        self.heatmap.value = attention_html(self.view)
-        self.scores.value = scores_html(self.view)
-
+        return getattr(attention_explorer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

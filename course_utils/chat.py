@@ -1,17 +1,17 @@
-"""The chat box: talk to a tuned model, its reply streamed token by token.
+"""Talking to a tuned model: its reply to a conversation, streamed token by token.
 
-The logic is pure and unit-tested (``chat_reply`` renders the conversation with the chat
-template, generates until the end-of-turn token, and hands each new piece of text to a
-callback); ``ChatBox`` only wires ipywidgets to it. ``chat_prompt_ids`` tokenizes the
-conversation so that what a learner types is always text: a typed ``<|end|>`` cannot end their
-turn (prompt injection).
+``chat_reply`` renders the conversation with the chat template, generates until the
+end-of-turn token with ``generate``'s settings and rules, and hands each new piece of text to a
+callback; ``chat_prompt_ids`` tokenizes the conversation so that what a learner types is always
+text: a typed ``<|end|>`` cannot end their turn (prompt injection). ``tuned_chat_model`` makes a
+model to talk to in seconds. The chat box widget over them is ``chat_box.py`` (``ChatBox``,
+re-exported here).
 
 Taught in: lesson 09.
 """
 
 from __future__ import annotations
 
-import html
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -106,21 +106,23 @@ def chat_reply(
     tokenizer,
     messages: list[dict[str, str]],
     max_new_tokens: int = 40,
-    temperature: float = 0.0,
+    *,
     seed: int = 0,
     on_text: Callable[[str], None] | None = None,
     split_special_tokens: bool = True,
+    **settings,
 ) -> str:
     """The assistant's next turn after ``messages``: generated after the chat template's
-    generation prompt until the end-of-turn token (or ``max_new_tokens``), greedy for
-    ``temperature`` 0, else sampled at that temperature with a generator seeded by ``seed``.
+    generation prompt until the end-of-turn token (its ``eos_token_id``) or ``max_new_tokens``,
+    by ``generate`` with its rules and defaults for ``settings`` (``do_sample``, ``temperature``,
+    ``top_k``, ``top_p``, ``min_p``, the penalties, or a whole ``generation_config``): greedy
+    unless ``do_sample=True``, which samples after the temperature and top-k (default 50) with a
+    generator seeded by ``seed``; greedy ignores the temperature, and sampling refuses 0.
     ``on_text`` receives the reply piece by piece as it is generated. Returns the reply's text.
 
     The prompt is ``chat_prompt_ids(tokenizer, messages, split_special_tokens=split_special_tokens)``:
     by default a chat token typed in a message is plain text, not a turn marker;
     ``split_special_tokens=False`` tokenizes the rendered text whole (the injectable way)."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
     device = model_device(model)
     prompt = torch.tensor([chat_prompt_ids(tokenizer, messages, split_special_tokens=split_special_tokens)],
                           device=device)
@@ -129,9 +131,8 @@ def chat_reply(
         raise ValueError(f"the conversation ({prompt.shape[1]} tokens) and max_new_tokens ({max_new_tokens}) "
                          f"exceed the model's context of {context} tokens; start a new conversation")
     streamer = TextCallbackStreamer(tokenizer, on_text or (lambda piece: None))
-    sampling = dict(do_sample=True, temperature=temperature, top_k=0) if temperature > 0 else dict(do_sample=False)
     out = generate(model, prompt, max_new_tokens, eos_token_id=tokenizer.convert_tokens_to_ids(END_OF_TURN),
-                   generator=torch.Generator(device).manual_seed(seed), streamer=streamer, **sampling)
+                   generator=torch.Generator(device).manual_seed(seed), streamer=streamer, **settings)
     return tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
 
 
@@ -157,64 +158,9 @@ def tuned_chat_model(steps: int = 40, seed: int = 0) -> tuple[MiniGPT, object]:
     return model.eval(), tokenizer
 
 
-class ChatBox:
-    """A conversation, a text box, a Send button and a temperature slider. Send adds the
-    learner's message, streams the model's reply into the conversation and keeps both for the
-    next turn; Clear starts again.
+def __getattr__(name: str):
+    if name == "ChatBox":  # re-exported; chat_box imports this module, so the import waits for the first use
+        from .chat_box import ChatBox  # here, not at the top: chat_box imports this module
 
-    ``display(chat.widget)`` in a notebook. ``chat.text_box.value = "..."`` then ``chat.send()``
-    does from code exactly what typing and clicking Send do.
-    """
-
-    def __init__(self, model: torch.nn.Module, tokenizer, system: str | None = None, max_new_tokens: int = 40):
-        import ipywidgets as widgets
-
-        self.model, self.tokenizer, self.max_new_tokens = model, tokenizer, max_new_tokens
-        self.system = system
-        self.messages: list[dict[str, str]] = []
-        # Several lines: a scene is a few speeches, each a name and a line (Enter starts a new line).
-        self.text_box = widgets.Textarea(placeholder="Ask the model...", description="you", rows=5,
-                                         layout=widgets.Layout(width="520px"))
-        self.temperature = widgets.FloatSlider(value=0.0, min=0.0, max=1.5, step=0.1, description="temperature",
-                                               style={"description_width": "initial"})
-        self.send_button = widgets.Button(description="Send", button_style="primary")
-        self.clear_button = widgets.Button(description="Clear")
-        self.conversation = widgets.HTML()
-        self.send_button.on_click(lambda _: self.send())
-        self.clear_button.on_click(lambda _: self.clear())
-        controls = widgets.HBox([self.text_box, self.send_button, self.clear_button])
-        self.widget = widgets.VBox([self.conversation, controls, self.temperature])
-        self.clear()
-
-    def clear(self) -> None:
-        """Start a new conversation (keeping the system message)."""
-        self.messages = [{"role": "system", "content": self.system}] if self.system else []
-        self._show("")
-
-    def send(self) -> str:
-        """Send the text box's message; stream and return the reply."""
-        text = self.text_box.value.strip()
-        if not text:
-            return ""
-        self.text_box.value = ""
-        self.messages.append({"role": "user", "content": text})
-        streamed: list[str] = []
-
-        def show(piece: str) -> None:
-            streamed.append(piece)
-            self._show("".join(streamed))
-
-        reply = chat_reply(self.model, self.tokenizer, self.messages, self.max_new_tokens, self.temperature.value,
-                           seed=len(self.messages), on_text=show)
-        self.messages.append({"role": "assistant", "content": reply})
-        self._show("")
-        return reply
-
-    def _show(self, partial_reply: str) -> None:
-        def paragraph(role: str, text: str) -> str:  # line breaks kept: a scene is several lines
-            return f"<p><b>{html.escape(role)}:</b> {html.escape(text).replace(chr(10), '<br>')}</p>"
-
-        rows = [paragraph(m["role"], m["content"]) for m in self.messages]
-        if partial_reply:
-            rows.append(paragraph("assistant", partial_reply))
-        self.conversation.value = "<div class='chat'>" + "\n".join(rows) + "</div>"
+        return ChatBox
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,7 +34,8 @@ def page_source(page: str, prompt: str = DEFAULT_PROMPT, text: str = DEFAULT_TEX
     if page == "chat":  # lesson 09's chat box, on the bundled model tuned when the page opens
         return "\n".join([
             "from IPython.display import display",
-            "from course_utils.chat import ChatBox, tuned_chat_model",
+            "from course_utils.chat import tuned_chat_model",
+            "from course_utils.chat_box import ChatBox",
             "model, tokenizer = tuned_chat_model()",
             "display(ChatBox(model, tokenizer).widget)",
         ])
@@ -43,7 +44,7 @@ def page_source(page: str, prompt: str = DEFAULT_PROMPT, text: str = DEFAULT_TEX
         module, name = "course_utils.playground", "SamplingPlayground"
     elif page == "attention":
         widget = f"AttentionExplorer(model, tokenizer, {text!r}).widget"
-        module, name = "course_utils.attention", "AttentionExplorer"
+        module, name = "course_utils.attention_explorer", "AttentionExplorer"
     else:
         raise ValueError(f"page must be one of {PAGES}, got {page!r}")
     return "\n".join([

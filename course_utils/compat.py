@@ -6,6 +6,13 @@ to the old one here, in one helper per rename, so that no lesson cell and no oth
 know which release is installed, and none triggers a deprecation message (nbval compares
 stderr, so such a message fails a lesson).
 
+Renames whose new name every supported release has need no helper: the course calls the new
+name directly. So far: ``tokenizer.decode`` of a batch (B, T) of ids for ``batch_decode``,
+``add_special_tokens({"extra_special_tokens": ...})`` for ``additional_special_tokens``, and
+``TokenizersBackend`` for ``PreTrainedTokenizerFast`` (now its alias); 5.3, the oldest release
+``pyproject.toml`` admits, has all three, and ``tests/test_transformers_interop.py`` checks that
+the old ones are not called.
+
 It also hides, where a caller asks, messages ``transformers`` logs about its own internal calls,
 which the caller cannot act on (``hidden_transformers_messages``).
 

@@ -63,7 +63,7 @@ class StopOnText:
         self.tokenizer, self.texts, self.prompt_length = tokenizer, list(texts), prompt_length
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
-        decoded = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :])
+        decoded = self.tokenizer.decode(input_ids[:, self.prompt_length :])  # (B, T) ids: one text per row
         return torch.tensor([any(text in row for text in self.texts) for row in decoded])
 
 

@@ -17,6 +17,7 @@ import copy
 import torch
 from torch import nn
 
+from .llama import LlamaConfig
 from .model import GPTConfig
 
 CACHE_IMPLEMENTATIONS = ("preallocated", "growing", "int8")
@@ -267,13 +268,12 @@ def multiply_adds_per_token(config: GPTConfig, n_past: int = 0) -> int:
     return config.n_layer * per_layer + C * config.vocab_size
 
 
-def kv_cache_bytes(config, seq_len: int, batch: int = 1, bytes_per_value: int = 4) -> int:
+def kv_cache_bytes(config: GPTConfig | LlamaConfig, seq_len: int, batch: int = 1, bytes_per_value: int = 4) -> int:
     """Bytes of keys and values for ``seq_len`` positions of ``batch`` sequences:
     2 (keys and values) x layers x batch x positions kept x key/value heads x head size x bytes
     per value. ``config``: a GPTConfig or a LlamaConfig, whose ``n_kv_heads`` (grouped-query
     attention) may be fewer than its heads; with a ``sliding_window`` of W, only the last W - 1
     positions are kept between steps (``SlidingWindowKVCache``)."""
-    kv_heads = getattr(config, "n_kv_heads", config.n_head)
-    window = getattr(config, "sliding_window", None)
+    window = config.sliding_window
     kept = seq_len if window is None else min(seq_len, window - 1)
-    return 2 * config.n_layer * batch * kept * kv_heads * config.head_size * bytes_per_value
+    return 2 * config.n_layer * batch * kept * config.n_kv_heads * config.head_size * bytes_per_value

@@ -23,7 +23,7 @@ Taught in: lesson 08.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -85,22 +85,45 @@ class LlamaConfig:
     def head_size(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def description(self) -> str:
+        """How a model card names the architecture."""
+        return (f"Llama-style (RMSNorm, {'RoPE' if self.position == 'rope' else 'ALiBi'}, SwiGLU of width "
+                f"{self.intermediate_size}, {self.n_kv_heads} key/value heads, no biases)")
+
+    def parameter_count(self) -> int:
+        """Parameters of a MiniLlama with this configuration, by formula (no model built):
+        V C (twice if the head is untied) + L (C H D + 2 C K D + H D C + 3 C F + 2 C) + C:
+        queries, keys and values of K heads, output, the three SwiGLU matrices, two RMSNorms; no
+        positions, no biases."""
+        C, L, V = self.n_embd, self.n_layer, self.vocab_size
+        D, H, K, F = self.head_size, self.n_head, self.n_kv_heads, self.intermediate_size
+        embeddings = V * C * (1 if self.tie_word_embeddings else 2)
+        return embeddings + L * (2 * C * H * D + 2 * C * K * D + 3 * C * F + 2 * C) + C
+
+    def build(self) -> MiniLlama:
+        """A freshly initialised MiniLlama of this configuration."""
+        return MiniLlama(self)
+
+
+CONFIGS = (GPTConfig, LlamaConfig)  # every configuration a course model is built from
+
+
+def config_from_dict(values: dict) -> GPTConfig | LlamaConfig:
+    """The configuration that ``values`` (a configuration's ``asdict``, or some of its fields)
+    describe: the first of ``CONFIGS`` whose fields include every key, so that a dict of only the
+    fields both share is a ``GPTConfig``. A ``ValueError`` names the keys when none does."""
+    for config in CONFIGS:
+        if set(values) <= {field.name for field in fields(config)}:
+            return config(**values)
+    raise ValueError(f"no model configuration has all of the fields {sorted(values)}")
+
 
 def parameter_count(config: GPTConfig | LlamaConfig) -> int:
     """Parameters of a MiniGPT or MiniLlama with this configuration, by formula (no model built),
-    so that it also gives the size of published models from their configurations.
-
-    GPT-2: V C (token embeddings, tied to the LM head) + T_max C (positions)
-    + L (12 C^2 + 13 C) (attention 4 C^2 + 4 C biases, MLP 8 C^2 + 5 C, two LayerNorms 4 C) + 2 C.
-    Llama: V C (twice if the head is untied) + L (C H D + 2 C K D + H D C + 3 C F + 2 C) + C:
-    queries, keys and values of K heads, output, the three SwiGLU matrices, two RMSNorms; no
-    positions, no biases."""
-    C, L, V = config.n_embd, config.n_layer, config.vocab_size
-    if isinstance(config, GPTConfig):
-        return V * C + config.context_length * C + L * (12 * C * C + 13 * C) + 2 * C
-    D, H, K, F = config.head_size, config.n_head, config.n_kv_heads, config.intermediate_size
-    embeddings = V * C * (1 if config.tie_word_embeddings else 2)
-    return embeddings + L * (2 * C * H * D + 2 * C * K * D + 3 * C * F + 2 * C) + C
+    so that it also gives the size of published models from their configurations: each
+    configuration's ``parameter_count()``, whose docstring gives its formula."""
+    return config.parameter_count()
 
 
 def equal_parameter_llama(gpt: GPTConfig, **changes) -> LlamaConfig:

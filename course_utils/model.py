@@ -59,6 +59,26 @@ class GPTConfig:
     def head_size(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def n_kv_heads(self) -> int:
+        """Heads with keys and values of their own: every head, in GPT-2."""
+        return self.n_head
+
+    # Not fields: GPT-2 attends to every earlier position; how a model card names the architecture.
+    sliding_window = None
+    description = "GPT-2 architecture"
+
+    def parameter_count(self) -> int:
+        """Parameters of a MiniGPT with this configuration, by formula (no model built):
+        V C (token embeddings, tied to the LM head) + T_max C (positions)
+        + L (12 C^2 + 13 C) (attention 4 C^2 + 4 C biases, MLP 8 C^2 + 5 C, two LayerNorms 4 C) + 2 C."""
+        C, L, V = self.n_embd, self.n_layer, self.vocab_size
+        return V * C + self.context_length * C + L * (12 * C * C + 13 * C) + 2 * C
+
+    def build(self) -> MiniGPT:
+        """A freshly initialised MiniGPT of this configuration."""
+        return MiniGPT(self)
+
 
 def causal_mask(
     seq_len: int, device: torch.device | str | None = None, n_past: int = 0, window: int | None = None

@@ -179,7 +179,7 @@ def add_chat_tokens(tokenizer, model: MiniGPT) -> list[int]:
     """Add ``CHAT_TOKENS`` to ``tokenizer`` as special tokens (never split, skipped on decoding
     with ``skip_special_tokens``), store ``CHAT_TEMPLATE`` in it, and grow ``model``'s
     embedding to match. Returns the new tokens' ids. Both are changed in place."""
-    tokenizer.add_special_tokens({"additional_special_tokens": list(CHAT_TOKENS)})
+    tokenizer.add_special_tokens({"extra_special_tokens": list(CHAT_TOKENS)})
     tokenizer.chat_template = CHAT_TEMPLATE
     resize_token_embeddings(model, len(tokenizer))
     return tokenizer.convert_tokens_to_ids(list(CHAT_TOKENS))

@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from .adapters import model_generation_config
+
 
 def _check_logits(logits: torch.Tensor) -> None:
     if logits.dim() != 2:
@@ -265,8 +267,8 @@ def resolve_settings(model: torch.nn.Module, generation_config=None, **explicit)
     """The settings of one ``generate`` call, merged once, special tokens included. Each field is
     the value passed in ``explicit`` (not None), else ``generation_config``'s (a
     ``GenerationSettings`` or a ``transformers`` ``GenerationConfig``), else the model's own
-    ``generation_config`` (a transformers model), else ``GenerationSettings``' default, which is
-    ``transformers``' (so a model whose config turns sampling on samples by default, as with
+    (``adapters.model_generation_config``: a transformers model's), else ``GenerationSettings``'
+    default, which is ``transformers``' (so a model whose config turns sampling on samples by default, as with
     ``model.generate()``). A ``GenerationConfig`` that sets a field the course does not honour
     (``no_repeat_ngram_size``, say) is refused with a ``ValueError`` naming it."""
     allowed = [f.name for f in fields(GenerationSettings)]
@@ -278,8 +280,7 @@ def resolve_settings(model: torch.nn.Module, generation_config=None, **explicit)
         if unhonoured := sorted(set(given) - set(allowed) - NOT_DECODING):
             raise ValueError(f"generation_config sets {unhonoured}, which the course's generate() does not "
                              f"honour; it honours: {allowed}")
-    sources = [config for config in (generation_config, getattr(model, "generation_config", None))
-               if config is not None]
+    sources = [config for config in (generation_config, model_generation_config(model)) if config is not None]
     chosen = {}
     for name in allowed:
         candidates = [explicit.get(name)] + [getattr(config, name, None) for config in sources]

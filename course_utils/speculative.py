@@ -26,7 +26,8 @@ from typing import Protocol
 
 import torch
 
-from .adapters import Stepper, vocabulary_size
+from .adapters import is_course_model, logits_after, vocabulary_size
+from .kv_cache import PreallocatedKVCache
 from .sampling import GenerationSettings
 
 
@@ -36,6 +37,29 @@ def distributions(logits: torch.Tensor, settings: GenerationSettings) -> torch.T
     mask = torch.ones(logits.shape[0], 1, dtype=torch.long, device=logits.device)
     empty = torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)
     return settings.process(logits.float(), empty, mask, 0).softmax(dim=-1)
+
+
+class Stepper:
+    """Runs a model along a growing sequence: a course model through a preallocated KV cache of
+    ``max_length`` positions, so that each call computes only the tokens it has not seen; a
+    transformers model on the whole sequence each time (``adapters.logits_after``)."""
+
+    def __init__(self, model: torch.nn.Module, max_length: int) -> None:
+        self.model = model
+        self.cache = PreallocatedKVCache(max_length) if is_course_model(model) else None
+        self.seen = 0
+
+    def logits(self, sequence: torch.Tensor) -> torch.Tensor:
+        """Logits (T_new, V) at the positions of ``sequence`` (1, T) not seen before."""
+        out = logits_after(self.model, sequence, self.seen, self.cache)[0]
+        self.seen = sequence.shape[1]
+        return out
+
+    def rollback(self, length: int) -> None:
+        """Forget the positions from ``length`` on (no copy for a cache)."""
+        self.seen = min(length, self.seen)
+        if self.cache is not None:
+            self.cache.crop(self.seen)
 
 
 class Drafter(Protocol):

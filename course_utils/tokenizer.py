@@ -36,9 +36,9 @@ def train_bpe(texts: list[str], vocab_size: int = 4096) -> Tokenizer:
 
 def save_for_transformers(tokenizer: Tokenizer, folder: str | Path, context_length: int) -> None:
     """Save ``tokenizer`` so that ``AutoTokenizer.from_pretrained(folder)`` loads it."""
-    from transformers import PreTrainedTokenizerFast
+    from transformers import TokenizersBackend
 
-    fast = PreTrainedTokenizerFast(
+    wrapped = TokenizersBackend(
         tokenizer_object=tokenizer,
         bos_token=END_OF_TEXT,
         eos_token=END_OF_TEXT,
@@ -46,4 +46,4 @@ def save_for_transformers(tokenizer: Tokenizer, folder: str | Path, context_leng
         model_max_length=context_length,
         clean_up_tokenization_spaces=False,
     )
-    fast.save_pretrained(str(folder))
+    wrapped.save_pretrained(str(folder))

@@ -47,8 +47,6 @@ from IPython.display import display
 
 from course_utils import MiniGPT, load_model
 from course_utils.attention import (
-    ALL_HEADS,
-    AttentionExplorer,
     ablation_effects,
     attention_weights,
     copying_loss,
@@ -65,6 +63,7 @@ from course_utils.attention import (
     token_labels,
     train_copying_model,
 )
+from course_utils.attention_explorer import ALL_HEADS, AttentionExplorer
 from course_utils.data import load_corpus
 from course_utils.hub import model_name
 from course_utils.lesson import check_below, seeded_generator, setup

@@ -53,7 +53,8 @@ import torch.nn.functional as F
 from IPython.display import display
 
 from course_utils import MiniGPT, generate, load_model
-from course_utils.chat import ChatBox, chat_prompt_ids, chat_reply
+from course_utils.chat import chat_prompt_ids, chat_reply
+from course_utils.chat_box import ChatBox
 from course_utils.data import load_corpus
 from course_utils.evaluation import bits_per_byte_blocks
 from course_utils.hub import model_name
@@ -855,11 +856,11 @@ plt.show()
 # ## 6. A chat box
 #
 # The tuned model in a chat box: type a message and press Send. The reply streams in token by
-# token and stops at `<|end|>`; the temperature slider switches from greedy decoding (0) to
-# sampling. The conversation is kept and rendered with the chat template each turn. The model
-# knows one task, so ask it who speaks next in a scene of your own, in the format it was tuned
-# on: "Who speaks next?", then four speeches. What you type is tokenized as plain text
-# (`chat_prompt_ids`, section 2), so typed turn markers stay text.
+# token and stops at `<|end|>`; ticking "sample" switches from greedy decoding to sampling at the
+# slider's temperature (top-k 50, as `generate`). The conversation is kept and rendered with the
+# chat template each turn. The model knows one task, so ask it who speaks next in a scene of your
+# own, in the format it was tuned on: "Who speaks next?", then four speeches. What you type is
+# tokenized as plain text (`chat_prompt_ids`, section 2), so typed turn markers stay text.
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -9,7 +9,6 @@ from transformers import AutoModelForCausalLM
 
 from course_utils import MiniGPT
 from course_utils.attention import (
-    ALL_HEADS,
     attention_weights,
     entropy,
     first_token_score,
@@ -19,6 +18,7 @@ from course_utils.attention import (
     previous_token_score,
     repeated_random_tokens,
 )
+from course_utils.attention_explorer import ALL_HEADS
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +216,7 @@ def bundled():
 
 
 def test_a_head_view_is_that_heads_weights_and_scores(bundled):
-    from course_utils.attention import head_view
+    from course_utils.attention_explorer import head_view
 
     model, tokenizer = bundled
     text = "ROMEO.\nBut soft, what light through yonder window breaks?"
@@ -237,7 +237,7 @@ def test_a_head_view_is_that_heads_weights_and_scores(bundled):
 
 
 def test_the_heatmap_shades_the_past_and_leaves_the_future_blank(bundled):
-    from course_utils.attention import attention_html, head_view
+    from course_utils.attention_explorer import attention_html, head_view
 
     model, tokenizer = bundled
     view = head_view(model, tokenizer, "To be, or not to be", layer=0, head=0)
@@ -249,7 +249,7 @@ def test_the_heatmap_shades_the_past_and_leaves_the_future_blank(bundled):
 
 
 def test_the_explorer_updates_when_a_control_changes(bundled):
-    from course_utils.attention import AttentionExplorer
+    from course_utils.attention_explorer import AttentionExplorer
 
     model, tokenizer = bundled
     explorer = AttentionExplorer(model, tokenizer, "To be, or not to be, that is the question")
@@ -264,6 +264,18 @@ def test_the_explorer_updates_when_a_control_changes(bundled):
         model, tokenizer("To be, or not to be, that is the question", return_tensors="pt").input_ids)[4][0].mean(0))
     explorer.controls["text"].value = "HAMLET.\nWords, words, words."
     assert "Words" in explorer.heatmap.value or "␣words" in explorer.heatmap.value
+
+
+def test_the_explorer_and_the_weights_keep_their_names_in_course_utils_attention():
+    import course_utils.adapters
+    import course_utils.attention
+    import course_utils.attention_explorer
+
+    for name in course_utils.attention.EXPLORER_NAMES:
+        assert getattr(course_utils.attention, name) is getattr(course_utils.attention_explorer, name)
+    assert course_utils.attention.attention_weights is course_utils.adapters.attention_weights
+    with pytest.raises(AttributeError, match="no attribute 'AttentionExplorr'"):
+        _ = course_utils.attention.AttentionExplorr
 
 
 def test_attention_weights_of_a_mini_llama_come_from_its_own_explicit_path():

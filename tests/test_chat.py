@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from course_utils import GPTConfig, MiniGPT, load_model, load_tokenizer
-from course_utils.chat import ChatBox, TextCallbackStreamer, chat_prompt_ids, chat_reply, tuned_chat_model
+from course_utils.chat import TextCallbackStreamer, chat_prompt_ids, chat_reply, tuned_chat_model
+from course_utils.chat_box import ChatBox
 from course_utils.data import load_corpus
 from course_utils.post_training import (
     CHAT_TOKENS,
@@ -127,12 +128,62 @@ def test_chat_reply_really_generates_after_the_generation_prompt(chat_model_and_
 
     expected = generate(model, prompt, 6, eos_token_id=tokenizer.convert_tokens_to_ids(END_OF_TURN))
     assert reply == tokenizer.decode(expected[0, prompt.shape[1]:], skip_special_tokens=True)
-    sampled = {chat_reply(model, tokenizer, messages, 6, temperature=1.0, seed=seed) for seed in range(4)}
-    assert len(sampled) > 1  # sampling at temperature 1 with different seeds
-    with pytest.raises(ValueError, match="temperature must be >= 0"):
-        chat_reply(model, tokenizer, messages, temperature=-1)
     with pytest.raises(ValueError, match="exceed the model's context"):
         chat_reply(model, tokenizer, messages, max_new_tokens=500)
+
+
+def test_chat_reply_samples_and_is_greedy_by_generates_rules(chat_model_and_tokenizer):
+    """chat_reply's settings are generate's, with its defaults: greedy unless do_sample, whatever
+    the temperature; sampling keeps top-k 50 unless told otherwise, and refuses temperature 0."""
+    model, tokenizer = chat_model_and_tokenizer
+    messages = [{"role": "user", "content": "Speak."}]
+    prompt = torch.tensor([chat_prompt_ids(tokenizer, messages)])
+    end = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    from course_utils import generate
+
+    def generated(seed: int, **settings) -> str:
+        out = generate(model, prompt, 8, eos_token_id=end, generator=torch.Generator().manual_seed(seed), **settings)
+        return tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
+
+    greedy = generated(0)
+    assert chat_reply(model, tokenizer, messages, 8, temperature=0.0) == greedy  # greedy ignores the temperature
+    assert chat_reply(model, tokenizer, messages, 8, temperature=1.3, top_k=3) == greedy
+    for seed in range(3):
+        assert chat_reply(model, tokenizer, messages, 8, seed=seed, do_sample=True, temperature=1.3) \
+            == generated(seed, do_sample=True, temperature=1.3)  # top-k 50, generate's default
+    assert any(generated(seed, do_sample=True, temperature=1.3) != generated(seed, do_sample=True, temperature=1.3,
+                                                                             top_k=0) for seed in range(3))
+    sampled = {chat_reply(model, tokenizer, messages, 8, seed=seed, do_sample=True, temperature=2.0, top_k=0)
+               for seed in range(4)}
+    assert len(sampled) > 1
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        chat_reply(model, tokenizer, messages, do_sample=True, temperature=0.0)
+    with pytest.raises(ValueError, match="top_k must be an integer >= 0"):
+        chat_reply(model, tokenizer, messages, do_sample=True, top_k=-1)
+
+
+def test_the_chat_box_samples_only_when_told(chat_model_and_tokenizer, monkeypatch):
+    model, tokenizer = chat_model_and_tokenizer
+    calls = []
+
+    def recording_generate(model_, prompt, max_new_tokens, eos_token_id, generator, streamer, **settings):
+        calls.append(settings)
+        return torch.cat([prompt, torch.tensor([[eos_token_id]])], dim=1)
+
+    monkeypatch.setattr("course_utils.chat.generate", recording_generate)
+    box = ChatBox(model, tokenizer)
+    box.text_box.value = "Who is there?"
+    box.send()
+    box.do_sample.value, box.temperature.value = True, 0.7
+    box.text_box.value = "And then?"
+    box.send()
+    assert calls == [dict(do_sample=False, temperature=1.0), dict(do_sample=True, temperature=0.7)]
+
+
+def test_chat_box_is_still_importable_from_chat():
+    import course_utils.chat
+
+    assert course_utils.chat.ChatBox is ChatBox
 
 
 def test_the_streamer_skips_the_prompt_and_waits_for_whole_characters(chat_model_and_tokenizer):

@@ -12,6 +12,7 @@ from course_utils.llama import (
     alibi_bias,
     alibi_slopes,
     apply_rope,
+    config_from_dict,
     equal_parameter_llama,
     parameter_count,
     rope_cos_sin,
@@ -241,8 +242,27 @@ def test_the_trainer_trains_a_minillama(tmp_path):
                 tie_word_embeddings=True),
 ])
 def test_parameter_count_formula_equals_the_built_model(config):
-    model = MiniGPT(config) if isinstance(config, GPTConfig) else MiniLlama(config)
-    assert parameter_count(config) == model.num_parameters()
+    model = config.build()
+    assert type(model) is (MiniGPT if isinstance(config, GPTConfig) else MiniLlama) and model.config is config
+    assert parameter_count(config) == config.parameter_count() == model.num_parameters()
+
+
+def test_each_configuration_says_how_it_is_described_and_comes_back_from_its_dict():
+    from dataclasses import asdict
+
+    gpt = GPTConfig(vocab_size=100, context_length=16, n_layer=2, n_head=2, n_embd=32)
+    llama = LlamaConfig(vocab_size=100, context_length=16, n_layer=2, n_head=4, n_kv_heads=2, n_embd=32,
+                        position="alibi", intermediate_size=40)
+    assert gpt.description == "GPT-2 architecture"
+    assert llama.description == ("Llama-style (RMSNorm, ALiBi, SwiGLU of width 40, 2 key/value heads, no biases)")
+    assert (gpt.n_kv_heads, gpt.sliding_window) == (2, None)
+    assert config_from_dict(asdict(gpt)) == gpt and config_from_dict(asdict(llama)) == llama
+    assert config_from_dict(dict(n_layer=3)) == GPTConfig(n_layer=3)  # only shared fields: GPT-2
+    for only_llama in ("tie_word_embeddings", "rms_norm_eps", "n_kv_heads"):  # any Llama field picks Llama
+        assert type(config_from_dict({only_llama: asdict(llama)[only_llama]})) is LlamaConfig
+    with pytest.raises(ValueError, match=r"no model configuration has all of the fields \['layer_norm_epsilon', "
+                                         r"'rope_theta'\]"):
+        config_from_dict(dict(layer_norm_epsilon=1e-5, rope_theta=1e4))
 
 
 @pytest.mark.parametrize("changes", [{}, {"n_kv_heads": 2}, {"n_kv_heads": 1, "tie_word_embeddings": False}])

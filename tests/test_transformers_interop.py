@@ -116,6 +116,37 @@ def test_transformers_generate_with_a_course_stopping_criterion(bundled, no_warn
     assert out.shape[1] == prompt.shape[1] + 5
 
 
+def test_the_tokenizer_paths_use_the_transformers_5_names(bundled, monkeypatch, tmp_path, no_warnings):
+    """StopOnText decodes a batch with ``decode`` (not ``batch_decode``), add_chat_tokens adds
+    ``extra_special_tokens`` (not ``additional_special_tokens``), and a tokenizer saved by
+    ``save_for_transformers`` loads back as a ``TokenizersBackend``."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer, TokenizersBackend
+
+    from course_utils.generation import StopOnText
+    from course_utils.post_training import CHAT_TOKENS, add_chat_tokens
+    from course_utils.tokenizer import save_for_transformers
+
+    target, _, _, prompt = bundled
+    tokenizer = load_tokenizer()
+
+    def refused(*args, **kwargs):
+        raise AssertionError("batch_decode was called")
+
+    monkeypatch.setattr(type(tokenizer), "batch_decode", refused)
+    rows = torch.cat([prompt, prompt]).clone()
+    rows[1, -1] = tokenizer.eos_token_id
+    assert StopOnText(tokenizer, ["soft"], prompt_length=0)(rows).tolist() == [True, False]
+    added_with = []
+    original = type(tokenizer).add_special_tokens
+    monkeypatch.setattr(type(tokenizer), "add_special_tokens",
+                        lambda self, tokens, **kw: added_with.append(sorted(tokens)) or original(self, tokens, **kw))
+    add_chat_tokens(tokenizer, MiniGPT.from_hf(target))
+    assert added_with == [["extra_special_tokens"]] and set(CHAT_TOKENS) <= set(tokenizer.all_special_tokens)
+    save_for_transformers(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), tmp_path, context_length=64)
+    assert isinstance(AutoTokenizer.from_pretrained(str(tmp_path)), TokenizersBackend)
+
+
 def test_attention_weights_of_a_transformers_model(bundled, no_warnings):
     target, _, _, prompt = bundled
     ours = MiniGPT.from_hf(target)

@@ -135,7 +135,7 @@ class PlaygroundPage:
 
 
 class ExplorerPage:
-    """The attention explorer (``course_utils.attention``) inside ``root``, a page locator."""
+    """The attention explorer (``course_utils.attention_explorer``) inside ``root``, a page locator."""
 
     def __init__(self, root):
         self.root = root
@@ -170,7 +170,7 @@ class ExplorerPage:
 
 
 class ChatPage:
-    """The chat box (``course_utils.chat.ChatBox``) inside ``root``, a page locator."""
+    """The chat box (``course_utils.chat_box.ChatBox``) inside ``root``, a page locator."""
 
     def __init__(self, root):
         self.root = root

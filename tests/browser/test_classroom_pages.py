@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from browser.browser_pages import ChatPage, ExplorerPage, PlaygroundPage, screenshot
-from course_utils.attention import head_view
+from course_utils.attention_explorer import head_view
 from course_utils.classroom import DEFAULT_TEXT
 from course_utils.data import load_corpus
 from course_utils.post_training import QUESTION, next_speaker_examples
