@@ -17,6 +17,7 @@ draft model's forward passes).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -48,7 +49,7 @@ def model_context(model: torch.nn.Module) -> int:
 
 def layers_and_heads(model: torch.nn.Module) -> tuple[int, int]:
     """(layers, attention heads) of a course model or a transformers model."""
-    config = model.config
+    config: Any = model.config  # either kind's, each with its own names
     if is_course_model(model):
         return config.n_layer, config.n_head
     return config.num_hidden_layers, config.num_attention_heads
@@ -56,7 +57,8 @@ def layers_and_heads(model: torch.nn.Module) -> tuple[int, int]:
 
 def vocabulary_size(model: torch.nn.Module) -> int:
     """How many token ids ``model`` knows (both kinds call it ``config.vocab_size``)."""
-    return model.config.vocab_size
+    config: Any = model.config
+    return config.vocab_size
 
 
 def model_generation_config(model: torch.nn.Module):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -49,9 +50,9 @@ class LlamaConfig:
     context_length: int = 256  # the largest T, max_position_embeddings in transformers
     n_layer: int = 6
     n_head: int = 8
-    n_kv_heads: int | None = None  # None: n_head (plain multi-head attention)
+    n_kv_heads: int = None  # type: ignore[assignment]  # None: n_head (plain multi-head attention)
     n_embd: int = 256
-    intermediate_size: int | None = None  # None: swiglu_hidden_size(n_embd)
+    intermediate_size: int = None  # type: ignore[assignment]  # None: swiglu_hidden_size(n_embd)
     position: str = "rope"  # or "alibi"
     rope_theta: float = 10000.0
     sliding_window: int | None = None
@@ -64,6 +65,12 @@ class LlamaConfig:
             self.n_kv_heads = self.n_head
         if self.intermediate_size is None:
             self.intermediate_size = swiglu_hidden_size(self.n_embd)
+        self._check_sizes()
+        self._check_positions()
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def _check_sizes(self) -> None:
         for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_kv_heads", "n_embd",
                      "intermediate_size"):
             if getattr(self, name) < 1:
@@ -72,14 +79,14 @@ class LlamaConfig:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.n_head % self.n_kv_heads:
             raise ValueError(f"n_head ({self.n_head}) must be divisible by n_kv_heads ({self.n_kv_heads})")
+
+    def _check_positions(self) -> None:
         if self.position not in POSITIONS:
             raise ValueError(f"position must be one of {POSITIONS}, got {self.position!r}")
         if self.position == "rope" and self.head_size % 2:
             raise ValueError(f"RoPE rotates pairs of dimensions: the head size must be even, got {self.head_size}")
         if self.sliding_window is not None and self.sliding_window < 1:
             raise ValueError(f"sliding_window must be a positive integer or None, got {self.sliding_window}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def head_size(self) -> int:
@@ -335,7 +342,7 @@ class MiniLlama(CourseModel):
     def from_hf(cls, hf_model: nn.Module) -> MiniLlama:
         """A MiniLlama holding the same weights as a transformers ``LlamaForCausalLM`` or
         ``MistralForCausalLM`` (default RoPE, no biases, SiLU, head size = hidden / heads)."""
-        c = hf_model.config
+        c: Any = hf_model.config  # a transformers config: its attributes are set at run time
         model_type = getattr(c, "model_type", type(hf_model).__name__)
         if model_type not in ("llama", "mistral"):
             raise ValueError(f"MiniLlama.from_hf needs a Llama or Mistral model, got {model_type!r}")

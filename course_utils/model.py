@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -292,6 +292,9 @@ class CourseModel(nn.Module):
     ``forward(input_ids, targets=None, attention_mask=None, cache=None)``, a KV cache, and a
     ``config`` with ``vocab_size``, ``context_length``, ``n_layer`` and ``n_embd``."""
 
+    config: Any  # GPTConfig here, LlamaConfig in llama.py
+    lm_head: nn.Linear
+
     def num_parameters(self) -> int:
         """Trainable parameters, a tied embedding counted once."""
         return sum(p.numel() for p in self.parameters())
@@ -395,7 +398,7 @@ class MiniGPT(CourseModel):
         GPT-2 stores its linear layers as ``Conv1D`` with weights (in, out); ``nn.Linear``
         stores (out, in), so those weights are transposed on the way in.
         """
-        hf_config = hf_model.config
+        hf_config: Any = hf_model.config  # a transformers config: its attributes are set at run time
         if getattr(hf_config, "model_type", None) != "gpt2":
             raise ValueError(
                 f"MiniGPT.from_hf needs a GPT-2 model (model_type 'gpt2'), got "

@@ -221,9 +221,9 @@ class LoRALinear(nn.Module):
         if not alpha > 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
         self.base = base.requires_grad_(False)
-        factory = dict(device=base.weight.device, dtype=base.weight.dtype)
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, **factory))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, **factory))
+        device, dtype = base.weight.device, base.weight.dtype
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=device, dtype=dtype))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=device, dtype=dtype))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.scale = alpha / rank
         self.merged = False
