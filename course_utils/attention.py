@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import cast
 
 import torch
 
 from .adapters import attention_weights  # noqa: F401  (its documented home is course_utils.attention too)
-from .model import GPTConfig, MiniGPT
+from .model import Block, GPTConfig, MiniGPT
 from .train import training_step
 
 SCORE_NAMES = ("previous_token", "first_token", "mean_distance", "entropy")
@@ -140,14 +141,15 @@ def heads_scaled(model: MiniGPT, head_mask: torch.Tensor | None) -> Iterator[Min
     if head_mask is not None and tuple(head_mask.shape) != (config.n_layer, config.n_head):
         raise ValueError(f"head_mask must have shape (n_layer, n_head) = {(config.n_layer, config.n_head)}, "
                          f"got {tuple(head_mask.shape)}")
-    before = [block.attn.head_mask for block in model.h]
+    layers = [cast(Block, block).attn for block in model.h]
+    before = [attention.head_mask for attention in layers]
     try:
-        for layer, block in enumerate(model.h):
-            block.attn.head_mask = None if head_mask is None else head_mask[layer]
+        for layer, attention in enumerate(layers):
+            attention.head_mask = None if head_mask is None else head_mask[layer]
         yield model
     finally:
-        for block, mask in zip(model.h, before):
-            block.attn.head_mask = mask
+        for attention, mask in zip(layers, before):
+            attention.head_mask = mask
 
 
 def copying_loss(
