@@ -81,11 +81,11 @@ def chat_prompt_ids(
     ``tokenizer(render_chat(messages, add_generation_prompt)).input_ids``, where a typed ``<|end|>``
     is the end-of-turn id."""
     text = render_chat(messages, add_generation_prompt)  # validates the messages
+    missing = [token for token in CHAT_TOKENS if token not in tokenizer.all_special_tokens]
+    if missing:  # (either way: without them the turn markers would be plain text, <|end|> no end)
+        raise ValueError(f"tokenizer lacks the chat tokens {missing}: add them with add_chat_tokens(tokenizer, model)")
     if not split_special_tokens:
         return tokenizer(text).input_ids
-    missing = [token for token in CHAT_TOKENS if token not in tokenizer.all_special_tokens]
-    if missing:
-        raise ValueError(f"the tokenizer lacks the chat tokens {missing}: add them with add_chat_tokens")
     *role_ids, end = tokenizer.convert_tokens_to_ids(list(CHAT_TOKENS))
     role_id = dict(zip(ROLES, role_ids))
 

@@ -53,29 +53,37 @@ class ChatBox:
         self._show("")
 
     def send(self) -> str:
-        """Send the text box's message; stream and return the reply."""
+        """Send the text box's message; stream and return the reply. A message ``chat_reply``
+        refuses (one that would overflow the model's context, say) enters neither the history nor
+        the conversation: the box shows why, keeps the text to shorten, and returns ""."""
         text = self.text_box.value.strip()
         if not text:
             return ""
-        self.text_box.value = ""
-        self.messages.append({"role": "user", "content": text})
+        messages = [*self.messages, {"role": "user", "content": text}]
         streamed: list[str] = []
 
         def show(piece: str) -> None:
             streamed.append(piece)
-            self._show("".join(streamed))
+            self._show("".join(streamed), messages)
 
-        reply = chat_reply(self.model, self.tokenizer, self.messages, self.max_new_tokens, seed=len(self.messages),
-                           on_text=show, do_sample=self.do_sample.value, temperature=self.temperature.value)
-        self.messages.append({"role": "assistant", "content": reply})
+        try:
+            reply = chat_reply(self.model, self.tokenizer, messages, self.max_new_tokens, seed=len(messages),
+                               on_text=show, do_sample=self.do_sample.value, temperature=self.temperature.value)
+        except ValueError as refusal:
+            self._show("", self.messages, notice=f"Not sent: {refusal}")
+            return ""
+        self.text_box.value = ""
+        self.messages = [*messages, {"role": "assistant", "content": reply}]
         self._show("")
         return reply
 
-    def _show(self, partial_reply: str) -> None:
+    def _show(self, partial_reply: str, messages: list[dict[str, str]] | None = None, notice: str = "") -> None:
         def paragraph(role: str, text: str) -> str:  # line breaks kept: a scene is several lines
             return f"<p><b>{html.escape(role)}:</b> {html.escape(text).replace(chr(10), '<br>')}</p>"
 
-        rows = [paragraph(m["role"], m["content"]) for m in self.messages]
+        rows = [paragraph(m["role"], m["content"]) for m in (self.messages if messages is None else messages)]
         if partial_reply:
             rows.append(paragraph("assistant", partial_reply))
+        if notice:
+            rows.append(f"<p class='notice'><i>{html.escape(notice)}</i></p>")
         self.conversation.value = "<div class='chat'>" + "\n".join(rows) + "</div>"

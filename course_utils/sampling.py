@@ -181,7 +181,9 @@ class GenerationSettings:
     def _check_filters(self) -> None:
         """The filters' own checks, run up front so that bad arguments fail before any forward pass.
         Greedy and beam search ignore the temperature, so, as in transformers, only sampling
-        refuses temperature=0."""
+        refuses temperature=0; a temperature that is no finite number is refused whatever the mode."""
+        if not isinstance(self.temperature, int | float) or not math.isfinite(self.temperature):
+            raise ValueError(f"temperature must be a finite number, got {self.temperature!r}")
         if self.do_sample:
             _check_temperature(self.temperature)
         _check_top_k(self.top_k)

@@ -247,3 +247,37 @@ def test_pair_batches_draws_answer_only_rows():
     for row_inputs, row_targets in zip(inputs.tolist(), targets.tolist()):
         assert row_inputs in ([1, 2, 3, 4], [6, 7, 0, 0])
         assert row_targets in ([-100, -100, 4, 5], [-100, 8, -100, -100])
+
+
+def test_a_message_that_would_overflow_is_refused_before_it_enters_the_history(chat_model_and_tokenizer):
+    """The box shows why, keeps the text to shorten, and the next (short) message goes through."""
+    model, tokenizer = chat_model_and_tokenizer
+    box = ChatBox(model, tokenizer, system="Answer briefly.", max_new_tokens=4)
+    box.text_box.value = "Who is there? " * 60  # over the tiny model's 128-token context
+    assert box.send() == ""
+    assert box.messages == [{"role": "system", "content": "Answer briefly."}]
+    assert "Not sent:" in box.conversation.value and "exceed the model&#x27;s context" in box.conversation.value
+    assert box.text_box.value.startswith("Who is there?")
+    box.text_box.value = "Who is there?"
+    box.send()
+    assert [m["role"] for m in box.messages] == ["system", "user", "assistant"]
+    assert "Not sent:" not in box.conversation.value
+
+
+def test_a_tokenizer_without_the_chat_tokens_is_refused_either_way(chat_model_and_tokenizer):
+    model, _ = chat_model_and_tokenizer
+    plain = load_tokenizer()
+    messages = [{"role": "user", "content": "Who is there?"}]
+    for split in (True, False):
+        with pytest.raises(ValueError, match=r"tokenizer lacks the chat tokens .*add_chat_tokens"):
+            chat_prompt_ids(plain, messages, split_special_tokens=split)
+    with pytest.raises(ValueError, match="tokenizer lacks the chat tokens"):
+        chat_reply(model, plain, messages, 4)
+
+
+def test_a_nan_temperature_is_refused_not_run_greedy(chat_model_and_tokenizer):
+    model, tokenizer = chat_model_and_tokenizer
+    for do_sample in (True, False):
+        with pytest.raises(ValueError, match="temperature must be a finite number, got nan"):
+            chat_reply(model, tokenizer, [{"role": "user", "content": "Who?"}], 4, do_sample=do_sample,
+                       temperature=float("nan"))

@@ -199,7 +199,9 @@ def test_stop_on_text_and_streamer(hf_models):
     (dict(num_beams=3, length_penalty=float("nan")), "length_penalty must be a finite number, got nan"),
     (dict(num_beams=3, length_penalty=float("inf")), "length_penalty must be a finite number, got inf"),
     (dict(num_beams=3, length_penalty=-float("inf")), "length_penalty must be a finite number, got -inf"),
-    (dict(temperature=float("nan"), do_sample=True), "temperature must be > 0"),
+    (dict(temperature=float("nan"), do_sample=True), "temperature must be a finite number, got nan"),
+    (dict(temperature=float("nan")), "temperature must be a finite number, got nan"),  # even when greedy
+    (dict(temperature=float("inf"), do_sample=True), "temperature must be a finite number, got inf"),
 ])
 def test_more_invalid_arguments(hf_models, kwargs, match):
     with pytest.raises(ValueError, match=match):
