@@ -156,9 +156,13 @@ class KVCache(Protocol):
 
 
 def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
-    """Refuse ``input_ids`` that are not (batch, seq) or hold ids outside [0, vocab_size)."""
+    """Refuse ``input_ids`` that are not (batch, seq) token ids of an embedding's index type
+    (torch.long or torch.int) or hold ids outside [0, vocab_size): the type first, since a small
+    integer type compared with vocab_size would wrap around."""
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}")
+    if input_ids.dtype not in (torch.long, torch.int):
+        raise ValueError(f"input_ids must hold token ids of dtype torch.long or torch.int, got {input_ids.dtype}")
     if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
         raise ValueError(
             f"input_ids must lie in [0, {vocab_size - 1}] (the model's vocabulary), got values "

@@ -88,6 +88,15 @@ def test_token_ids_outside_vocabulary_are_refused():
     mini = MiniGPT(GPTConfig(vocab_size=50, context_length=8, n_layer=1, n_head=2, n_embd=16))
     with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 49\]"):
         mini(torch.tensor([[1, 50]]))
+    assert mini(torch.tensor([[1, 49]], dtype=torch.int)).shape == (1, 2, 50)  # int32 ids are ids too
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.float32, torch.bool])
+def test_ids_of_another_dtype_are_refused_before_their_range_is_checked(dtype):
+    """uint8 [[5, 6]] once read "must lie in [0, 4095], got values from 5 to 6" (4095 wraps in uint8)."""
+    mini = MiniGPT(GPTConfig(vocab_size=4096, context_length=8, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(ValueError, match=f"token ids of dtype torch.long or torch.int, got {dtype}"):
+        mini(torch.tensor([[5, 6]]).to(dtype))
 
 
 @pytest.mark.parametrize("field,value", [("n_embd", 30), ("n_layer", 0), ("dropout", 1.0)])
