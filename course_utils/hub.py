@@ -17,7 +17,10 @@ from pathlib import Path
 
 import torch
 
+from .files import sha256_of
+
 ASSETS = Path(__file__).parent / "assets"
+CHECKSUMS = ASSETS / "SHA256SUMS"
 BUNDLED_MODELS = ("shakespeare-gpt", "shakespeare-gpt-draft")
 DEFAULT_MODEL = "shakespeare-gpt"
 DEFAULT_DRAFT_MODEL = "shakespeare-gpt-draft"
@@ -37,8 +40,47 @@ def draft_model_name(name: str | None = None) -> str:
     return name or os.environ.get("COURSE_DRAFT_MODEL") or DEFAULT_DRAFT_MODEL
 
 
+def read_checksums(path: Path = CHECKSUMS) -> dict[str, str]:
+    """{path relative to the assets folder: sha256} from a ``sha256sum``-format file."""
+    sums = {}
+    for line in path.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        if digest and name:
+            sums[name] = digest
+    return sums
+
+
+# Each bundled file found to match its checksum, with the (size, mtime) it had then: a file is
+# hashed once per process, and again only if it changes.
+_VERIFIED: dict[Path, tuple[int, int]] = {}
+
+
+def verify_bundled(name: str, assets: Path = ASSETS, checksums: Path = CHECKSUMS) -> None:
+    """Check the bundled model ``name``'s files against ``SHA256SUMS``, which the course ships
+    (and ``python -m course_utils doctor`` checks too): a damaged or changed file raises
+    ``ModelUnavailableError`` naming it and saying how to restore it, instead of loading a model
+    that quietly generates nonsense."""
+    listed = {relative: digest for relative, digest in read_checksums(checksums).items()
+              if relative.startswith(name + "/")}
+    if not listed:
+        raise ModelUnavailableError(f"{checksums} lists no file of the bundled model {name!r}; reinstall the course")
+    for relative, digest in listed.items():
+        path = assets / relative
+        stat = path.stat()
+        if _VERIFIED.get(path) == (stat.st_size, stat.st_mtime_ns):
+            continue
+        if sha256_of(path) != digest:
+            raise ModelUnavailableError(
+                f"{path} does not match its SHA-256 in {checksums.name}: the file is damaged or was changed. "
+                f"Restore it: `git checkout -- course_utils/assets/{relative}` in a clone of the course, "
+                f"or reinstall the course."
+            )
+        _VERIFIED[path] = (stat.st_size, stat.st_mtime_ns)
+
+
 def resolve(name: str) -> str:
-    """The folder of a bundled model, a local folder, or else ``name`` as a hub id."""
+    """The folder of a bundled model (its files checked against their checksums), a local
+    folder, or else ``name`` as a hub id."""
     if name in BUNDLED_MODELS:
         folder = ASSETS / name
         if not (folder / "config.json").exists():
@@ -46,6 +88,7 @@ def resolve(name: str) -> str:
                 f"The bundled model {name!r} is missing from {folder}; reinstall the course "
                 f"or rebuild it with `python -m course_utils.train --preset {name}`."
             )
+        verify_bundled(name)
         return str(folder)
     path = Path(name).expanduser()
     if path.is_dir():

@@ -36,3 +36,25 @@ def test_local_folder_via_course_model(monkeypatch, tmp_path, random_gpt2_dirs):
     model, tokenizer = load_model()
     assert model.config.n_positions == 48 and not model.training
     assert load_tokenizer().encode("To be") == tokenizer.encode("To be")
+
+
+def test_a_flipped_byte_in_a_bundled_model_is_caught_on_load(monkeypatch, tmp_path):
+    """A bit-flipped model.safetensors once loaded and generated <|endoftext|>: now load_model
+    names the file and how to restore it. Checked once per process, again when the file changes."""
+    from course_utils import hub
+
+    assets = tmp_path / "assets"
+    shutil.copytree(hub.ASSETS, assets)
+    monkeypatch.setattr(hub, "ASSETS", assets)
+    monkeypatch.setattr(hub, "CHECKSUMS", assets / "SHA256SUMS")
+    monkeypatch.setattr(hub.verify_bundled, "__defaults__", (assets, assets / "SHA256SUMS"))
+    model, _ = load_model("shakespeare-gpt", device="cpu")  # intact: loads
+    weights = assets / "shakespeare-gpt" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelUnavailableError, match=r"model\.safetensors does not match its SHA-256 in "
+                                                    r"SHA256SUMS.*git checkout -- course_utils/assets/"
+                                                    r"shakespeare-gpt/model\.safetensors"):
+        load_model("shakespeare-gpt", device="cpu")
+    resolve("shakespeare-gpt-draft")  # the other model is untouched
