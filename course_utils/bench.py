@@ -48,7 +48,8 @@ from .hub import load_model
 from .model import MiniGPT
 from .speculative import DEFAULT_ASSISTANT_TOKENS, SPECULATIVE_PROMPTS, drafting_like_ours
 from .timing import interleaved_rates, median_seconds, paired_ratio, print_medians
-from .train import PRESETS, TrainConfig, make_optimizer, training_step
+from .recipes import PRESETS
+from .train import TrainConfig, make_optimizer, training_step
 
 PROMPT = "ROMEO.\n"
 
