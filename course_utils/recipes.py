@@ -42,6 +42,7 @@ from .train import Batches, LossFn, TrainConfig, Trainer, build_model, encode_pl
 
 VOCAB_SIZE = 4096
 
+# The loop's configuration of each bundled model; a distilled one has its teacher in DISTILLATIONS.
 PRESETS: dict[str, TrainConfig] = {
     "shakespeare-gpt": TrainConfig(
         model=GPTConfig(vocab_size=VOCAB_SIZE, context_length=512, n_layer=6, n_head=8, n_embd=256, dropout=0.1),

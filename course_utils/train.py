@@ -43,8 +43,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on besides the data (and, for a run that changes them, its batches
-    and loss: see ``Trainer``)."""
+    """Everything a run depends on besides its data and its loss (the ``Trainer``'s ``train_tokens``
+    or ``batches``, and ``loss_fn``)."""
 
     model: GPTConfig | LlamaConfig = field(default_factory=GPTConfig)  # a MiniGPT or a MiniLlama
     batch_size: int = 16  # sequences per forward pass (transformers' per-device batch size)

@@ -330,7 +330,7 @@ for step in range(3):
     for group in optimizer.param_groups:
         group["lr"] = learning_rate_at(step, check)
     inputs, targets = random_batch(train_tokens, check.batch_size, small.context_length, batches)
-    training_step(model, optimizer, [(inputs, targets)], check.grad_clip)
+    training_step(model, optimizer, [(inputs, targets)], grad_clip=check.grad_clip)
 same = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trainer.model.state_dict().values()))
 print("Trainer's weights after 3 steps == the hand-built steps':", same)
 assert same
