@@ -8,7 +8,8 @@
     python -m course_utils classroom   # the widgets as web pages (Voila), for a class
 
 Each command is the ``main(argv) -> exit status`` of the module it names (``evaluate`` is
-``evaluation.main``), so ``python -m course_utils.train ...`` runs the same thing.
+``evaluation.main``, ``train`` is ``recipes.main``). ``python -m course_utils.evaluate ...`` and
+``python -m course_utils.train ...``, which the bundled models' cards name, run the same thing.
 ``python -m course_utils COMMAND --help`` lists its arguments.
 
 Taught in: no lesson; the README's commands.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {"doctor": "doctor", "train": "train", "evaluate": "evaluation", "bench": "bench", "grade": "grade",
+COMMANDS = {"doctor": "doctor", "train": "recipes", "evaluate": "evaluation", "bench": "bench", "grade": "grade",
             "classroom": "classroom"}
 
 

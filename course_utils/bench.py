@@ -46,9 +46,10 @@ from .hardware import (
 )
 from .hub import load_model
 from .model import MiniGPT
+from .recipes import PRESETS
 from .speculative import DEFAULT_ASSISTANT_TOKENS, SPECULATIVE_PROMPTS, drafting_like_ours
 from .timing import interleaved_rates, median_seconds, paired_ratio, print_medians
-from .train import PRESETS, TrainConfig, make_optimizer, training_step
+from .train import TrainConfig, make_optimizer, training_step
 
 PROMPT = "ROMEO.\n"
 

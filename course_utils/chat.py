@@ -33,7 +33,7 @@ from .post_training import (
     pair_batches,
     render_chat,
 )
-from .train import TrainConfig, Trainer
+from .train import fine_tuning_trainer
 
 
 class TextCallbackStreamer:
@@ -138,7 +138,7 @@ def chat_reply(
 
 def tuned_chat_model(steps: int = 40, seed: int = 0) -> tuple[MiniGPT, object]:
     """The bundled model with the chat tokens, fine-tuned on lesson 09's next-speaker task of the
-    training plays (answer-only loss, batch 8, float32, through the ``Trainer``) for ``steps``
+    training plays (answer-only loss, batch 8, ``train.fine_tuning_trainer``) for ``steps``
     steps, at a learning rate of 1e-3: higher than the lesson's 3e-4 over 100 steps, so that 40
     steps (about 10 s on a laptop CPU) teach it to answer and end its turn (at 30 some replies
     still run on). Returns the model (eval mode, on the CPU) and its tokenizer. The classroom's
@@ -149,12 +149,9 @@ def tuned_chat_model(steps: int = 40, seed: int = 0) -> tuple[MiniGPT, object]:
     model = MiniGPT.from_hf(hf_model)
     end = add_chat_tokens(tokenizer, model)[-1]
     pairs = [next_speaker_pair(example, tokenizer) for example in next_speaker_examples(load_corpus().train)]
-    config = TrainConfig(model=model.config, batch_size=8, max_steps=steps, warmup_steps=min(10, steps),
-                         learning_rate=1e-3, min_lr=1e-4, eval_interval=steps, checkpoint_interval=steps,
-                         precision="float32", seed=seed)
     with tempfile.TemporaryDirectory(prefix="course-chat-") as folder:
-        Trainer(config, None, Path(folder), progress=False, device="cpu", model=model,
-                batches=pair_batches(pairs, pad_token_id=end)).run()
+        fine_tuning_trainer(model, pair_batches(pairs, pad_token_id=end), Path(folder), steps, learning_rate=1e-3,
+                            batch_size=8, seed=seed, device="cpu").run()
     return model.eval(), tokenizer
 
 

@@ -62,15 +62,15 @@ from course_utils.evaluation import bits_per_byte, token_nll
 from course_utils.hardware import choose_precision
 from course_utils.lesson import check_below, seeded_generator, setup
 from course_utils.model import GPTConfig
+from course_utils.recipes import PRESETS
 from course_utils.train import (
-    PRESETS,
     TrainConfig,
     Trainer,
     encode_plays,
     learning_rate_at,
     make_optimizer,
     random_batch,
-    update,
+    training_step,
     windows_at,
 )
 
@@ -264,9 +264,11 @@ assert honest["shift 0 (bug)"] > math.log(tokenizer.vocab_size) > honest["shift 
 #   float32, and in float32 elsewhere, weights and optimizer always in float32;
 # - evaluation on the validation plays as it goes, a progress bar, and checkpoints (section 6).
 #
-# The library's `update` is one step of that loop: the five lines, with the gradient clipped
-# between the backward pass and the optimizer's step. Three steps of your `training_step_by_hand`
-# must leave every weight where three steps of `update` leave them, from the same start.
+# The library's `training_step` is one step of that loop: the five lines, with the gradient
+# clipped between the backward pass and the optimizer's step (it also takes a batch in several
+# micro-batches, below, and runs the forward pass in the precision asked for). Three steps of your
+# `training_step_by_hand` must leave every weight where three steps of `training_step` leave them,
+# from the same start.
 
 # %%
 stepped = {}
@@ -280,9 +282,9 @@ for way in ("by hand", "library"):
         if way == "by hand":
             training_step_by_hand(twin, twin_optimizer, inputs, targets, grad_clip=0.5)
         else:
-            update(twin, twin_optimizer, twin(inputs, targets), grad_clip=0.5)
+            training_step(twin, twin_optimizer, [(inputs, targets)], grad_clip=0.5)
     stepped[way] = torch.cat([p.detach().flatten() for p in twin.parameters()])
-check_below("weights after three steps, by hand vs the library's update", (stepped["by hand"] - stepped["library"]).abs().max(), 1e-6)
+check_below("weights after three steps, by hand vs the library's training_step", (stepped["by hand"] - stepped["library"]).abs().max(), 1e-6)
 
 # %% [markdown]
 # This lesson asks for `precision="float32"` in every run: its models are small, where bfloat16
@@ -319,7 +321,7 @@ plt.show()
 
 # %% [markdown]
 # To be sure the `Trainer` is nothing more than that, we rebuild its first steps from the
-# library's pieces (`random_batch`, `learning_rate_at`, `make_optimizer`, `update`) and compare
+# library's pieces (`random_batch`, `learning_rate_at`, `make_optimizer`, `training_step`) and compare
 # the weights.
 
 # %%
@@ -336,7 +338,7 @@ for step in range(3):
     for group in optimizer.param_groups:
         group["lr"] = learning_rate_at(step, check)
     inputs, targets = random_batch(train_tokens, check.batch_size, small.context_length, batches)
-    update(model, optimizer, model(inputs, targets), check.grad_clip)
+    training_step(model, optimizer, [(inputs, targets)], grad_clip=check.grad_clip)
 same = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trainer.model.state_dict().values()))
 print("Trainer's weights after 3 steps == the hand-built steps':", same)
 assert same

@@ -78,7 +78,7 @@ from course_utils.post_training import (
     trainable_parameters,
     unmerge_lora,
 )
-from course_utils.train import TrainConfig, Trainer
+from course_utils.train import Trainer, fine_tuning_trainer
 
 generator = setup(seed=0)
 hf_model, tokenizer = load_model()
@@ -377,9 +377,9 @@ print(f"{len(inputs)} positions, {int((targets != IGNORE_INDEX).sum())} of them 
       f"{tokenizer.decode(targets[targets != IGNORE_INDEX])!r}")
 
 # %% [markdown]
-# Two runs through the course's `Trainer`, with the same steps, data and seed: one with the
-# mask, one with the loss on every token but the padding (`score_prompt=True`). We measure, on
-# the held-out questions:
+# Two runs through the course's `Trainer` (`train.fine_tuning_trainer`, which also tunes the
+# classroom's chat model), with the same steps, data and seed: one with the mask, one with the
+# loss on every token but the padding (`score_prompt=True`). We measure, on the held-out questions:
 #
 # - **choice**: is the right name the one the model finds most likely, of the scene's names?
 # - **format**: does its greedy answer end its turn, with `<|end|>`, within 8 tokens? And is the
@@ -396,13 +396,10 @@ choice_questions = [(next_speaker_pair(e, tokenizer)[0], [next_speaker_pair(e, t
 hamlet_passage = corpus.validation["hamlet"][20_000:28_000]
 
 
-def fine_tune(model: MiniGPT, name: str, batches, learning_rate: float, steps: int = SFT_STEPS,
-              batch_size: int = SFT_BATCH, loss_fn=None) -> Trainer:
-    """Train ``model`` in place through the course's Trainer, in float32; returns the Trainer."""
-    config = TrainConfig(model=model.config, batch_size=batch_size, max_steps=steps, warmup_steps=10,
-                         learning_rate=learning_rate, min_lr=learning_rate / 10, eval_interval=steps,
-                         checkpoint_interval=steps, precision="float32", seed=0)
-    trainer = Trainer(config, None, runs / name, progress=False, model=model, batches=batches, loss_fn=loss_fn)
+def fine_tune(model: MiniGPT, name: str, batches, learning_rate: float) -> Trainer:
+    """Train ``model`` in place for SFT_STEPS steps of SFT_BATCH examples (``fine_tuning_trainer``:
+    the course's Trainer in float32, warm-up then decay to a tenth); returns the Trainer."""
+    trainer = fine_tuning_trainer(model, batches, runs / name, SFT_STEPS, learning_rate, SFT_BATCH)
     trainer.run()
     model.eval()
     return trainer
@@ -752,11 +749,8 @@ def dpo_objective(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 held_out_preferences = [(prompt, names[e.names.index(e.answer)], [names[e.names.index(wrong)] for wrong in e.others])
                         for (prompt, names), e in zip(choice_questions[:40], evaluation)]
-config = TrainConfig(model=policy.config, batch_size=2 * DPO_PAIRS, max_steps=DPO_STEPS, warmup_steps=10,
-                     learning_rate=1e-4, min_lr=1e-5, eval_interval=DPO_STEPS, checkpoint_interval=DPO_STEPS,
-                     precision="float32", seed=0)
-dpo_run = Trainer(config, None, runs / "dpo", progress=False, model=policy, batches=preference_batches,
-                  loss_fn=dpo_objective)
+dpo_run = fine_tuning_trainer(policy, preference_batches, runs / "dpo", DPO_STEPS, learning_rate=1e-4,
+                              batch_size=2 * DPO_PAIRS, loss_fn=dpo_objective)
 curve = []
 while True:
     policy.eval()

