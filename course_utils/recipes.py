@@ -22,19 +22,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedTokenizerFast
+from transformers import TokenizersBackend
 
 from .data import SDIST_SHA256, load_corpus
 from .evaluation import bits_per_byte, greedy_agreement
 from .files import atomic_folder
 from .generation import generate
 from .hardware import DEVICES, PRECISIONS, describe_machine, resolve_device
-from .hub import load_model
+from .hub import BUNDLED_MODELS, load_model
 from .llama import LlamaConfig, equal_parameter_llama
 from .model import CourseModel, GPTConfig, MiniGPT
 from .tokenizer import END_OF_TEXT, save_for_transformers, train_bpe
@@ -206,16 +207,8 @@ at {clip}, dropout {dropout}, {precision}.{distillation} Training time: {minutes
 
 Bits per byte: total negative log-likelihood in bits over the UTF-8 bytes of the validation text,
 scored with a sliding window of stride {half} (each token after the first window sees at least {half}
-tokens of history). Reproduce with `python -m course_utils.evaluate --model {name}`.
+tokens of history). Reproduce with `python -m course_utils.evaluate --model {evaluated}`.
 """
-
-
-def architecture_name(config: GPTConfig | LlamaConfig) -> str:
-    """How the model card names the architecture."""
-    if isinstance(config, GPTConfig):
-        return "GPT-2 architecture"
-    return (f"Llama-style (RMSNorm, {'RoPE' if config.position == 'rope' else 'ALiBi'}, SwiGLU of width "
-            f"{config.intermediate_size}, {config.n_kv_heads} key/value heads, no biases)")
 
 
 def distillation_summary(distillation: Distillation | None) -> str:
@@ -252,7 +245,8 @@ def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: 
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         seen = trainer.step * config.batch_size * config.gradient_accumulation_steps * config.tokens_per_sequence
         (staging / "README.md").write_text(MODEL_CARD.format(
-            name=name, architecture=architecture_name(config.model), params=metrics["parameters"],
+            name=name, evaluated=name if name in BUNDLED_MODELS else trainer.out / "model",
+            architecture=config.model.description, params=metrics["parameters"],
             n_layer=config.model.n_layer, n_embd=config.model.n_embd,
             n_head=config.model.n_head, context=config.model.context_length, sha=SDIST_SHA256,
             n_train=extra_metrics["train_texts"], train_tokens=train_tokens, vocab=config.model.vocab_size,
@@ -268,28 +262,42 @@ def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: 
         ))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m course_utils train``: train a preset from scratch and export it."""
+def _positive(kind: type):
+    """An argparse type: a number of ``kind`` > 0, else a usage error (exit 2) that says so."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text}")
+        return value
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train a bundled course model from scratch.")
     parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/<preset>)")
-    parser.add_argument("--max-steps", type=int, default=None, help="override the preset's step count")
-    parser.add_argument("--minutes", type=float, default=None,
+    parser.add_argument("--max-steps", type=_positive(int), default=None, help="override the preset's step count")
+    parser.add_argument("--minutes", type=_positive(float), default=None,
                         help="a training-time budget: stop after this many minutes of training steps")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--threads", type=_positive(int), default=None, help="torch threads (default: all cores)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train (auto: a GPU if any)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="float32, bfloat16 autocast, or auto (bfloat16 where it is faster here; the default)")
-    parser.add_argument("--gradient-accumulation-steps", type=int, default=None,
+    parser.add_argument("--gradient-accumulation-steps", type=_positive(int), default=None,
                         help="split each step's batch into this many forward/backward passes: same batch, less memory")
     parser.add_argument("--teacher", default=None,
                         help="override the preset's teacher (distillation), e.g. a run's model folder")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return parser
+
+
+def _configured(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[TrainConfig, Distillation | None]:
+    """The preset's configuration and distillation with the command line's overrides."""
     config = PRESETS[args.preset]
     distillation = DISTILLATIONS.get(args.preset)
-    if args.max_steps:
+    if args.max_steps is not None:
         config = replace(config, max_steps=args.max_steps, warmup_steps=min(config.warmup_steps, args.max_steps))
     if args.minutes is not None:
         config = replace(config, max_minutes=args.minutes)
@@ -299,17 +307,52 @@ def main(argv: list[str] | None = None) -> int:
         distillation = replace(distillation, teacher=args.teacher)
     if args.precision:
         config = replace(config, precision=args.precision)
-    if args.gradient_accumulation_steps:
+    if args.gradient_accumulation_steps is not None:
         accumulation = args.gradient_accumulation_steps
         if config.batch_size % accumulation:
-            raise ValueError(f"--gradient-accumulation-steps must divide the preset's batch size "
-                             f"({config.batch_size}), got {accumulation}")
+            parser.error(f"--gradient-accumulation-steps must divide the preset's batch size "
+                         f"({config.batch_size}), got {accumulation}")
         config = replace(config, batch_size=config.batch_size // accumulation, gradient_accumulation_steps=accumulation)
+    return config, distillation
+
+
+def reproduce_command(argv: list[str]) -> str:
+    """The command that reproduces a run: ``python -m course_utils.train`` with the arguments it
+    ran with that change what is trained (all but --out, --threads and --device)."""
+    args = _parser().parse_args(argv)
+    command = f"python -m course_utils.train --preset {args.preset}"
+    for option in ("max_steps", "minutes", "precision", "gradient_accumulation_steps", "teacher"):
+        value = getattr(args, option)
+        if value is not None:
+            command += f" --{option.replace('_', '-')} {value:g}" if isinstance(value, float) else \
+                f" --{option.replace('_', '-')} {value}"
+    return command
+
+
+def _check_writable(folder: Path, parser: argparse.ArgumentParser) -> None:
+    """Fail now, not at the first checkpoint minutes in, if ``folder`` cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check."):
+            pass
+    except OSError as error:
+        parser.error(f"--out {folder} cannot be written: {error.strerror or error}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m course_utils train``: train a preset from scratch and export it."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config, distillation = _configured(args, parser)
     out = args.out or Path("runs") / args.preset
+    _check_writable(out, parser)
 
     corpus = load_corpus()
     tokenizer = train_bpe([corpus.train[name] for name in sorted(corpus.train)], config.model.vocab_size)
-    hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END_OF_TEXT)
+    hf_tokenizer = TokenizersBackend(tokenizer_object=tokenizer, eos_token=END_OF_TEXT)
     validation = [corpus.validation[name] for name in sorted(corpus.validation)]
     eval_ids = [hf_tokenizer.eos_token_id] + hf_tokenizer.encode(validation[0], verbose=False)[: config.eval_tokens]
     eval_text = hf_tokenizer.decode(eval_ids[1:])
@@ -342,12 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = greedy_agreement(trainer.model, teacher, hf_tokenizer, validation, config.model.context_length)
         metrics["greedy_agreement_with_teacher"] = round(rate, 4)
     print(json.dumps(metrics))
-    command = f"python -m course_utils.train --preset {args.preset}"  # as the bundled models' cards name it
-    if args.minutes is not None:
-        command += f" --minutes {args.minutes:g}"
-    if args.teacher:
-        command += f" --teacher {args.teacher}"
-    export(trainer, args.preset, tokenizer, command, metrics, len(train_tokens), distillation)
+    export(trainer, args.preset, tokenizer, reproduce_command(argv), metrics, len(train_tokens), distillation)
     print(f"Saved {out / 'model'}")
     return 0
 

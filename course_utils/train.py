@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 from .adapters import model_device
 from .files import atomic_path, remove_leftovers
 from .hardware import PRECISIONS, PrecisionChoice, autocast, choose_precision, lesson_device, resolve_device
-from .llama import LlamaConfig, MiniLlama
-from .model import CourseModel, GPTConfig, MiniGPT
+from .llama import LlamaConfig, config_from_dict
+from .model import CourseModel, GPTConfig
 from .tokenizer import END_OF_TEXT
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -73,8 +73,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
-            llama = set(self.model) & {"n_kv_heads", "position", "rope_theta", "sliding_window", "intermediate_size"}
-            self.model = LlamaConfig(**self.model) if llama else GPTConfig(**self.model)
+            self.model = config_from_dict(self.model)
         for name in ("batch_size", "gradient_accumulation_steps", "max_steps", "eval_interval", "checkpoint_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -95,9 +94,21 @@ class TrainConfig:
         return self.sequence_length or self.model.context_length
 
 
+def _differences(saved: dict, current: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(field, saved value, current value) of each field that differs, nested ones as ``model.n_layer``."""
+    found = []
+    for name in sorted(set(saved) | set(current)):
+        mine, theirs = saved.get(name), current.get(name)
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            found += _differences(mine, theirs, f"{prefix}{name}.")
+        elif mine != theirs:
+            found.append((prefix + name, mine, theirs))
+    return found
+
+
 def build_model(config: GPTConfig | LlamaConfig) -> CourseModel:
-    """A freshly initialised MiniGPT or MiniLlama, by the type of ``config``."""
-    return MiniLlama(config) if isinstance(config, LlamaConfig) else MiniGPT(config)
+    """A freshly initialised MiniGPT or MiniLlama: what ``config`` builds."""
+    return config.build()
 
 
 def learning_rate_at(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
@@ -289,8 +300,12 @@ class Trainer:
         }
 
     def restore(self, state: dict) -> None:
-        if json.loads(state["config"]) != json.loads(json.dumps(asdict(self.config))):
-            raise CheckpointError(f"{self.out / CHECKPOINT_NAME} was written by a run with another configuration")
+        saved, current = json.loads(state["config"]), json.loads(json.dumps(asdict(self.config)))
+        if saved != current:
+            differ = ", ".join(f"{name} {saved_value!r} there, {current_value!r} here"
+                               for name, saved_value, current_value in _differences(saved, current))
+            raise CheckpointError(f"{self.out / CHECKPOINT_NAME} was written by a run with another configuration "
+                                  f"({differ}): resume with the same settings, or train into another --out")
         trained_in = state.get("precision", self.precision.precision)
         if trained_in != self.precision.precision:  # only "auto" can differ: the checkpoint came from another machine
             print(f"{self.out / CHECKPOINT_NAME} was trained in {trained_in}; this machine continues in "

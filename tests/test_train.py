@@ -75,8 +75,10 @@ def test_truncated_or_foreign_checkpoints_fail_clearly(tmp_path):
 
 def test_checkpoint_from_another_configuration_is_refused(tmp_path):
     Trainer(TINY, TOKENS, tmp_path / "run", progress=False).run(stop_after=5)
-    other = TrainConfig(model=TINY.model, batch_size=8, max_steps=12, warmup_steps=3)
-    with pytest.raises(CheckpointError, match="another configuration"):
+    other = replace(TINY, model=replace(TINY.model, n_layer=TINY.model.n_layer + 1), batch_size=8)
+    layers = TINY.model.n_layer
+    with pytest.raises(CheckpointError, match=rf"another configuration \(batch_size {TINY.batch_size} there, 8 here, "
+                                              rf"model.n_layer {layers} there, {layers + 1} here\)"):
         Trainer(other, TOKENS, tmp_path / "run", progress=False)
 
 
@@ -276,8 +278,48 @@ def test_gradient_accumulation_steps_must_be_positive():
 def test_the_command_line_refuses_an_accumulation_that_does_not_divide_the_batch():
     from course_utils.recipes import main
 
-    with pytest.raises(ValueError, match="must divide the preset's batch size"):
+    with pytest.raises(SystemExit) as exit_:
         main(["--preset", "shakespeare-gpt", "--gradient-accumulation-steps", "3"])
+    assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize("option,value", [("--max-steps", "0"), ("--max-steps", "-1"), ("--minutes", "0"),
+                                          ("--gradient-accumulation-steps", "-4"), ("--threads", "-1"),
+                                          ("--max-steps", "ten")])
+def test_a_bad_argument_is_a_usage_error_naming_it(option, value, capsys):
+    """argparse's exit 2 and a line naming the option, never a traceback, and 0 is not 'not given'."""
+    from course_utils.recipes import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--preset", "shakespeare-gpt", option, value])
+    assert exit_.value.code == 2
+    assert f"argument {option}: must be a positive" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_written_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    """Refused before the corpus is even read (a read-only folder once failed at the first save,
+    150 s in); here the folder's parent is a file, which even root cannot write into."""
+    from course_utils import recipes
+
+    monkeypatch.setattr(recipes, "load_corpus", lambda: pytest.fail("work started before the check"))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        recipes.main(["--preset", "shakespeare-gpt", "--out", str(tmp_path / "a-file" / "run")])
+    assert exit_.value.code == 2 and "cannot be written" in capsys.readouterr().err
+
+
+def test_the_model_cards_command_reproduces_the_run():
+    """Every override that changes what is trained is in the card's command, which parses back to
+    the same configuration."""
+    from course_utils.recipes import _configured, _parser, reproduce_command
+
+    argv = ["--preset", "shakespeare-gpt-draft", "--max-steps", "7", "--minutes", "2.5", "--precision", "float32",
+            "--gradient-accumulation-steps", "2", "--teacher", "runs/x/model", "--out", "elsewhere", "--threads", "1"]
+    command = reproduce_command(argv)
+    assert command == ("python -m course_utils.train --preset shakespeare-gpt-draft --max-steps 7 --minutes 2.5 "
+                       "--precision float32 --gradient-accumulation-steps 2 --teacher runs/x/model")
+    parser = _parser()
+    assert _configured(parser.parse_args(command.split()[3:]), parser) == _configured(parser.parse_args(argv), parser)
 
 
 def test_a_time_budget_stops_the_run_and_drives_the_decay(tmp_path, monkeypatch):
