@@ -88,3 +88,14 @@ def test_importing_the_package_does_not_import_transformers():
     code = "import sys, course_utils, course_utils.doctor; print('transformers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("module", ["course_utils.hardware", "course_utils.timing"])
+def test_the_timing_rule_and_the_hardware_choices_do_not_import_transformers(module):
+    """Lower layers stay below transformers: the model measurements that need it live in ``measure``."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print('transformers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
