@@ -68,11 +68,12 @@ def transformers_generate_exactly(model: torch.nn.Module, input_ids: torch.Tenso
                                   **arguments) -> torch.Tensor:
     """``model.generate()`` of a ``transformers`` causal LM held to exactly ``new_tokens`` new
     tokens after ``input_ids`` (B, T), unpadded rows, so that it does the same work as our
-    ``generate`` on a model without EOS: ``min_new_tokens = max_new_tokens = new_tokens`` (EOS
-    cannot be chosen before the last token), greedy (``do_sample=False``), every position
-    attended, padding id the model's EOS (so that ``transformers`` need not warn). ``arguments``
-    go to ``generate()`` as well (``stopping_criteria``, ``assistant_model``...) and may override
-    these. Returns (B, T + new_tokens), fewer only if a stopping criterion in ``arguments`` stops."""
+    ``generate`` on a model without EOS: ``min_new_tokens = max_new_tokens = new_tokens`` (EOS's
+    logit is masked at every step, so greedy takes the best other token where EOS would win),
+    greedy (``do_sample=False``), every position attended, padding id the model's EOS (so that
+    ``transformers`` need not warn). ``arguments`` go to ``generate()`` as well
+    (``stopping_criteria``, ``assistant_model``...) and may override these. Returns
+    (B, T + new_tokens), fewer only if a stopping criterion in ``arguments`` stops."""
     eos = model.generation_config.eos_token_id
     exact = dict(attention_mask=torch.ones_like(input_ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                  do_sample=False, pad_token_id=eos[0] if isinstance(eos, list) else eos)
