@@ -1,5 +1,5 @@
 """The benchmark command: medians and side-by-side ratios, printed (never asserted in tests).
-The timing rule and the helpers lessons use are in ``course_utils.timing``.
+The timing rule is ``course_utils.timing``'s; the measurements of models, ``course_utils.measure``'s.
 
     python -m course_utils bench generation [--model shakespeare-gpt] [--runs 3] [--batch 1] [--device cpu]
     python -m course_utils bench training [--preset shakespeare-gpt] [--runs 3] [--steps 1] [--precision auto]
@@ -45,6 +45,7 @@ from .hardware import (
     resolve_device,
 )
 from .hub import load_model
+from .measure import transformers_generate_exactly
 from .model import MiniGPT
 from .recipes import PRESETS
 from .speculative import DEFAULT_ASSISTANT_TOKENS, SPECULATIVE_PROMPTS, drafting_like_ours
@@ -62,17 +63,14 @@ def generation_benchmark(model_name: str, runs: int, batch: int, device: str = "
     mini = MiniGPT.from_hf(hf_model)
     prompt = tokenizer([PROMPT] * batch, return_tensors="pt").input_ids.to(device)
     new_tokens = hf_model.config.n_positions - prompt.shape[1]
-    mask = torch.ones_like(prompt)
-    # A MiniGPT has no EOS unless told, and min_new_tokens keeps transformers going: all
-    # four ways generate exactly new_tokens tokens.
+    # A MiniGPT has no EOS unless told, and transformers is held to new_tokens: all four ways
+    # generate exactly new_tokens tokens.
     ways = {
         "ours, preallocated cache": lambda: generate(mini, prompt, new_tokens),
         "ours, growing cache": lambda: generate(mini, prompt, new_tokens,
                                                 cache_implementation="growing"),
         "ours, no cache": lambda: generate(mini, prompt, new_tokens, use_cache=False),
-        "transformers generate()": lambda: hf_model.generate(
-            prompt, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-            pad_token_id=tokenizer.eos_token_id),
+        "transformers generate()": lambda: transformers_generate_exactly(hf_model, prompt, new_tokens),
     }
     print(f"machine: {describe_machine()}, device {device.type}")
     print(f"model: {model_name}, batch {batch}, prompt {prompt.shape[1]} tokens, {new_tokens} generated tokens "
@@ -100,9 +98,7 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
         return lambda: [generate(target, prompt, new_tokens, **arguments) for prompt in prompts]
 
     def theirs(**arguments) -> Callable[[], list[torch.Tensor]]:
-        return lambda: [hf_target.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                                           min_new_tokens=new_tokens, do_sample=False,
-                                           pad_token_id=tokenizer.eos_token_id, **arguments) for prompt in prompts]
+        return lambda: [transformers_generate_exactly(hf_target, prompt, new_tokens, **arguments) for prompt in prompts]
 
     ways = {"ours, plain (cached)": ours()}
     ways.update({f"ours, speculative K={k}": ours(assistant_model=draft, num_assistant_tokens=k)

@@ -29,6 +29,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import data
 from .data import sha256_of
+from .hardware import choose_precision
 from .hub import ASSETS, BUNDLED_MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,8 +162,6 @@ def instruction_sets(flags: Iterable[str]) -> tuple[list[str], bool]:
 
 def cpu_findings(measure_precision: bool = True) -> list[Finding]:
     import torch
-
-    from .hardware import choose_precision  # imports transformers (timing), which this report may find broken
 
     present, native = instruction_sets(cpu_flags())
     name = _cpu_name()

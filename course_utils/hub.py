@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .files import sha256_of
+from .hardware import lesson_device, resolve_device
 
 ASSETS = Path(__file__).parent / "assets"
 CHECKSUMS = ASSETS / "SHA256SUMS"
@@ -139,10 +140,6 @@ def load_model(name: str | None = None, device: str | torch.device | None = None
             Default: ``lesson_device()``, i.e. ``$COURSE_DEVICE`` or the CPU.
     """
     from transformers import AutoModelForCausalLM
-
-    # Here, with transformers, not at the top: hardware's timing imports transformers, and
-    # `import course_utils` (so `python -m course_utils doctor`) must work while transformers is broken.
-    from .hardware import lesson_device, resolve_device
 
     name = model_name(name)
     if device is None:

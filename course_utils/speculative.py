@@ -249,17 +249,16 @@ def speculative_generate(
     target: torch.nn.Module,
     drafter: Drafter,
     input_ids: torch.Tensor,
-    max_new_tokens: int,
     num_assistant_tokens: int,
     settings: GenerationSettings,
     generator: torch.Generator | None = None,
     schedule: str = "constant",
 ) -> tuple[torch.Tensor, SpeculativeStats]:
-    """Generate up to ``max_new_tokens`` after ``input_ids`` (1, T) with ``target`` (a MiniGPT, run
-    through its KV cache, or a transformers causal LM, run on the whole sequence), checking
-    ``num_assistant_tokens`` drafted tokens per target pass. Returns the ids (1, T + new) and the
-    run's statistics. Greedy (``settings.do_sample`` False) gives exactly the target's greedy
-    tokens; sampling gives exactly the target's distribution."""
+    """Generate up to ``settings.max_new_tokens`` after ``input_ids`` (1, T) with ``target`` (a
+    MiniGPT, run through its KV cache, or a transformers causal LM, run on the whole sequence),
+    checking ``num_assistant_tokens`` drafted tokens per target pass. Returns the ids (1, T + new)
+    and the run's statistics. Greedy (``settings.do_sample`` False) gives exactly the target's
+    greedy tokens; sampling gives exactly the target's distribution."""
     if input_ids.dim() != 2 or input_ids.shape[0] != 1:
         raise ValueError(f"speculative decoding takes one sequence (batch size 1, as transformers), input_ids "
                          f"(1, T); got {tuple(input_ids.shape)}")
@@ -272,7 +271,7 @@ def speculative_generate(
     if settings.num_beams != 1 or settings.num_return_sequences != 1:
         raise ValueError(f"speculative decoding does not combine with beam search or num_return_sequences > 1 "
                          f"(got num_beams={settings.num_beams}, num_return_sequences={settings.num_return_sequences})")
-    total = input_ids.shape[1] + max_new_tokens
+    total = input_ids.shape[1] + settings.max_new_tokens
     verifier = Stepper(target, total)
     sequence = input_ids
     stats = SpeculativeStats()
@@ -340,8 +339,7 @@ def assisted_generate(
         k, drafter = prompt_lookup_num_tokens, PromptLookupDrafter()
     if settings.max_new_tokens == 0:
         return input_ids
-    out, _ = speculative_generate(model, drafter, input_ids, settings.max_new_tokens, k, settings, generator,
-                                  schedule)
+    out, _ = speculative_generate(model, drafter, input_ids, k, settings, generator, schedule)
     return out
 
 

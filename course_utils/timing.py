@@ -8,27 +8,21 @@ all alike. Timings are printed, never asserted in tests. A claim a lesson assert
 compares such paired ratios with a margin it states (``paired_ratio(faster, slower) > 1.5``), never
 two rates timed minutes apart.
 
-Beside the clock, two counts that do not depend on it: the FLOPs of the matrix products
-(``count_flops``) and the bytes of the new tensors a computation writes (``bytes_written``).
+This module needs torch alone, so that ``hardware`` can time a matrix multiply without loading
+``transformers``. The measurements of models built on the rule (time per generated token, a
+cached pass, FLOPs, bytes written, memory bandwidth) are in ``course_utils.measure``.
 
-Taught in: lesson 04 (time per token, FLOPs, memory bandwidth), lesson 05 (training speed),
-lesson 04 also counts the bytes attention writes, with and without the T x T matrix;
-lesson 07 (the cost of a verification pass, speed-ups).
+Taught in: lesson 03 (decoding methods' speed), lesson 04 (time per token, batch sizes), lesson 05
+(training speed), lesson 07 (speed-ups).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
-from transformers import StoppingCriteria
-
-from .kv_cache import PreallocatedKVCache
 
 WARMUP_CALLS = 1  # calls discarded before timing, in every measurement here
 
@@ -73,27 +67,6 @@ def interleaved_rates(ways: dict[str, Callable[[], object]], units: int, runs: i
     return rates
 
 
-def interleaved_step_seconds(ways: dict[str, Callable[[StepTimer, int], object]], steps: int,
-                             runs: int) -> dict[str, list[list[float]]]:
-    """The rule of ``interleaved_rates`` for a curve: ``WARMUP_CALLS`` discarded rounds, then
-    ``runs`` rounds of every way in turn. Each call ``run(timer, steps)`` generates ``steps``
-    tokens with ``timer``, a fresh ``StepTimer``, as a stopping criterion; returns each way's
-    seconds per generated token, one list of ``steps`` per timed round (the first token's includes
-    the prefill). Raises ``ValueError`` if a way calls its timer other than ``steps`` times."""
-    seconds: dict[str, list[list[float]]] = {name: [] for name in ways}
-    for round_index in range(WARMUP_CALLS + runs):
-        for name, run in ways.items():
-            timer = StepTimer()
-            started = time.perf_counter()
-            run(timer, steps)
-            if len(timer.times) != steps:
-                raise ValueError(f"{name!r} generated {len(timer.times)} tokens, not steps={steps}")
-            if round_index >= WARMUP_CALLS:
-                ends = [started, *timer.times]
-                seconds[name].append([after - before for before, after in zip(ends, ends[1:])])
-    return seconds
-
-
 def paired_ratio(rates: list[float], baseline: list[float]) -> float:
     """The median over rounds of rates[i] / baseline[i], for rates from ``interleaved_rates``."""
     return statistics.median(rate / base for rate, base in zip(rates, baseline, strict=True))
@@ -105,116 +78,3 @@ def print_medians(rates: dict[str, list[float]], unit: str) -> dict[str, float]:
     for name, value in medians.items():
         print(f"{name:>30}: median {value:8.1f} {unit} (range {min(rates[name]):.0f}-{max(rates[name]):.0f})")
     return medians
-
-
-@torch.no_grad()
-def cached_pass_seconds(model: torch.nn.Module, context: torch.Tensor, chunk_sizes: Sequence[int],
-                        runs: int = 30) -> dict[int, float]:
-    """Median seconds of one forward pass of k new tokens through a KV cache that already holds
-    ``context`` (1, T), for each k in ``chunk_sizes`` (a course model): the cost of a plain
-    decoding step (k = 1) and of verifying k - 1 drafted tokens. Interleaved, as
-    ``interleaved_rates``: each round runs every size once, then the cache is cropped back."""
-    if runs < 1 or not chunk_sizes or min(chunk_sizes) < 1:
-        raise ValueError(f"runs and every chunk size must be positive, got runs={runs}, chunk_sizes={chunk_sizes}")
-    cache = PreallocatedKVCache(context.shape[1] + max(chunk_sizes))
-    model(context, cache=cache)
-    chunks = {k: torch.randint(0, model.config.vocab_size, (1, k), generator=torch.Generator().manual_seed(k),
-                               device="cpu").to(context.device) for k in chunk_sizes}
-
-    def one_pass(chunk: torch.Tensor) -> Callable[[], None]:
-        def run() -> None:
-            model(chunk, cache=cache)
-            cache.crop(context.shape[1])
-        return run
-
-    rates = interleaved_rates({k: one_pass(chunk) for k, chunk in chunks.items()}, units=1, runs=runs)
-    return {k: statistics.median(1 / rate for rate in values) for k, values in rates.items()}
-
-
-def memory_bandwidth(megabytes: int = 512, runs: int = 5) -> float:
-    """This machine's memory bandwidth in GB/s: a copy of ``megabytes`` MB (far larger than the
-    CPU caches) reads and writes every byte, so bandwidth = 2 x bytes / median copy time."""
-    source = torch.ones(megabytes * 2**20 // 4)
-    target = torch.empty_like(source)
-    seconds = median_seconds(lambda: target.copy_(source), runs)
-    return 2 * source.numel() * source.element_size() / seconds / 1e9
-
-
-class StepTimer(StoppingCriteria):
-    """A stopping criterion that never stops: it records ``time.perf_counter()`` each time the
-    generation loop asks it, once per generated token. Works with our ``generate`` and with
-    ``transformers``' (``stopping_criteria=[timer]``)."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
-        self.times.append(time.perf_counter())
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
-
-def count_flops(run: Callable[[], object]) -> dict[str, int]:
-    """Floating-point operations (2 per multiply-add) of the matrix products ``run()`` performs,
-    by kind: "linear" (matrix multiplies of weights: projections, MLP, LM head) and "attention"
-    (query-key scores and the weighted sum of values). Counted by torch's ``FlopCounterMode``,
-    taught to count CPU fused attention, which it otherwise skips."""
-    fused = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-
-    def fused_attention(query, key, value, *args, out_shape=None, **kwargs) -> int:
-        return sdpa_flop_count(query, key, value)
-
-    with FlopCounterMode(display=False, custom_mapping={fused: fused_attention}) as counter:
-        run()
-    by_op = counter.get_flop_counts()["Global"]
-    attention = sum(flops for op, flops in by_op.items() if op in (fused, torch.ops.aten.bmm))
-    return {"linear": counter.get_total_flops() - attention, "attention": attention}
-
-
-@dataclass(frozen=True)
-class BytesWritten:
-    """The new tensors one computation wrote: ``total`` bytes over all of them, and the largest
-    one's ``largest`` bytes and ``largest_shape``."""
-
-    total: int
-    largest: int
-    largest_shape: tuple[int, ...]
-
-
-class _WriteCounter(TorchDispatchMode):
-    """Sees every torch operation; keeps the size and shape of each result in fresh memory."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: list[tuple[int, tuple[int, ...]]] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        inputs = [*args, *(kwargs or {}).values()]
-        shared = {tensor.untyped_storage().data_ptr() for tensor in _tensors(inputs)}
-        result = func(*args, **(kwargs or {}))
-        for tensor in _tensors([result]):
-            if tensor.untyped_storage().data_ptr() not in shared:  # a view or an in-place update writes nothing new
-                self.written.append((tensor.numel() * tensor.element_size(), tuple(tensor.shape)))
-        return result
-
-
-def _tensors(values: list) -> list[torch.Tensor]:
-    found = []
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            found.append(value)
-        elif isinstance(value, list | tuple):
-            found += _tensors(list(value))
-    return found
-
-
-def bytes_written(run: Callable[[], object]) -> BytesWritten:
-    """Count the new tensors the torch operations of ``run()`` write: every result that does not
-    share memory with the operation's inputs (views and in-place updates are not new), in bytes.
-    Counted with torch's dispatch mode, which sees each operation, fused kernels included, as it
-    runs; what one kernel keeps inside itself (FlashAttention's tiles) is never a tensor."""
-    with _WriteCounter() as counter:
-        run()
-    if not counter.written:
-        return BytesWritten(0, 0, ())
-    largest, shape = max(counter.written, key=lambda item: item[0])
-    return BytesWritten(sum(size for size, _ in counter.written), largest, shape)

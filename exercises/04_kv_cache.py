@@ -57,17 +57,16 @@ from course_utils import MiniGPT, generate, load_model
 from course_utils.compat import cache_argument, output_cache
 from course_utils.kv_cache import GrowingKVCache, PreallocatedKVCache, kv_cache_bytes
 from course_utils.lesson import check_below, seeded_generator, setup
-from course_utils.model import GPTConfig, attend, causal_mask
-from course_utils.speculative import SPECULATIVE_PROMPTS
-from course_utils.timing import (
+from course_utils.measure import (
     bytes_written,
     count_flops,
-    interleaved_rates,
     interleaved_step_seconds,
-    median_seconds,
     memory_bandwidth,
-    paired_ratio,
+    transformers_generate_exactly,
 )
+from course_utils.model import GPTConfig, attend, causal_mask
+from course_utils.speculative import SPECULATIVE_PROMPTS
+from course_utils.timing import interleaved_rates, median_seconds, paired_ratio
 
 generator = setup(seed=0)
 torch.set_grad_enabled(False)  # this lesson only runs models: no gradients anywhere
@@ -633,11 +632,13 @@ assert int8_bytes < 0.3 * float32_bytes
 #
 # We time every step of greedy generation up to the full context, for our `generate` with each
 # cache form and without one, and for `transformers`' `generate()` on the same weights (with its
-# own cache). `StepTimer` is a stopping criterion that never stops: both loops call it once per
-# generated token, so it records when each token was ready. `interleaved_step_seconds` applies
-# the course's timing rule (`course_utils.timing`): a discarded warm-up round, then three rounds
-# in which every way runs in turn, so that a busy spell of the machine hits them all alike; we
-# keep the median time of every step.
+# own cache, held to exactly as many tokens by `transformers_generate_exactly`, so that an
+# end-of-text token cannot cut it short). The measuring tools are in `course_utils.measure`.
+# `StepTimer` is a stopping criterion that never stops: both loops call it once per generated
+# token, so it records when each token was ready. `interleaved_step_seconds` applies the course's
+# timing rule (`course_utils.timing`): a discarded warm-up round, then three rounds in which every
+# way runs in turn, so that a busy spell of the machine hits them all alike; we keep the median
+# time of every step.
 
 # %%
 prompt = encode("ROMEO.\n")
@@ -649,9 +650,8 @@ ways = {
     "ours, growing cache": lambda timer, n: generate(
         model, prompt, n, cache_implementation="growing", stopping_criteria=[timer]),
     "ours, no cache": lambda timer, n: generate(model, prompt, n, use_cache=False, stopping_criteria=[timer]),
-    "transformers generate()": lambda timer, n: hf_model.generate(
-        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n, min_new_tokens=n, do_sample=False,
-        pad_token_id=tokenizer.eos_token_id, stopping_criteria=[timer]),
+    "transformers generate()": lambda timer, n: transformers_generate_exactly(
+        hf_model, prompt, n, stopping_criteria=[timer]),
 }
 step_rounds = interleaved_step_seconds(ways, new_tokens, runs=3)  # every way generates every token, or it raises
 step_seconds = {name: np.median(np.array(rounds), axis=0) for name, rounds in step_rounds.items()}
@@ -718,9 +718,7 @@ loop_ways = {  # the four, interleaved in rounds, so that each round's pair shar
     "ours: forward alone": lambda: forward_loop(our_step, steps_timed),
     "ours: generate()": lambda: generate(model, prompt, steps_timed),
     "transformers: forward alone": lambda: forward_loop(their_step, steps_timed),
-    "transformers: generate()": lambda: hf_model.generate(
-        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=steps_timed, min_new_tokens=steps_timed,
-        do_sample=False, pad_token_id=tokenizer.eos_token_id),
+    "transformers: generate()": lambda: transformers_generate_exactly(hf_model, prompt, steps_timed),
 }
 loop_rates = interleaved_rates(loop_ways, steps_timed, runs=5)
 print(f"{'per token, ms (median of 5 rounds)':>34} {'forward alone':>14} {'generate()':>11} {'the loop adds':>14}")
@@ -741,8 +739,8 @@ for who in ("ours", "transformers"):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-cache_gain = statistics.median(sum(without) / sum(cached) for without, cached in
-                               zip(step_rounds["ours, no cache"], step_rounds["ours, preallocated cache"]))
+round_rates = {name: [new_tokens / sum(seconds) for seconds in rounds] for name, rounds in step_rounds.items()}
+cache_gain = paired_ratio(round_rates["ours, preallocated cache"], round_rates["ours, no cache"])
 print(f"{new_tokens} tokens: the cache {cache_gain:.1f}x faster than none (median of the rounds' ratios)")
 assert cache_gain > 2  # the cache pays, by a wide margin, on any machine, busy or not
 

@@ -48,6 +48,7 @@ from course_utils import GPTConfig, MiniGPT, generate, load_model
 from course_utils.compat import ASSISTED_GENERATION_MESSAGES, hidden_transformers_messages
 from course_utils.hub import draft_model_name, model_name
 from course_utils.lesson import seeded_generator, setup
+from course_utils.measure import cached_pass_seconds, transformers_generate_exactly
 from course_utils.sampling import GenerationSettings
 from course_utils.speculative import (
     DEFAULT_ASSISTANT_TOKENS,
@@ -63,7 +64,7 @@ from course_utils.speculative import (
     residual_distribution,
     speculative_generate,
 )
-from course_utils.timing import cached_pass_seconds, interleaved_rates, paired_ratio
+from course_utils.timing import interleaved_rates, paired_ratio
 
 generator = setup(seed=0)
 hf_target, tokenizer = load_model()
@@ -246,7 +247,7 @@ for k in draft_lengths:
     statistics_by_k[k] = SpeculativeStats()
     for prompt, expected in zip(prompts, plain_outputs):
         drafter = ModelDrafter(draft, greedy, prompt.shape[1] + new_tokens)
-        output, stats = speculative_generate(target, drafter, prompt, new_tokens, k, greedy)
+        output, stats = speculative_generate(target, drafter, prompt, k, greedy)
         assert torch.equal(output, expected), f"K={k} changed the greedy tokens"
         statistics_by_k[k].merge(stats)
 print(f"K = 1..8, {len(prompts)} prompts x {new_tokens} tokens: identical to plain greedy decoding every time")
@@ -297,7 +298,7 @@ def counts_of(outputs: list[tuple[int, int]]) -> torch.Tensor:
 speculative_outputs = []
 for _ in range(samples):
     drafter = ModelDrafter(small_draft, sampling, 5, sampling_generator)
-    out, _ = speculative_generate(small_target, drafter, small_prompt, 2, 1, sampling, generator=sampling_generator)
+    out, _ = speculative_generate(small_target, drafter, small_prompt, 1, sampling, generator=sampling_generator)
     speculative_outputs.append(tuple(out[0, 3:].tolist()))
 draft_alone = [tuple(generate(small_draft, small_prompt, 2, do_sample=True, top_k=0,
                               generator=sampling_generator)[0, 3:].tolist()) for _ in range(samples)]
@@ -473,7 +474,7 @@ def speculative_acceptance(drafter_model: MiniGPT) -> float:
     total = SpeculativeStats()
     for prompt in prompts:
         drafter = ModelDrafter(drafter_model, greedy, prompt.shape[1] + new_tokens)
-        total.merge(speculative_generate(target, drafter, prompt, new_tokens, k, greedy)[1])
+        total.merge(speculative_generate(target, drafter, prompt, k, greedy)[1])
     return total.acceptance_rate
 
 
@@ -488,9 +489,7 @@ assert slow_acceptance > 0.95 and random_acceptance < 0.05
 # %%
 # NBVAL_IGNORE_OUTPUT
 def hf_generate(**arguments) -> list[torch.Tensor]:
-    return [hf_target.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                               min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id,
-                               **arguments) for prompt in prompts]
+    return [transformers_generate_exactly(hf_target, prompt, new_tokens, **arguments) for prompt in prompts]
 
 
 ways = {
@@ -573,7 +572,7 @@ tasks = {
 lookup_acceptance = {}
 for name, prompt in tasks.items():
     plain_out = generate(target, prompt, 60)
-    out, stats = speculative_generate(target, PromptLookupDrafter(), prompt, 60, 5, GenerationSettings(max_new_tokens=60))
+    out, stats = speculative_generate(target, PromptLookupDrafter(), prompt, 5, GenerationSettings(max_new_tokens=60))
     assert torch.equal(out, plain_out)
     lookup_acceptance[name] = stats.acceptance_rate
     print(f"--- {name}: acceptance {stats.acceptance_rate:.2f}, {60 / stats.target_steps:.2f} tokens per target "

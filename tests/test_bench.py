@@ -33,18 +33,34 @@ def test_step_timer_records_one_time_per_generated_token_in_both_loops(tmp_path)
     import torch
 
     from course_utils import MiniGPT, generate
-    from course_utils.timing import StepTimer
+    from course_utils.measure import StepTimer, transformers_generate_exactly
 
     hf_model = __import__("transformers").GPT2LMHeadModel.from_pretrained(
         make_random_gpt2(tmp_path / "m", vocab_size=50, n_positions=32, n_embd=16, n_layer=1, n_head=2))
     prompt = torch.tensor([[1, 2, 3]])
     ours, theirs = StepTimer(), StepTimer()
     generate(MiniGPT.from_hf(hf_model), prompt, 7, stopping_criteria=[ours])
-    hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=7, min_new_tokens=7,
-                      do_sample=False, pad_token_id=0, stopping_criteria=[theirs])
+    transformers_generate_exactly(hf_model, prompt, 7, stopping_criteria=[theirs])
     for timer in (ours, theirs):
         assert len(timer.times) == 7
         assert timer.times == sorted(timer.times)
+
+
+def test_transformers_generate_exactly_goes_on_where_eos_would_end_the_text(tmp_path):
+    from transformers import GPT2LMHeadModel
+
+    from course_utils.measure import transformers_generate_exactly
+
+    hf_model = GPT2LMHeadModel.from_pretrained(
+        make_random_gpt2(tmp_path / "m", vocab_size=50, n_positions=32, n_embd=16, n_layer=1, n_head=2))
+    prompt = torch.tensor([[1, 2, 3]])
+    first = int(hf_model(prompt).logits[0, -1].argmax())
+    hf_model.generation_config.eos_token_id = first  # greedy's first new token now ends the text
+    plain = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=7, do_sample=False,
+                              pad_token_id=first)
+    assert plain.shape[1] == 3 + 1
+    exact = transformers_generate_exactly(hf_model, prompt, 7)
+    assert exact.shape == (1, 3 + 7) and first not in exact[0, 3:].tolist()
 
 
 def test_count_flops_counts_fused_attention_and_matches_the_formula():
@@ -52,7 +68,7 @@ def test_count_flops_counts_fused_attention_and_matches_the_formula():
 
     from course_utils import GPTConfig, MiniGPT
     from course_utils.kv_cache import PreallocatedKVCache, multiply_adds_per_token
-    from course_utils.timing import count_flops
+    from course_utils.measure import count_flops
 
     config = GPTConfig(vocab_size=64, context_length=40, n_layer=2, n_head=2, n_embd=32)
     mini = MiniGPT(config).eval()
@@ -69,7 +85,8 @@ def test_count_flops_counts_fused_attention_and_matches_the_formula():
 
 
 def test_memory_bandwidth_and_median_seconds_are_positive():
-    from course_utils.timing import median_seconds, memory_bandwidth
+    from course_utils.measure import memory_bandwidth
+    from course_utils.timing import median_seconds
 
     calls = []
     assert median_seconds(lambda: calls.append(1), runs=3) >= 0
@@ -81,8 +98,8 @@ def test_memory_bandwidth_and_median_seconds_are_positive():
 def test_bytes_written_counts_new_tensors_not_views_or_in_place_updates():
     import torch.nn.functional as F
 
+    from course_utils.measure import bytes_written
     from course_utils.model import attend
-    from course_utils.timing import bytes_written
 
     x = torch.ones(4, 5)
     assert bytes_written(lambda: (x.t(), x.view(20), x.mul_(2))).total == 0  # nothing new
@@ -96,7 +113,8 @@ def test_bytes_written_counts_new_tensors_not_views_or_in_place_updates():
 
 
 def test_interleaved_step_seconds_times_every_token_in_interleaved_rounds():
-    from course_utils.timing import WARMUP_CALLS, interleaved_step_seconds
+    from course_utils.measure import interleaved_step_seconds
+    from course_utils.timing import WARMUP_CALLS
 
     order = []
 
@@ -177,7 +195,7 @@ def test_cached_pass_seconds_times_each_chunk_size_and_leaves_the_model_usable()
     import torch
 
     from course_utils import GPTConfig, MiniGPT
-    from course_utils.timing import cached_pass_seconds
+    from course_utils.measure import cached_pass_seconds
 
     model = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
     context = torch.randint(0, 50, (1, 10))

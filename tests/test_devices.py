@@ -17,10 +17,10 @@ from course_utils import GPTConfig, LlamaConfig, MiniGPT, MiniLlama, generate, l
 from course_utils.attention import ablation_effects, attention_weights, copying_loss, repeated_block_batch
 from course_utils.evaluation import bits_per_byte, greedy_agreement
 from course_utils.kv_cache import GrowingKVCache, Int8KVCache, SlidingWindowKVCache
+from course_utils.measure import cached_pass_seconds
 from course_utils.model import causal_mask
 from course_utils.playground import distribution_rows, seeded_continuation
 from course_utils.sampling import GenerationSettings
-from course_utils.timing import cached_pass_seconds
 from course_utils.train import TrainConfig, Trainer, training_step
 
 

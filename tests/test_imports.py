@@ -105,3 +105,14 @@ def test_a_lazy_reexport_is_not_an_edge_of_the_graph():
     graph = import_graph()
     assert "attention" in graph["attention_explorer"] and "attention_explorer" not in graph["attention"]
     assert "chat" in graph["chat_box"] and "chat_box" not in graph["chat"]
+
+
+@pytest.mark.parametrize("module", ["course_utils.hardware", "course_utils.timing"])
+def test_the_timing_rule_and_the_hardware_choices_do_not_import_transformers(module):
+    """Lower layers stay below transformers: the model measurements that need it live in ``measure``."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print('transformers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

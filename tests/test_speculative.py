@@ -46,10 +46,10 @@ def test_greedy_speculative_and_prompt_lookup_equal_plain_greedy(k):
     prompt = torch.randint(0, 50, (1, 7), generator=torch.Generator().manual_seed(k))
     plain = generate(target, prompt, 30)
     greedy = GenerationSettings(max_new_tokens=30)
-    ours, stats = speculative_generate(target, ModelDrafter(draft, greedy, 37), prompt, 30, k, greedy)
+    ours, stats = speculative_generate(target, ModelDrafter(draft, greedy, 37), prompt, k, greedy)
     assert torch.equal(ours, plain)
     assert 0 < stats.accepted < stats.drafted  # both outcomes happened: the test means something
-    lookup, _ = speculative_generate(target, PromptLookupDrafter(), prompt, 30, k, greedy)
+    lookup, _ = speculative_generate(target, PromptLookupDrafter(), prompt, k, greedy)
     assert torch.equal(lookup, plain)
 
 
@@ -61,8 +61,8 @@ def test_greedy_stops_at_eos_like_plain_generate():
     eos = int(plain[6])  # a token the target produces: generation must stop right after it
     expected = generate(target, prompt, 30, eos_token_id=eos)
     expected = expected[:, : 5 + int((expected[0, 5:] == eos).nonzero()[0]) + 1]
-    ours, _ = speculative_generate(target, ModelDrafter(draft, GenerationSettings(), 35), prompt, 30, 4,
-                                   GenerationSettings(eos_token_id=eos))
+    ours, _ = speculative_generate(target, ModelDrafter(draft, GenerationSettings(), 35), prompt, 4,
+                                   GenerationSettings(max_new_tokens=30, eos_token_id=eos))
     assert torch.equal(ours, expected)
 
 
@@ -134,7 +134,7 @@ def test_sampling_keeps_the_targets_distribution_and_the_draft_alone_does_not():
     draws = 4000
 
     def speculative(generator):
-        out, _ = speculative_generate(target, ModelDrafter(draft, settings, 5, generator), prompt, 2, 2, settings,
+        out, _ = speculative_generate(target, ModelDrafter(draft, settings, 5, generator), prompt, 2, settings,
                                       generator=generator)
         return out[0, 3:].tolist()
 
@@ -164,11 +164,11 @@ def test_bad_arguments_are_refused():
     target = tiny(0)
     greedy = GenerationSettings()
     with pytest.raises(ValueError, match="one sequence"):
-        speculative_generate(target, PromptLookupDrafter(), torch.zeros(2, 3, dtype=torch.long), 5, 2, greedy)
+        speculative_generate(target, PromptLookupDrafter(), torch.zeros(2, 3, dtype=torch.long), 2, greedy)
     with pytest.raises(ValueError, match="num_assistant_tokens must be a positive integer"):
-        speculative_generate(target, PromptLookupDrafter(), torch.zeros(1, 3, dtype=torch.long), 5, 0, greedy)
+        speculative_generate(target, PromptLookupDrafter(), torch.zeros(1, 3, dtype=torch.long), 0, greedy)
     with pytest.raises(ValueError, match="penalties"):
-        speculative_generate(target, PromptLookupDrafter(), torch.zeros(1, 3, dtype=torch.long), 5, 2,
+        speculative_generate(target, PromptLookupDrafter(), torch.zeros(1, 3, dtype=torch.long), 2,
                              GenerationSettings(repetition_penalty=1.2))
     with pytest.raises(ValueError, match="max_ngram"):
         PromptLookupDrafter(0)
@@ -257,7 +257,7 @@ def test_on_the_bundled_pair_both_drafters_give_the_plain_greedy_tokens(k):
     prompt = tokenizer("KING LEAR.\nBlow, winds,", return_tensors="pt").input_ids
     plain = generate(target, prompt, 60)
     greedy = GenerationSettings(max_new_tokens=60)
-    ours, stats = speculative_generate(target, ModelDrafter(draft, greedy, prompt.shape[1] + 60), prompt, 60, k, greedy)
+    ours, stats = speculative_generate(target, ModelDrafter(draft, greedy, prompt.shape[1] + 60), prompt, k, greedy)
     assert torch.equal(ours, plain)
     assert stats.accepted > 0
     assert torch.equal(generate(target, prompt, 60, assistant_model=draft, num_assistant_tokens=k), plain)

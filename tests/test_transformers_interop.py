@@ -29,8 +29,8 @@ from course_utils.compat import (
     output_cache,
 )
 from course_utils.kv_cache import kv_cache_bytes
+from course_utils.measure import StepTimer, transformers_generate_exactly
 from course_utils.speculative import drafting_like_ours
-from course_utils.timing import StepTimer
 
 
 class _Records(logging.Handler):
@@ -109,11 +109,10 @@ def test_generate_with_a_transformers_model(bundled, no_warnings):
 
 
 def test_transformers_generate_with_a_course_stopping_criterion(bundled, no_warnings):
-    target, _, tokenizer, prompt = bundled
+    target, _, _, prompt = bundled
     timer = StepTimer()
-    out = target.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, do_sample=False,
-                          pad_token_id=tokenizer.eos_token_id, stopping_criteria=[timer])
-    assert out.shape[1] == prompt.shape[1] + 5
+    out = transformers_generate_exactly(target, prompt, 5, stopping_criteria=[timer])
+    assert out.shape[1] == prompt.shape[1] + 5 and len(timer.times) == 5
 
 
 def test_the_tokenizer_paths_use_the_transformers_5_names(bundled, monkeypatch, tmp_path, no_warnings):

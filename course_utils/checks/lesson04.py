@@ -13,7 +13,7 @@ import torch
 
 from .. import model
 from ..generation import generate
-from ..timing import bytes_written
+from ..measure import bytes_written
 from .harness import Exercise, difference, generator
 from .models import BUNDLED, TINY, prompts, reference_model
 
