@@ -119,11 +119,13 @@ def attention_weights(
     count from the first real token, as ``generate`` does.
     """
     if is_course_model(model):
-        return model.forward_with_attention(input_ids, attention_mask)[1]
+        course_model: Any = model  # a MiniGPT or a MiniLlama, each with its forward_with_attention
+        return course_model.forward_with_attention(input_ids, attention_mask)[1]
+    hf_model: Any = model  # a transformers model, with its set_attn_implementation
     config = model.config
     before = getattr(config, "_attn_implementation", "eager")
     if before != "eager":
-        model.set_attn_implementation("eager")
+        hf_model.set_attn_implementation("eager")
     try:
         arguments = {}
         if attention_mask is not None:
@@ -131,5 +133,5 @@ def attention_weights(
         output = model(input_ids, output_attentions=True, use_cache=False, **arguments)
     finally:
         if before != "eager":
-            model.set_attn_implementation(before)
+            hf_model.set_attn_implementation(before)
     return [weights.float() for weights in output.attentions]

@@ -198,7 +198,7 @@ def train_copying_model(
                                 learning_rate=learning_rate, min_lr=learning_rate, grad_clip=None,
                                 eval_interval=eval_every, checkpoint_interval=steps, precision="float32", seed=seed)
     with tempfile.TemporaryDirectory(prefix="course-copying-") as folder:
-        trainer = Trainer(constant_rate, None, Path(folder), eval_fn=lambda trained: copying_loss(trained, *held_out),
+        trainer = Trainer(constant_rate, None, Path(folder), eval_fn=lambda _: copying_loss(model, *held_out),
                           progress=False, device="cpu", model=model, batches=copying_batches,
                           optimizer=torch.optim.AdamW(model.parameters(), lr=learning_rate))
         trainer.run()

@@ -30,6 +30,7 @@ import copy
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any, cast
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -46,7 +47,7 @@ from .hardware import (
 )
 from .hub import load_model
 from .measure import transformers_generate_exactly
-from .model import MiniGPT
+from .model import GPTConfig, MiniGPT
 from .recipes import PRESETS
 from .speculative import DEFAULT_ASSISTANT_TOKENS, SPECULATIVE_PROMPTS, drafting_like_ours
 from .timing import interleaved_rates, median_seconds, paired_ratio, print_medians
@@ -55,17 +56,19 @@ from .train import TrainConfig, make_optimizer, training_step
 PROMPT = "ROMEO.\n"
 
 
-def generation_benchmark(model_name: str, runs: int, batch: int, device: str = "cpu") -> dict[str, float]:
+def generation_benchmark(model_name: str, runs: int, batch: int,
+                         device: str | torch.device = "cpu") -> dict[str, float]:
     """Median generated tokens per second of each way of decoding; prints the table."""
     device = resolve_device(device)
     hf_model, tokenizer = load_model(model_name)
     hf_model.to(device)
+    hf_config: Any = hf_model.config  # a transformers config: its attributes are set at run time
     mini = MiniGPT.from_hf(hf_model)
     prompt = tokenizer([PROMPT] * batch, return_tensors="pt").input_ids.to(device)
-    new_tokens = hf_model.config.n_positions - prompt.shape[1]
+    new_tokens = hf_config.n_positions - prompt.shape[1]
     # A MiniGPT has no EOS unless told, and transformers is held to new_tokens: all four ways
     # generate exactly new_tokens tokens.
-    ways = {
+    ways: dict[str, Callable[[], object]] = {
         "ours, preallocated cache": lambda: generate(mini, prompt, new_tokens),
         "ours, growing cache": lambda: generate(mini, prompt, new_tokens,
                                                 cache_implementation="growing"),
@@ -74,7 +77,7 @@ def generation_benchmark(model_name: str, runs: int, batch: int, device: str = "
     }
     print(f"machine: {describe_machine()}, device {device.type}")
     print(f"model: {model_name}, batch {batch}, prompt {prompt.shape[1]} tokens, {new_tokens} generated tokens "
-          f"(to the full context of {hf_model.config.n_positions}), greedy; {runs} runs after 1 warm-up")
+          f"(to the full context of {hf_config.n_positions}), greedy; {runs} runs after 1 warm-up")
     medians = print_medians(interleaved_rates(ways, batch * new_tokens, runs), "tokens/s")
     ours = medians["ours, preallocated cache"]
     print(f"preallocated vs growing cache: {ours / medians['ours, growing cache']:.2f}x")
@@ -117,7 +120,8 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
     print(f"target {target_name}, draft {draft_name}; greedy, batch 1, {len(prompts)} prompts x {new_tokens} new "
           f"tokens; {runs} interleaved runs after 1 warm-up; every way of ours gave the plain tokens")
     with hidden_transformers_messages(*ASSISTED_GENERATION_MESSAGES):
-        rates = interleaved_rates(ways, len(prompts) * new_tokens, runs)
+        # dict(ways): the same ways, typed as interleaved_rates takes them (a dict's value type is invariant)
+        rates = interleaved_rates(dict(ways), len(prompts) * new_tokens, runs)
     medians = print_medians(rates, "tokens/s")
     print("speedups: the median over rounds of each round's ratio (runs of one round share the machine's state)")
     for name in ways:
@@ -132,14 +136,18 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
 SLOW_BFLOAT16 = 0.25  # a bfloat16 matmul below this fraction of float32's speed is emulated in software
 
 
-def training_benchmark(config: TrainConfig, runs: int, steps: int, device: str = "cpu") -> dict[str, float]:
+def training_benchmark(config: TrainConfig, runs: int, steps: int,
+                       device: str | torch.device = "cpu") -> dict[str, float]:
     """Median training tokens per second of MiniGPT, GPT2LMHeadModel and the ablations; prints the table."""
     device = resolve_device(device)
     choice = choose_precision(config.precision, device, config.model.n_embd)
     other = "float32" if choice.precision == "bfloat16" else "bfloat16"
     torch.manual_seed(config.seed)
-    mini = MiniGPT(config.model).to(device)
-    hf_model = mini.to_hf().to(device)  # the same weights and configuration (no dropout on attention weights)
+    # A GPT preset's: MiniGPT cannot build a Llama preset's configuration (it fails on it).
+    mini = MiniGPT(cast(GPTConfig, config.model)).to(device)
+    # The same weights and configuration (no dropout on attention weights), in a transformers
+    # GPT2LMHeadModel: its attributes (loss_type) are set at run time.
+    hf_model: Any = mini.to_hf().to(device)
     hf_model.loss_type = "ForCausalLM"  # the loss transformers picks for this class; set, so it need not warn
     B, T = config.batch_size, config.model.context_length
     windows = torch.randint(0, config.model.vocab_size, (steps, B, T + 1), generator=torch.Generator().manual_seed(0))
@@ -170,7 +178,7 @@ def training_benchmark(config: TrainConfig, runs: int, steps: int, device: str =
         model = copy.deepcopy(mini)  # each way trains its own copy: no way changes another's weights
         return trainer(model, model, **settings)
 
-    ways = {
+    ways: dict[str, Callable[[], object]] = {
         "MiniGPT": mini_way(),
         "transformers GPT2LMHeadModel": trainer(hf_model, hf_loss),
         "MiniGPT, unfused attention": mini_way(fused_attention=False),
@@ -210,6 +218,7 @@ def is_emulated_bfloat16(choice: PrecisionChoice, width: int, device: torch.devi
     speedup = choice.bfloat16_speedup
     if speedup is None:  # an explicit choice measured nothing: measure now
         speedup = choose_precision("auto", device, width).bfloat16_speedup
+        assert speedup is not None  # "auto" on a CPU always measures
     return speedup < SLOW_BFLOAT16
 
 

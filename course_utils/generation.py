@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .adapters import is_course_model, model_context, model_device, next_token_logits
-from .kv_cache import make_cache
+from .adapters import is_course_model, model_context, model_device, next_token_logits, vocabulary_size
+from .kv_cache import KVCache, make_cache
 from .model import check_token_ids
 from .sampling import (  # noqa: F401  (the filters' documented home is course_utils.generation too)
     GenerationSettings,
@@ -37,7 +37,7 @@ def _check_inputs(model: torch.nn.Module, input_ids: torch.Tensor, max_new_token
             f"input_ids is on {input_ids.device} but the model is on {device}; "
             f"move one of them, e.g. input_ids.to({str(device)!r})"
         )
-    check_token_ids(input_ids, model.config.vocab_size)
+    check_token_ids(input_ids, vocabulary_size(model))
     context = model_context(model)
     if input_ids.shape[1] + max_new_tokens > context:
         raise ValueError(
@@ -166,7 +166,7 @@ def generate(
     if streamer is not None and not one_row:
         raise ValueError("streamer needs a batch of one prompt, num_beams=1 and num_return_sequences=1")
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-    cache = make_cache(cache_implementation, input_ids.shape[1] + settings.max_new_tokens)  # checks the name too
+    cache: KVCache | None = make_cache(cache_implementation, input_ids.shape[1] + settings.max_new_tokens)  # checks the name too
     if not (use_cache and is_course_model(model)):
         cache = None
     if assistant_model is not None or num_assistant_tokens is not None or prompt_lookup_num_tokens is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -130,7 +131,7 @@ def load_tokenizer(name: str | None = None):
     return _from_pretrained(AutoTokenizer, model_name(name))
 
 
-def load_model(name: str | None = None, device: str | torch.device | None = None) -> tuple[torch.nn.Module, object]:
+def load_model(name: str | None = None, device: str | torch.device | None = None) -> tuple[torch.nn.Module, Any]:
     """A causal LM (float32, eval mode) and its tokenizer.
 
     Args:

@@ -211,6 +211,8 @@ def alibi_bias(slopes: torch.Tensor, T: int, T_all: int) -> torch.Tensor:
 class LlamaAttention(nn.Module):
     """Causal self-attention with RoPE or ALiBi, grouped key/value heads and no biases."""
 
+    slopes: torch.Tensor  # (H,) ALiBi's head slopes: a buffer, registered with position="alibi" only
+
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
         self.config = config
@@ -385,6 +387,7 @@ class MiniLlama(CourseModel):
             rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta},
             tie_word_embeddings=c.tie_word_embeddings, bos_token_id=None, eos_token_id=None, pad_token_id=None,
         )
+        hf_model: nn.Module  # a LlamaForCausalLM or a MistralForCausalLM
         if c.sliding_window is None:
             from transformers import LlamaConfig as HFLlamaConfig
             from transformers import LlamaForCausalLM

@@ -20,6 +20,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -74,10 +75,11 @@ def transformers_generate_exactly(model: torch.nn.Module, input_ids: torch.Tenso
     ``transformers`` need not warn). ``arguments`` go to ``generate()`` as well
     (``stopping_criteria``, ``assistant_model``...) and may override these. Returns
     (B, T + new_tokens), fewer only if a stopping criterion in ``arguments`` stops."""
-    eos = model.generation_config.eos_token_id
+    hf_model: Any = model  # a transformers model: generation_config and generate() are its own
+    eos = hf_model.generation_config.eos_token_id
     exact = dict(attention_mask=torch.ones_like(input_ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                  do_sample=False, pad_token_id=eos[0] if isinstance(eos, list) else eos)
-    return model.generate(input_ids, **(exact | arguments))
+    return hf_model.generate(input_ids, **(exact | arguments))
 
 
 @torch.no_grad()
@@ -91,7 +93,8 @@ def cached_pass_seconds(model: torch.nn.Module, context: torch.Tensor, chunk_siz
         raise ValueError(f"runs and every chunk size must be positive, got runs={runs}, chunk_sizes={chunk_sizes}")
     cache = PreallocatedKVCache(context.shape[1] + max(chunk_sizes))
     model(context, cache=cache)
-    chunks = {k: torch.randint(0, model.config.vocab_size, (1, k), generator=torch.Generator().manual_seed(k),
+    config: Any = model.config  # a course model's (GPTConfig or LlamaConfig)
+    chunks = {k: torch.randint(0, config.vocab_size, (1, k), generator=torch.Generator().manual_seed(k),
                                device="cpu").to(context.device) for k in chunk_sizes}
 
     def one_pass(chunk: torch.Tensor) -> Callable[[], None]:
@@ -100,8 +103,9 @@ def cached_pass_seconds(model: torch.nn.Module, context: torch.Tensor, chunk_siz
             cache.crop(context.shape[1])
         return run
 
-    rates = interleaved_rates({k: one_pass(chunk) for k, chunk in chunks.items()}, units=1, runs=runs)
-    return {k: statistics.median(1 / rate for rate in values) for k, values in rates.items()}
+    # the ways are named str(k): interleaved_rates takes names
+    rates = interleaved_rates({str(k): one_pass(chunk) for k, chunk in chunks.items()}, units=1, runs=runs)
+    return {k: statistics.median(1 / rate for rate in rates[str(k)]) for k in chunks}
 
 
 def memory_bandwidth(megabytes: int = 512, runs: int = 5) -> float:

@@ -25,6 +25,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -105,7 +106,7 @@ TEACHER_PROMPT_TOKENS = 32  # each teacher text continues this many tokens of tr
 
 
 @torch.no_grad()
-def teacher_greedy_texts(teacher: MiniGPT, tokens: torch.Tensor, count: int, length: int,
+def teacher_greedy_texts(teacher: CourseModel, tokens: torch.Tensor, count: int, length: int,
                          generator: torch.Generator, batch_size: int = 64) -> torch.Tensor:
     """(count, length) token ids: each row a window of ``TEACHER_PROMPT_TOKENS`` tokens of
     ``tokens`` (1-D, the training text) at a random start, continued greedily by ``teacher`` to
@@ -159,7 +160,7 @@ def distillation_hooks(
     def batches(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         from_teacher = round(n * distillation.teacher_text_fraction)
         inputs, targets = random_batch(train_tokens, n - from_teacher, length, generator)
-        if not from_teacher:
+        if texts is None or not from_teacher:
             return inputs, targets
         rows = texts[torch.randint(0, len(texts), (from_teacher,), generator=generator, device=generator.device)]
         no_target = torch.full((from_teacher, 1), -100, dtype=rows.dtype, device=rows.device)
@@ -231,7 +232,7 @@ def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: 
     ``train_tokens``: the length of the training token stream."""
     config = trainer.config
     with atomic_folder(trainer.out / "model") as staging:
-        hf_model = trainer.model.to_hf()
+        hf_model = cast(Any, trainer.model).to_hf()  # a MiniGPT's or MiniLlama's
         hf_model.config.bos_token_id = hf_model.config.eos_token_id = tokenizer.token_to_id(END_OF_TEXT)
         hf_model.config.pad_token_id = None
         hf_model.generation_config.bos_token_id = hf_model.config.bos_token_id
@@ -240,7 +241,7 @@ def export(trainer: Trainer, name: str, tokenizer, command: str, extra_metrics: 
         save_for_transformers(tokenizer, staging, config.model.context_length)
         metrics = {"parameters": trainer.model.num_parameters(), "steps": trainer.step,
                    "training_minutes": round(trainer.elapsed / 60, 1),
-                   "machine": describe_machine(), "device": trainer.device.type,
+                   "machine": describe_machine(), "device": torch.device(trainer.device or "cpu").type,
                    "precision": trainer.precision.precision, **extra_metrics}
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         seen = trainer.step * config.batch_size * config.gradient_accumulation_steps * config.tokens_per_sequence
@@ -355,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_tokenizer = TokenizersBackend(tokenizer_object=tokenizer, eos_token=END_OF_TEXT)
     validation = [corpus.validation[name] for name in sorted(corpus.validation)]
     eval_ids = [hf_tokenizer.eos_token_id] + hf_tokenizer.encode(validation[0], verbose=False)[: config.eval_tokens]
-    eval_text = hf_tokenizer.decode(eval_ids[1:])
+    eval_text = str(hf_tokenizer.decode(eval_ids[1:]))
 
     train_tokens = encode_plays(tokenizer, corpus.train)
     device = resolve_device(args.device)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -327,6 +327,7 @@ def assisted_generate(
         raise ValueError("num_assistant_tokens needs an assistant_model; prompt lookup takes prompt_lookup_num_tokens")
     if not bool(attention_mask.all()):
         raise ValueError("speculative decoding takes one unpadded prompt; attention_mask has padding")
+    drafter: Drafter
     if assistant_model is not None:
         if vocabulary_size(assistant_model) != vocabulary_size(model):
             raise ValueError(f"assistant_model has a vocabulary of {vocabulary_size(assistant_model)} tokens but "
@@ -352,7 +353,8 @@ def drafting_like_ours(hf_draft: torch.nn.Module, num_assistant_tokens: int) -> 
     if not isinstance(num_assistant_tokens, int) or num_assistant_tokens < 1:
         raise ValueError(f"num_assistant_tokens must be a positive integer, got {num_assistant_tokens!r}")
     draft = copy.deepcopy(hf_draft)
-    draft.generation_config.num_assistant_tokens = num_assistant_tokens
-    draft.generation_config.num_assistant_tokens_schedule = "constant"
-    draft.generation_config.assistant_confidence_threshold = 0.0
+    generation_config: Any = draft.generation_config  # a transformers GenerationConfig
+    generation_config.num_assistant_tokens = num_assistant_tokens
+    generation_config.num_assistant_tokens_schedule = "constant"
+    generation_config.assistant_confidence_threshold = 0.0
     return draft

@@ -78,3 +78,17 @@ def print_medians(rates: dict[str, list[float]], unit: str) -> dict[str, float]:
     for name, value in medians.items():
         print(f"{name:>30}: median {value:8.1f} {unit} (range {min(rates[name]):.0f}-{max(rates[name]):.0f})")
     return medians
+
+
+# The model measurements moved to ``measure`` (they need transformers, which this module must not
+# load); their old import path, ``course_utils.timing.StepTimer`` and so on, still works.
+MEASURE_NAMES = ("StepTimer", "interleaved_step_seconds", "cached_pass_seconds", "memory_bandwidth", "count_flops",
+                 "BytesWritten", "bytes_written")
+
+
+def __getattr__(name: str):
+    if name in MEASURE_NAMES:
+        from . import measure  # here, not at the top: measure imports this module, and transformers
+
+        return getattr(measure, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

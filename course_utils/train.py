@@ -249,16 +249,16 @@ class Trainer:
     train_tokens: torch.Tensor | None
     out: Path
     # callable(model) -> a validation score (bits per byte for language modelling), or None
-    eval_fn: Callable[[torch.nn.Module], float] | None = None
+    eval_fn: Callable[[CourseModel], float] | None = None
     progress: bool = True  # a progress bar, and a line per evaluation
     device: str | torch.device | None = None
     # The model to train; None builds a fresh one from config.model (seeded with config.seed).
     # A model built elsewhere (as minGPT's Trainer takes one) must match config.model.
-    model: CourseModel | None = None
+    model: CourseModel = None  # type: ignore[assignment]
     batches: Batches | None = None
     loss_fn: LossFn | None = None
     # The optimizer of ``model``; None: ``make_optimizer``. The schedule sets its learning rate.
-    optimizer: torch.optim.Optimizer | None = None
+    optimizer: torch.optim.Optimizer = None  # type: ignore[assignment]
     history: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": [], "eval_step": [], "val_bpb": []})
 
     def __post_init__(self) -> None:
@@ -330,10 +330,11 @@ class Trainer:
         # One draw of the whole effective batch, split into micro-batches: the same windows as one
         # batch of batch_size * gradient_accumulation_steps.
         sequences = config.batch_size * config.gradient_accumulation_steps
-        if self.batches is not None:
-            inputs, targets = self.batches(sequences, self.generator)
-        else:
+        if self.train_tokens is not None:
             inputs, targets = random_batch(self.train_tokens, sequences, config.tokens_per_sequence, self.generator)
+        else:
+            assert self.batches is not None  # __post_init__: exactly one of train_tokens and batches
+            inputs, targets = self.batches(sequences, self.generator)
         micro_batches = [(micro_inputs.to(self.device), micro_targets.to(self.device)) for micro_inputs, micro_targets
                          in zip(inputs.split(config.batch_size), targets.split(config.batch_size))]
         loss = training_step(self.model, self.optimizer, micro_batches, self.loss_fn, config.grad_clip,
@@ -346,6 +347,8 @@ class Trainer:
         return value
 
     def evaluate(self) -> float:
+        if self.eval_fn is None:
+            raise ValueError("evaluate() needs the Trainer's eval_fn")
         self.model.eval()
         bpb = self.eval_fn(self.model)
         self.history["eval_step"].append(self.step)
@@ -435,6 +438,20 @@ def fine_tuning_trainer(
                          learning_rate=learning_rate, min_lr=learning_rate / 10, eval_interval=steps,
                          checkpoint_interval=steps, precision="float32", seed=seed)
     return Trainer(config, None, out, progress=False, device=device, model=model, batches=batches, loss_fn=loss_fn)
+
+
+# The presets, distillation, the model card, export and the command moved to ``recipes`` (which
+# imports this module); their old import path, ``course_utils.train.PRESETS`` and so on, still works.
+RECIPE_NAMES = ("PRESETS", "VOCAB_SIZE", "TEACHER_PROMPT_TOKENS", "teacher_greedy_texts", "distillation_loss",
+                "MODEL_CARD", "distillation_summary", "export", "main")
+
+
+def __getattr__(name: str):
+    if name in RECIPE_NAMES:
+        from . import recipes  # here, not at the top: recipes imports this module
+
+        return getattr(recipes, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -116,3 +116,14 @@ def test_the_timing_rule_and_the_hardware_choices_do_not_import_transformers(mod
     code = f"import sys, {module}; print('transformers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("old,new", [("timing", "measure"), ("train", "recipes")])
+def test_a_name_that_moved_keeps_its_old_import_path(old, new):
+    """DESIGN.md: when a name moves to a new module, the old import path keeps working."""
+    import importlib
+
+    moved, home = importlib.import_module(f"course_utils.{old}"), importlib.import_module(f"course_utils.{new}")
+    names = moved.MEASURE_NAMES if old == "timing" else moved.RECIPE_NAMES
+    for name in names:
+        assert getattr(moved, name) is getattr(home, name), name
