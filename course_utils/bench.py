@@ -143,7 +143,7 @@ def training_benchmark(config: TrainConfig, runs: int, steps: int,
     choice = choose_precision(config.precision, device, config.model.n_embd)
     other = "float32" if choice.precision == "bfloat16" else "bfloat16"
     torch.manual_seed(config.seed)
-    # A GPT preset's: MiniGPT cannot build a Llama preset's configuration (it fails on it).
+    # MiniGPT takes a GPT preset's configuration (on a Llama preset's it fails, as before)
     mini = MiniGPT(cast(GPTConfig, config.model)).to(device)
     # The same weights and configuration (no dropout on attention weights), in a transformers
     # GPT2LMHeadModel: its attributes (loss_type) are set at run time.

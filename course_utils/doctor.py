@@ -27,14 +27,14 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.version import InvalidVersion, Version
 
+# Nothing here imports torch or transformers at the top: the doctor must report them missing or
+# broken, not fail with them. What needs them imports them inside the finding that uses them.
 from . import data
-from .data import sha256_of
-from .hardware import choose_precision
-from .hub import ASSETS, BUNDLED_MODELS
+from .bundled import ASSETS, BUNDLED_MODELS, CHECKSUMS, read_checksums
+from .files import sha256_of
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements-lock.txt"
-CHECKSUMS = ASSETS / "SHA256SUMS"
 DISTRIBUTION = "course-utils"
 # What a lesson cannot run without, and what only the tests and notebooks' tooling need.
 LESSON_PACKAGES = ("torch", "transformers", "tokenizers", "ipywidgets")
@@ -163,6 +163,8 @@ def instruction_sets(flags: Iterable[str]) -> tuple[list[str], bool]:
 def cpu_findings(measure_precision: bool = True) -> list[Finding]:
     import torch
 
+    from .hardware import choose_precision  # here: it needs torch (see the imports above)
+
     present, native = instruction_sets(cpu_flags())
     name = _cpu_name()
     sets = ", ".join(present) if present else "not reported by this system"
@@ -196,16 +198,6 @@ def gpu_finding() -> Finding:
     if torch.backends.mps.is_available():
         return Finding("GPU", "Apple MPS; lessons still run on the CPU unless COURSE_DEVICE=mps")
     return Finding("GPU", "none: lessons and training run on the CPU")
-
-
-def read_checksums(path: Path = CHECKSUMS) -> dict[str, str]:
-    """{path relative to the assets folder: sha256} from a ``sha256sum``-format file."""
-    sums = {}
-    for line in path.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        if digest and name:
-            sums[name] = digest
-    return sums
 
 
 def model_findings(assets: Path = ASSETS, checksums: Path = CHECKSUMS, load: bool = True) -> list[Finding]:
@@ -316,14 +308,33 @@ def report(findings: list[Finding]) -> tuple[str, int]:
     return "\n".join(lines), 1 if problems else 0
 
 
+def import_findings(packages: Iterable[str] = LESSON_PACKAGES) -> tuple[list[Finding], set[str]]:
+    """Import each installed lesson package: a problem finding for each that fails (installed but
+    broken), and the set of those that import."""
+    findings, importable = [], set()
+    for name in packages:
+        if installed_version(name) is None:
+            continue  # package_findings reports it missing
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # any failure to import means a lesson cannot run
+            message = str(error).splitlines()[0] if str(error) else ""
+            findings.append(Finding(name, f"installed, but importing it fails: {type(error).__name__}: {message}",
+                                    "problem", f"reinstall it: python -m pip install --force-reinstall "
+                                               f"--no-deps {name} (or the tested set: {INSTALL})"))
+        else:
+            importable.add(name)
+    return findings, importable
+
+
 def all_findings(load_models: bool = True, measure_precision: bool = True) -> list[Finding]:
-    findings = [python_finding(), *package_findings()]
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return findings
-    return [*findings, *cpu_findings(measure_precision), gpu_finding(), *model_findings(load=load_models),
-            corpus_finding(), widgets_finding(), chromium_finding(), settings_finding()]
+    broken, importable = import_findings()
+    findings = [python_finding(), *package_findings(), *broken]
+    if "torch" in importable:  # what torch measures; without it, the lines below say what is missing
+        findings += [*cpu_findings(measure_precision), gpu_finding()]
+    models_load = load_models and {"torch", "transformers", "tokenizers"} <= importable
+    return [*findings, *model_findings(load=models_load), corpus_finding(), widgets_finding(), chromium_finding(),
+            settings_finding()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -166,7 +166,8 @@ def generate(
     if streamer is not None and not one_row:
         raise ValueError("streamer needs a batch of one prompt, num_beams=1 and num_return_sequences=1")
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-    cache: KVCache | None = make_cache(cache_implementation, input_ids.shape[1] + settings.max_new_tokens)  # checks the name too
+    # make_cache checks the name too
+    cache: KVCache | None = make_cache(cache_implementation, input_ids.shape[1] + settings.max_new_tokens)
     if not (use_cache and is_course_model(model)):
         cache = None
     if assistant_model is not None or num_assistant_tokens is not None or prompt_lookup_num_tokens is not None:

