@@ -20,6 +20,8 @@ lesson 09 (``fine_tuning_trainer``).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import sys
@@ -208,10 +210,18 @@ def training_step(
     return total
 
 
+# A checkpoint file is this line with the SHA-256 of the rest, then torch.save's bytes.
+CHECKSUM_HEADER = b"course_utils.train checkpoint sha256="
+
+
 def save_atomically(obj: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    """``torch.save`` ``obj`` behind a line holding the checksum of its bytes, to a temporary file
+    in the same folder, then rename over ``path``."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    payload = buffer.getvalue()
     with atomic_path(path) as temporary:
-        torch.save(obj, temporary)
+        temporary.write_bytes(CHECKSUM_HEADER + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
 
 
 class CheckpointError(ValueError):
@@ -219,9 +229,18 @@ class CheckpointError(ValueError):
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint written by ``save_atomically``; never unpickles arbitrary objects."""
+    """Load a checkpoint written by ``save_atomically``, its checksum verified first (a flipped
+    byte or a cut-short file is a ``CheckpointError``); never unpickles arbitrary objects."""
+    data = path.read_bytes()
+    if not data.startswith(CHECKSUM_HEADER):
+        raise CheckpointError(f"{path} is not a course_utils training checkpoint (none written before checkpoints "
+                              "carried a checksum is read: train into another --out)")
+    header, _, payload = data.partition(b"\n")
+    if hashlib.sha256(payload).hexdigest().encode() != header[len(CHECKSUM_HEADER):]:
+        raise CheckpointError(f"{path} fails its checksum: the file is damaged or cut short; delete it to train "
+                              "from the start, or train into another --out")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, wrong format, disallowed pickle content
         reason = f"{type(error).__name__}: {error}"
         raise CheckpointError(f"{path} is not a readable training checkpoint ({reason})") from error

@@ -65,7 +65,7 @@ def test_truncated_or_foreign_checkpoints_fail_clearly(tmp_path):
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     data = checkpoint.read_bytes()
     checkpoint.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="not a readable training checkpoint"):
+    with pytest.raises(CheckpointError, match="fails its checksum: the file is damaged or cut short"):
         load_checkpoint(checkpoint)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
@@ -87,9 +87,8 @@ def test_a_write_killed_midway_leaves_the_previous_checkpoint(tmp_path, monkeypa
     trainer.run(stop_after=5)
     before = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"]
 
-    def killed(obj, path):
-        with open(path, "wb") as handle:
-            handle.write(b"PK\x03\x04 half a checkpoint")
+    def killed(obj, target):
+        target.write(b"PK\x03\x04 half a checkpoint")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", killed)
@@ -167,23 +166,20 @@ def test_a_draft_learns_from_the_teachers_own_greedy_texts(tmp_path):
 KILLED_WRITER = """
 import sys, time
 from pathlib import Path
-import torch
 sys.path.insert(0, {tests!r})
 from test_train import TINY, TOKENS
 from course_utils.train import Trainer
 
 trainer = Trainer(TINY, TOKENS, Path({out!r}), progress=False)
 trainer.run(stop_after=5)  # a good checkpoint at step 5
-write = torch.save
+write_bytes = Path.write_bytes
 
-def slow_save(obj, path):  # the real write, then a stall: the process is killed in there
-    write(obj, path)
-    with open(path, "r+b") as handle:
-        handle.truncate(100)
+def slow_write_bytes(self, data):  # half the checkpoint written, then a stall: the process is killed in there
+    write_bytes(self, data[: len(data) // 2])
     print("writing", flush=True)
     time.sleep(60)
 
-torch.save = slow_save
+Path.write_bytes = slow_write_bytes
 trainer.run(stop_after=10)
 """
 
@@ -470,3 +466,15 @@ def test_python_m_course_utils_train_runs_the_command():
 
     result = subprocess.run([sys.executable, "-m", "course_utils.train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--preset" in result.stdout and "compare-llama" in result.stdout
+
+
+def test_a_flipped_byte_in_a_checkpoint_is_caught_on_resume(tmp_path):
+    """64 flipped bytes once resumed, with Adam's exp_avg_sq off by 2e10: now the checksum refuses
+    even one."""
+    Trainer(TINY, TOKENS, tmp_path / "run", progress=False).run(stop_after=3)
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    data = bytearray(checkpoint.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    checkpoint.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="fails its checksum"):
+        Trainer(TINY, TOKENS, tmp_path / "run", progress=False)
