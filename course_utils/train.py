@@ -20,8 +20,6 @@ lesson 09 (``fine_tuning_trainer``).
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import math
 import sys
@@ -34,13 +32,18 @@ import torch
 from tqdm.auto import tqdm
 
 from .adapters import model_device
-from .files import atomic_path, remove_leftovers
+from .checkpoints import (  # noqa: F401  (their documented home is course_utils.train too)
+    CHECKPOINT_NAME,
+    CheckpointError,
+    configuration_differences,
+    load_checkpoint,
+    save_atomically,
+)
+from .files import remove_leftovers
 from .hardware import PRECISIONS, PrecisionChoice, autocast, choose_precision, lesson_device, resolve_device
 from .llama import LlamaConfig, config_from_dict
 from .model import CourseModel, GPTConfig
 from .tokenizer import END_OF_TEXT
-
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 @dataclass
@@ -94,18 +97,6 @@ class TrainConfig:
     @property
     def tokens_per_sequence(self) -> int:
         return self.sequence_length or self.model.context_length
-
-
-def _differences(saved: dict, current: dict, prefix: str = "") -> list[tuple[str, object, object]]:
-    """(field, saved value, current value) of each field that differs, nested ones as ``model.n_layer``."""
-    found = []
-    for name in sorted(set(saved) | set(current)):
-        mine, theirs = saved.get(name), current.get(name)
-        if isinstance(mine, dict) and isinstance(theirs, dict):
-            found += _differences(mine, theirs, f"{prefix}{name}.")
-        elif mine != theirs:
-            found.append((prefix + name, mine, theirs))
-    return found
 
 
 def build_model(config: GPTConfig | LlamaConfig) -> CourseModel:
@@ -210,45 +201,6 @@ def training_step(
     return total
 
 
-# A checkpoint file is this line with the SHA-256 of the rest, then torch.save's bytes.
-CHECKSUM_HEADER = b"course_utils.train checkpoint sha256="
-
-
-def save_atomically(obj: dict, path: Path) -> None:
-    """``torch.save`` ``obj`` behind a line holding the checksum of its bytes, to a temporary file
-    in the same folder, then rename over ``path``."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    payload = buffer.getvalue()
-    with atomic_path(path) as temporary:
-        temporary.write_bytes(CHECKSUM_HEADER + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is truncated, foreign or from another configuration."""
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint written by ``save_atomically``, its checksum verified first (a flipped
-    byte or a cut-short file is a ``CheckpointError``); never unpickles arbitrary objects."""
-    data = path.read_bytes()
-    if not data.startswith(CHECKSUM_HEADER):
-        raise CheckpointError(f"{path} is not a course_utils training checkpoint (none written before checkpoints "
-                              "carried a checksum is read: train into another --out)")
-    header, _, payload = data.partition(b"\n")
-    if hashlib.sha256(payload).hexdigest().encode() != header[len(CHECKSUM_HEADER):]:
-        raise CheckpointError(f"{path} fails its checksum: the file is damaged or cut short; delete it to train "
-                              "from the start, or train into another --out")
-    try:
-        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, wrong format, disallowed pickle content
-        reason = f"{type(error).__name__}: {error}"
-        raise CheckpointError(f"{path} is not a readable training checkpoint ({reason})") from error
-    if not isinstance(state, dict) or state.get("format") != "course_utils.train/1":
-        raise CheckpointError(f"{path} is not a course_utils training checkpoint")
-    return state
-
-
 @dataclass
 class Trainer:
     """A resumable training run; ``run()`` trains to ``config.max_steps``.
@@ -322,7 +274,7 @@ class Trainer:
         saved, current = json.loads(state["config"]), json.loads(json.dumps(asdict(self.config)))
         if saved != current:
             differ = ", ".join(f"{name} {saved_value!r} there, {current_value!r} here"
-                               for name, saved_value, current_value in _differences(saved, current))
+                               for name, saved_value, current_value in configuration_differences(saved, current))
             raise CheckpointError(f"{self.out / CHECKPOINT_NAME} was written by a run with another configuration "
                                   f"({differ}): resume with the same settings, or train into another --out")
         trained_in = state.get("precision", self.precision.precision)
