@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .model import CourseModel, KVCache, positions_from_attention_mask
+from .model import CourseModel, KVCache, check_token_ids, positions_from_attention_mask
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # (B, T) ids -> (B, T, V) logits
 
@@ -70,6 +70,29 @@ def model_generation_config(model: torch.nn.Module):
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device ``model``'s parameters are on."""
     return next(model.parameters()).device
+
+
+def check_prompt(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int) -> None:
+    """The checks every generation loop (``generate``, ``speculative_generate``) makes of its
+    prompt, each a ``ValueError`` that names the problem: ``input_ids`` on the model's device,
+    (B, T) token ids of an integer dtype within the vocabulary, at least one token per row, and
+    T + ``max_new_tokens`` within the model's context."""
+    device = model_device(model)
+    if input_ids.device != device:  # first: ids on another device cannot even be compared
+        raise ValueError(
+            f"input_ids is on {input_ids.device} but the model is on {device}; "
+            f"move one of them, e.g. input_ids.to({str(device)!r})"
+        )
+    check_token_ids(input_ids, vocabulary_size(model))
+    if input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids must hold at least one token per row (a prompt), got shape "
+                         f"{tuple(input_ids.shape)}; to start from nothing, start from the end-of-text token")
+    context = model_context(model)
+    if input_ids.shape[1] + max_new_tokens > context:
+        raise ValueError(
+            f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
+            f"model's context of {context} tokens"
+        )
 
 
 def next_token_logits(

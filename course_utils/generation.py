@@ -12,11 +12,12 @@ lesson 07 (``assistant_model``, ``prompt_lookup_num_tokens``).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from .adapters import is_course_model, model_context, model_device, next_token_logits, vocabulary_size
+from .adapters import check_prompt, is_course_model, next_token_logits
 from .kv_cache import KVCache, make_cache
-from .model import check_token_ids
 from .sampling import (  # noqa: F401  (the filters' documented home is course_utils.generation too)
     GenerationSettings,
     apply_frequency_presence_penalty,
@@ -30,20 +31,26 @@ from .sampling import (  # noqa: F401  (the filters' documented home is course_u
 from .speculative import assisted_generate
 
 
-def _check_inputs(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int) -> None:
-    device = model_device(model)
-    if input_ids.device != device:  # first: ids on another device cannot even be compared
+def _check_attention_mask(attention_mask: torch.Tensor | None, input_ids: torch.Tensor,
+                          pad_token_id: int | None) -> None:
+    """``attention_mask`` (B, T) must match ``input_ids`` and mark at least one real token per row
+    (a row of zeros has nothing to attend to: its text would be garbage), else a ``ValueError``.
+    Without a mask, a batch of several rows holding ``pad_token_id`` gets a warning, as in
+    transformers: the padding is then read as text, and those rows differ from the same prompts
+    alone. (A warning, not an error: a pad id may also be an ordinary token of the text.)"""
+    if attention_mask is None:
+        if pad_token_id is not None and input_ids.shape[0] > 1 and bool((input_ids == pad_token_id).any()):
+            warnings.warn(f"input_ids hold pad_token_id {pad_token_id} but no attention_mask was passed: the padding "
+                          "is read as text. Pass the tokenizer's attention_mask (padding_side='left').", stacklevel=3)
+        return
+    if attention_mask.shape != input_ids.shape:
         raise ValueError(
-            f"input_ids is on {input_ids.device} but the model is on {device}; "
-            f"move one of them, e.g. input_ids.to({str(device)!r})"
+            f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+            f"got {tuple(attention_mask.shape)}"
         )
-    check_token_ids(input_ids, vocabulary_size(model))
-    context = model_context(model)
-    if input_ids.shape[1] + max_new_tokens > context:
-        raise ValueError(
-            f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
-            f"model's context of {context} tokens"
-        )
+    empty = (attention_mask == 0).all(dim=-1).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"attention_mask rows {empty} are all zeros: each row needs at least one real token (1)")
 
 
 def _is_stopped(stopping_criteria: list, sequences: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -156,12 +163,8 @@ def generate(
         length_penalty=length_penalty, early_stopping=early_stopping, num_return_sequences=num_return_sequences,
         eos_token_id=eos_token_id, pad_token_id=pad_token_id,
     )
-    _check_inputs(model, input_ids, settings.max_new_tokens)
-    if attention_mask is not None and attention_mask.shape != input_ids.shape:
-        raise ValueError(
-            f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
-            f"got {tuple(attention_mask.shape)}"
-        )
+    check_prompt(model, input_ids, settings.max_new_tokens)
+    _check_attention_mask(attention_mask, input_ids, settings.pad_token_id)
     one_row = input_ids.shape[0] == 1 and settings.num_beams == 1 and settings.num_return_sequences == 1
     if streamer is not None and not one_row:
         raise ValueError("streamer needs a batch of one prompt, num_beams=1 and num_return_sequences=1")

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .adapters import is_course_model, logits_after, vocabulary_size
+from .adapters import check_prompt, is_course_model, logits_after, model_device, vocabulary_size
 from .kv_cache import PreallocatedKVCache
 from .sampling import GenerationSettings
 
@@ -245,6 +245,18 @@ def predicted_speedup(acceptance: float, k: int, draft_cost: float, verify_cost:
 
 
 @torch.no_grad()
+def check_assistant(assistant_model: torch.nn.Module, target: torch.nn.Module) -> None:
+    """The draft model's rules: the target's vocabulary (the same tokenizer, so that a drafted id
+    means the same token to both; the rule transformers' assisted generation states too) and the
+    target's device. Each broken rule is a ``ValueError`` naming ``assistant_model``."""
+    if vocabulary_size(assistant_model) != vocabulary_size(target):
+        raise ValueError(f"assistant_model has a vocabulary of {vocabulary_size(assistant_model)} tokens but "
+                         f"the model has {vocabulary_size(target)}; they must share a tokenizer")
+    if model_device(assistant_model) != model_device(target):
+        raise ValueError(f"assistant_model is on {model_device(assistant_model)} but the model on "
+                         f"{model_device(target)}; put both on one device")
+
+
 def speculative_generate(
     target: torch.nn.Module,
     drafter: Drafter,
@@ -262,6 +274,9 @@ def speculative_generate(
     if input_ids.dim() != 2 or input_ids.shape[0] != 1:
         raise ValueError(f"speculative decoding takes one sequence (batch size 1, as transformers), input_ids "
                          f"(1, T); got {tuple(input_ids.shape)}")
+    check_prompt(target, input_ids, settings.max_new_tokens)  # generate's own checks
+    if isinstance(drafter, ModelDrafter):
+        check_assistant(drafter.stepper.model, target)
     if not isinstance(num_assistant_tokens, int) or num_assistant_tokens < 1:
         raise ValueError(f"num_assistant_tokens must be a positive integer, got {num_assistant_tokens!r}")
     if settings.repetition_penalty != 1.0 or settings.frequency_penalty or settings.presence_penalty:
@@ -329,9 +344,7 @@ def assisted_generate(
         raise ValueError("speculative decoding takes one unpadded prompt; attention_mask has padding")
     drafter: Drafter
     if assistant_model is not None:
-        if vocabulary_size(assistant_model) != vocabulary_size(model):
-            raise ValueError(f"assistant_model has a vocabulary of {vocabulary_size(assistant_model)} tokens but "
-                             f"the model has {vocabulary_size(model)}; they must share a tokenizer")
+        check_assistant(assistant_model, model)
         k = DEFAULT_ASSISTANT_TOKENS if num_assistant_tokens is None else num_assistant_tokens
         drafter = ModelDrafter(assistant_model, settings, input_ids.shape[1] + settings.max_new_tokens, generator)
     else:

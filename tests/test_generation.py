@@ -1,8 +1,10 @@
+import warnings
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from course_utils import MiniGPT, generate
+from course_utils import GPTConfig, MiniGPT, generate
 
 
 @pytest.fixture(scope="module")
@@ -487,3 +489,38 @@ def test_a_generation_config_field_the_course_does_not_honour_is_refused_by_name
             generate(mini, prompt, 3, eos_token_id=wrong)
     with pytest.raises(ValueError, match="pad_token_id must be a token id"):
         generate(mini, prompt, 3, pad_token_id=-1)
+
+
+def _tiny_gpt() -> MiniGPT:
+    torch.manual_seed(0)
+    return MiniGPT(GPTConfig(vocab_size=300, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
+
+
+def test_padding_without_a_mask_warns_and_a_mask_row_of_zeros_is_refused():
+    """Both once answered wrongly without a word: a padded row read its padding as text, and an
+    all-zero mask row gave garbage."""
+    model = _tiny_gpt()
+    padded = torch.tensor([[0, 0, 5, 6], [7, 8, 9, 10]])
+    with pytest.warns(UserWarning, match="hold pad_token_id 0 but no attention_mask was passed"):
+        generate(model, padded, 3, pad_token_id=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # with the mask, or one row, or no pad id: no warning
+        generate(model, padded, 3, pad_token_id=0, attention_mask=(padded != 0).long())
+        generate(model, padded[:1], 3, pad_token_id=0)
+        generate(model, padded, 3)
+    with pytest.raises(ValueError, match=r"attention_mask rows \[0\] are all zeros"):
+        generate(model, padded, 3, attention_mask=torch.tensor([[0, 0, 0, 0], [1, 1, 1, 1]]))
+
+
+@pytest.mark.parametrize("call", ["generate", "speculative_generate"])
+def test_an_empty_prompt_is_refused_by_both_loops(call):
+    from course_utils.sampling import GenerationSettings
+    from course_utils.speculative import ModelDrafter, speculative_generate
+
+    model, empty = _tiny_gpt(), torch.zeros(1, 0, dtype=torch.long)
+    settings = GenerationSettings(max_new_tokens=3)
+    with pytest.raises(ValueError, match=r"input_ids must hold at least one token per row \(a prompt\), got shape"):
+        if call == "generate":
+            generate(model, empty, 3)
+        else:
+            speculative_generate(model, ModelDrafter(model, settings, 8), empty, 2, settings)

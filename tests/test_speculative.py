@@ -276,3 +276,22 @@ def test_statistics_of_several_runs_merge_into_their_sums():
     total.merge(second)
     assert (total.drafted, total.target_steps, total.accepted) == (9, 3, 5)
     assert total.proposed_at == [3, 3, 2, 1] and total.accepted_at == [2, 1, 1, 1]
+
+
+def test_speculative_generate_called_directly_checks_as_generate_does():
+    """Its own entry once skipped generate's checks: a draft of another vocabulary failed with a
+    shape error, token ids out of range with a misleading one."""
+    from course_utils import GPTConfig, MiniGPT
+    from course_utils.sampling import GenerationSettings
+    from course_utils.speculative import ModelDrafter, speculative_generate
+
+    torch.manual_seed(0)
+    target = MiniGPT(GPTConfig(vocab_size=300, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    other = MiniGPT(GPTConfig(vocab_size=1000, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    settings = GenerationSettings(max_new_tokens=5)
+    with pytest.raises(ValueError, match="assistant_model has a vocabulary of 1000 tokens but the model has 300"):
+        speculative_generate(target, ModelDrafter(other, settings, 10), torch.tensor([[5, 6]]), 2, settings)
+    with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 299\]"):
+        speculative_generate(target, ModelDrafter(target, settings, 10), torch.tensor([[5, 4000]]), 2, settings)
+    with pytest.raises(ValueError, match="exceeds the model's context of 32 tokens"):
+        speculative_generate(target, ModelDrafter(target, settings, 40), torch.tensor([[5] * 30]), 2, settings)
