@@ -7,6 +7,7 @@ Taught in: lesson 05 (section 6, stop and resume); the ``Trainer`` writes and re
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 from pathlib import Path
@@ -24,12 +25,20 @@ CHECKSUM_HEADER = b"course_utils.train checkpoint sha256="
 
 def save_atomically(obj: dict, path: Path) -> None:
     """``torch.save`` ``obj`` behind a line holding the checksum of its bytes, to a temporary file
-    in the same folder, then rename over ``path``."""
+    in the same folder, then rename over ``path``. A full disk says so, naming the folder (the
+    previous file at ``path`` is intact)."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     payload = buffer.getvalue()
-    with atomic_path(path) as temporary:
-        temporary.write_bytes(CHECKSUM_HEADER + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    try:
+        with atomic_path(path) as temporary:
+            temporary.write_bytes(CHECKSUM_HEADER + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        message = (f"no space left on {path.parent} for {path.name} ({len(payload):,} bytes); the previous "
+                   f"{path.name}, if any, is intact: free some space and resume")
+        raise OSError(errno.ENOSPC, message) from error
 
 
 class CheckpointError(ValueError):

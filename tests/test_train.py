@@ -478,3 +478,21 @@ def test_a_flipped_byte_in_a_checkpoint_is_caught_on_resume(tmp_path):
     checkpoint.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="fails its checksum"):
         Trainer(TINY, TOKENS, tmp_path / "run", progress=False)
+
+
+def test_a_full_disk_says_so_and_names_the_folder(tmp_path, monkeypatch):
+    """Once torch's "[enforce fail at inline_container.cc:672]"; the previous checkpoint stays."""
+    import errno
+    from pathlib import Path
+
+    trainer = Trainer(TINY, TOKENS, tmp_path / "run", progress=False)
+    trainer.run(stop_after=2)
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError, match=rf"no space left on {tmp_path / 'run'} for checkpoint.pt"):
+        trainer.save_checkpoint()
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 2
