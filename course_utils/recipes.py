@@ -61,6 +61,8 @@ PRESETS: dict[str, TrainConfig] = {
         warmup_steps=100,
     ),
 }
+
+
 # GPT-2 style against Llama style at equal parameters, trained for equal time (lesson 08; the
 # README gives the commands, run side by side on one thread each so that they share the machine).
 def _race_preset(model: GPTConfig | LlamaConfig) -> TrainConfig:
