@@ -343,8 +343,7 @@ def assisted_generate(
     if not bool(attention_mask.all()):
         raise ValueError("speculative decoding takes one unpadded prompt; attention_mask has padding")
     drafter: Drafter
-    if assistant_model is not None:
-        check_assistant(assistant_model, model)
+    if assistant_model is not None:  # (speculative_generate checks it: check_assistant)
         k = DEFAULT_ASSISTANT_TOKENS if num_assistant_tokens is None else num_assistant_tokens
         drafter = ModelDrafter(assistant_model, settings, input_ids.shape[1] + settings.max_new_tokens, generator)
     else:
