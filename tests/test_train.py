@@ -318,6 +318,30 @@ def test_the_model_cards_command_reproduces_the_run():
     assert _configured(parser.parse_args(command.split()[3:]), parser) == _configured(parser.parse_args(argv), parser)
 
 
+def test_the_model_cards_commands_run(tmp_path):
+    """The card's two commands, run as a learner would paste them: its training command trains
+    (and writes a card naming itself again), and its evaluate line scores the exported folder to
+    the bits per byte in metrics.json. compare-gpt is not bundled, so the evaluate line must name
+    the folder (it once said ``--model compare-gpt``, which fails). About two minutes."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    from course_utils.recipes import reproduce_command
+
+    out = tmp_path / "run"
+    command = reproduce_command(["--preset", "compare-gpt", "--max-steps", "1"])
+    subprocess.run([sys.executable, *command.split()[1:], "--out", str(out)], check=True, capture_output=True)
+    card = (out / "model" / "README.md").read_text()
+    assert f"    {command}\n" in card
+    evaluate_line = re.search(r"Reproduce with `(python -m course_utils\.evaluate [^`]+)`", card).group(1)
+    assert evaluate_line == f"python -m course_utils.evaluate --model {out / 'model'}"
+    scored = subprocess.run([sys.executable, *evaluate_line.split()[1:]], check=True, capture_output=True, text=True)
+    printed = float(re.search(r": ([0-9.]+) bits per byte", scored.stdout).group(1))
+    assert printed == json.loads((out / "model" / "metrics.json").read_text())["validation_bits_per_byte"]
+
+
 def test_a_time_budget_stops_the_run_and_drives_the_decay(tmp_path, monkeypatch):
     config = replace(TINY, max_steps=1000, max_minutes=0.5, checkpoint_interval=1000)
     assert learning_rate_at(500, config, elapsed=0.0) > learning_rate_at(500, config, elapsed=15.0)
