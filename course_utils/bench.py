@@ -2,6 +2,7 @@
 The timing rule is ``course_utils.timing``'s; the measurements of models, ``course_utils.measure``'s.
 
     python -m course_utils bench generation [--model shakespeare-gpt] [--runs 3] [--batch 1] [--device cpu]
+    python -m course_utils bench generation --floor [--model shakespeare-gpt] [--draft shakespeare-gpt-draft]
     python -m course_utils bench training [--preset shakespeare-gpt] [--runs 3] [--steps 1] [--precision auto]
 
 ``generation`` times greedy decoding from a short prompt up to the model's full context, four
@@ -9,6 +10,12 @@ ways in the same run, interleaved round by round so that machine noise hits all 
 ``generate`` with the preallocated KV cache (the default), with the growing one, without a cache,
 and ``transformers``' own ``model.generate()`` (which uses its cache). One warm-up round is
 discarded. Only generated tokens count: the prompt is not.
+
+``generation --floor`` asks how far a cached step (batch 1) is from what it cannot go below. It
+splits a step's time by torch's profiler into groups of operations (``measure.OPERATION_GROUPS``)
+and the Python between them, then times the step beside the bare products of a vector with every
+weight matrix (the GEMVs a step cannot skip) and beside reading every weight once at this
+machine's copy bandwidth.
 
 ``training`` times training steps (forward, loss, backward, clipping, AdamW) of a preset's
 model and batch, in the same run: ``MiniGPT`` as ``course_utils.train`` runs it (the precision
@@ -30,6 +37,7 @@ import copy
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any, cast
 
 import torch
@@ -46,7 +54,7 @@ from .hardware import (
     resolve_device,
 )
 from .hub import load_model
-from .measure import transformers_generate_exactly
+from .measure import DecodeFloor, decode_floor, memory_bandwidth, step_breakdown, transformers_generate_exactly
 from .model import GPTConfig, MiniGPT
 from .recipes import PRESETS
 from .speculative import DEFAULT_ASSISTANT_TOKENS, SPECULATIVE_PROMPTS, drafting_like_ours
@@ -84,6 +92,41 @@ def generation_benchmark(model_name: str, runs: int, batch: int,
     print(f"KV cache vs no cache:          {ours / medians['ours, no cache']:.2f}x")
     print(f"ours (cache) vs transformers:  {ours / medians['transformers generate()']:.2f}x")
     return medians
+
+
+FLOOR_CONTEXT = 300  # cached tokens before the timed step: the middle of a long generation
+
+
+def floor_report(model_names: list[str], runs: int, steps: int = 200) -> dict[str, DecodeFloor]:
+    """For each model (batch 1, greedy, ``steps`` tokens): where a cached decoding step's time
+    goes, and the step beside its floors (the bare GEMVs of every weight, and every weight read
+    once at this machine's copy bandwidth); prints both tables."""
+    bandwidth = memory_bandwidth()
+    print(f"machine: {describe_machine()}; copy bandwidth {bandwidth:.1f} GB/s")
+    floors, breakdowns = {}, {}
+    for name in model_names:
+        hf_model, tokenizer = load_model(name)
+        mini = MiniGPT.from_hf(hf_model)
+        config = mini.config
+        context = torch.randint(0, config.vocab_size, (1, min(FLOOR_CONTEXT, config.context_length - 1)),
+                                generator=torch.Generator().manual_seed(0))
+        floors[name] = decode_floor(mini, context, runs=max(runs, 10), bandwidth=bandwidth)
+        prompt = tokenizer(PROMPT, return_tensors="pt").input_ids
+        new_tokens = min(steps, config.context_length - prompt.shape[1])
+        breakdowns[name] = step_breakdown(partial(generate, mini, prompt, new_tokens), new_tokens, runs)
+    print(f"\nwhere a step's time goes (microseconds per generated token, up to {steps} tokens from {PROMPT!r}):")
+    print(f"{'':>28}" + "".join(f"{name:>24}" for name in model_names))
+    for group in next(iter(breakdowns.values())):
+        print(f"{group:>28}" + "".join(f"{breakdowns[name][group] * 1e6:24.0f}" for name in model_names))
+    print(f"{'total':>28}" + "".join(f"{sum(breakdowns[name].values()) * 1e6:24.0f}" for name in model_names))
+    print(f"\none cached step after up to {FLOOR_CONTEXT} tokens beside its floors "
+          f"(medians of {max(runs, 10)} interleaved rounds):")
+    print(f"{'model':>24} {'step ms':>8} {'GEMVs ms':>9} {'weights MB':>11} {'at copy speed ms':>17} "
+          f"{'step/GEMVs':>11}")
+    for name, floor in floors.items():
+        print(f"{name:>24} {floor.step * 1e3:8.3f} {floor.gemvs * 1e3:9.3f} {floor.weight_bytes / 1e6:11.1f} "
+              f"{floor.copy * 1e3:17.3f} {floor.step_over_gemvs:10.2f}x")
+    return floors
 
 
 def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_tokens: int = 200,
@@ -238,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("benchmark", choices=["generation", "training", "speculative"])
     parser.add_argument("--model", default="shakespeare-gpt", help="generation, speculative: the (target) model")
-    parser.add_argument("--draft", default="shakespeare-gpt-draft", help="speculative: the draft model")
+    parser.add_argument("--draft", default="shakespeare-gpt-draft", help="speculative, --floor: the draft model")
+    parser.add_argument("--floor", action="store_true",
+                        help="generation: instead of the four ways, where a step's time goes and the step beside its "
+                             "floors, for --model and --draft")
     parser.add_argument("--new-tokens", type=int, default=200, help="speculative: new tokens per prompt")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="shakespeare-gpt",
                         help="training: the model configuration and batch of this training preset")
@@ -251,7 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 1 or (args.batch is not None and args.batch < 1) or args.steps < 1:
         parser.error("--runs, --batch and --steps must be at least 1")
-    if args.benchmark == "generation":
+    if args.floor and args.benchmark != "generation":
+        parser.error("--floor is a report of the generation benchmark")
+    if args.floor:
+        with torch.no_grad():
+            floor_report([args.model, args.draft], args.runs)
+    elif args.benchmark == "generation":
         with torch.no_grad():
             generation_benchmark(args.model, args.runs, args.batch or 1, args.device)
     elif args.benchmark == "speculative":

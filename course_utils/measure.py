@@ -182,3 +182,112 @@ def bytes_written(run: Callable[[], object]) -> BytesWritten:
         return BytesWritten(0, 0, ())
     largest, shape = max(counter.written, key=lambda item: item[0])
     return BytesWritten(sum(size for size, _ in counter.written), largest, shape)
+
+
+def weight_matrices(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The matrices one decoding step multiplies a vector by: every ``nn.Linear``'s weight, the LM
+    head's included, each once (a tied embedding is read as the LM head, not again)."""
+    seen: set[int] = set()
+    matrices = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and id(module.weight) not in seen:
+            seen.add(id(module.weight))
+            matrices.append(module.weight.detach())
+    return matrices
+
+
+@dataclass(frozen=True)
+class DecodeFloor:
+    """A cached decoding step (batch 1) beside what it cannot go below: ``step`` and ``gemvs`` in
+    median seconds, ``weight_bytes`` the bytes of ``weight_matrices``, ``bandwidth`` this machine's
+    copy bandwidth in GB/s."""
+
+    step: float  # one new token through the model, after ``context`` cached tokens
+    gemvs: float  # one product of a vector with every weight matrix, back to back: the arithmetic a step cannot skip
+    weight_bytes: int
+    bandwidth: float
+
+    @property
+    def copy(self) -> float:
+        """Seconds to read every weight once at copy speed: the floor for weights too large for the caches."""
+        return self.weight_bytes / (self.bandwidth * 1e9)
+
+    @property
+    def step_over_gemvs(self) -> float:
+        return self.step / self.gemvs
+
+
+@torch.no_grad()
+def decode_floor(model: torch.nn.Module, context: torch.Tensor, runs: int = 30,
+                 bandwidth: float | None = None) -> DecodeFloor:
+    """Time a course model's cached step of one token after ``context`` (1, T) against the bare
+    products of a (1, C_in) vector with each of its ``weight_matrices`` (``F.linear``, no bias,
+    nothing between them but a Python loop), interleaved round by round; ``bandwidth`` (GB/s)
+    defaults to ``memory_bandwidth()``."""
+    matrices = weight_matrices(model)
+    vectors = [torch.randn(1, matrix.shape[1], dtype=matrix.dtype, device=matrix.device) for matrix in matrices]
+    cache = PreallocatedKVCache(context.shape[1] + 1)
+    model(context, cache=cache)
+    token = context[:, -1:]
+
+    def step() -> None:
+        model(token, cache=cache)
+        cache.crop(context.shape[1])
+
+    def gemvs() -> None:
+        for vector, matrix in zip(vectors, matrices):
+            torch.nn.functional.linear(vector, matrix)
+
+    rates = interleaved_rates({"step": step, "gemvs": gemvs}, units=1, runs=runs)
+    return DecodeFloor(step=statistics.median(1 / rate for rate in rates["step"]),
+                       gemvs=statistics.median(1 / rate for rate in rates["gemvs"]),
+                       weight_bytes=sum(matrix.numel() * matrix.element_size() for matrix in matrices),
+                       bandwidth=memory_bandwidth() if bandwidth is None else bandwidth)
+
+
+# Where a decoding step's time goes: each torch operation the profiler records, by its name.
+OPERATION_GROUPS = {
+    "matrix products": ("linear", "addmm", "mm", "bmm", "matmul"),
+    "attention": ("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
+                  "_scaled_dot_product_attention_math", "softmax", "_softmax"),
+    "norms and activations": ("layer_norm", "native_layer_norm", "rms_norm", "_fused_rms_norm", "gelu", "silu",
+                              "rsqrt", "pow", "mean"),
+    "elementwise arithmetic": ("add", "add_", "mul", "mul_", "sub", "div", "neg", "cos", "sin"),
+    "cache writes and copies": ("copy_", "cat", "clone", "contiguous", "fill_", "zero_", "index_put_", "empty",
+                                "empty_strided", "zeros", "ones", "full", "full_like", "zeros_like", "ones_like",
+                                "empty_like", "to", "_to_copy"),
+    "views and indexing": ("view", "_unsafe_view", "reshape", "transpose", "t", "as_strided", "slice", "narrow",
+                           "select", "expand", "split", "split_with_sizes", "unsqueeze", "squeeze", "unbind",
+                           "permute", "alias", "detach", "index", "index_select", "embedding", "arange", "lift_fresh"),
+    "sampling and stopping": ("argmax", "multinomial", "topk", "all", "any", "where", "bitwise_or", "bitwise_or_",
+                              "bitwise_and", "bitwise_not", "logical_not", "min", "max", "lt", "ge", "eq", "isin",
+                              "item", "_local_scalar_dense", "masked_fill", "masked_fill_"),
+}
+
+
+def operation_group(name: str) -> str:
+    """The ``OPERATION_GROUPS`` key of an operation named ``name`` ("aten::addmm", "addmm"), else
+    "other operations"."""
+    bare = name.removeprefix("aten::")
+    for group, names in OPERATION_GROUPS.items():
+        if bare in names:
+            return group
+    return "other operations"
+
+
+def step_breakdown(run: Callable[[], object], steps: int, runs: int = 3) -> dict[str, float]:
+    """Seconds per step of ``run()`` (which decodes ``steps`` tokens), split by where they go: the
+    self time of torch's operations by ``OPERATION_GROUPS`` (one profiled call), and "Python
+    between operations", the median unprofiled wall time minus the operations' total. The
+    profiler adds a little to each operation it records, so that last figure is a lower bound."""
+    from torch.profiler import ProfilerActivity, profile
+
+    wall = median_seconds(run, runs)
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        run()
+    seconds: dict[str, float] = {group: 0.0 for group in [*OPERATION_GROUPS, "other operations"]}
+    for event in profiler.key_averages():
+        seconds[operation_group(event.key)] += event.self_cpu_time_total / 1e6
+    operations = sum(seconds.values())
+    seconds["Python between operations"] = max(wall - operations, 0.0)
+    return {group: value / steps for group, value in seconds.items()}

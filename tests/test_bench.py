@@ -203,3 +203,55 @@ def test_cached_pass_seconds_times_each_chunk_size_and_leaves_the_model_usable()
     assert sorted(seconds) == [1, 3] and all(value > 0 for value in seconds.values())
     with pytest.raises(ValueError, match="every chunk size must be positive"):
         cached_pass_seconds(model, context, [0, 2])
+
+
+def test_weight_matrices_count_a_tied_embedding_once():
+    from course_utils import GPTConfig, MiniGPT
+    from course_utils.measure import weight_matrices
+
+    config = GPTConfig(vocab_size=50, context_length=16, n_layer=2, n_head=2, n_embd=8)
+    matrices = weight_matrices(MiniGPT(config))
+    assert len(matrices) == 4 * config.n_layer + 1  # c_attn, c_proj, c_fc, c_proj per block; the LM head
+    assert sum(matrix.numel() for matrix in matrices) == config.n_layer * 12 * 8 * 8 + 50 * 8
+
+
+@pytest.mark.parametrize("name,group", [("aten::addmm", "matrix products"), ("aten::mm", "matrix products"),
+                                        ("aten::add", "elementwise arithmetic"),
+                                        ("aten::topk", "sampling and stopping"),
+                                        ("aten::t", "views and indexing"), ("aten::to", "cache writes and copies"),
+                                        ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
+                                        ("aten::native_layer_norm", "norms and activations"),
+                                        ("aten::triu", "other operations")])
+def test_operations_fall_in_their_group_by_exact_name(name, group):
+    """By the whole name: "aten::t" is a view, while "aten::topk" (which starts with it) is sampling."""
+    from course_utils.measure import operation_group
+
+    assert operation_group(name) == group
+
+
+def test_decode_floor_and_the_breakdown_of_a_step():
+    from course_utils import GPTConfig, MiniGPT, generate
+    from course_utils.measure import decode_floor, step_breakdown
+
+    model = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    context = torch.randint(0, 50, (1, 10))
+    floor = decode_floor(model, context, runs=3, bandwidth=10.0)
+    assert floor.step > 0 and floor.gemvs > 0 and floor.step_over_gemvs == floor.step / floor.gemvs
+    assert floor.weight_bytes == 4 * (12 * 16 * 16 + 50 * 16) and floor.copy == floor.weight_bytes / 10e9
+    with torch.no_grad():
+        breakdown = step_breakdown(lambda: generate(model, context, 5), steps=5, runs=2)
+    assert breakdown["matrix products"] > 0 and breakdown["attention"] > 0
+    assert breakdown["Python between operations"] >= 0
+    assert "other operations" in breakdown
+
+
+def test_the_floor_report_prints_both_tables(tmp_path, capsys):
+    from course_utils.bench import floor_report
+
+    folder = make_random_gpt2(tmp_path / "model", vocab_size=4096, n_positions=24, n_embd=32, n_layer=1, n_head=2)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(f"{resolve('shakespeare-gpt')}/{name}", folder)
+    floors = floor_report([str(folder)], runs=1, steps=8)
+    assert floors[str(folder)].gemvs > 0
+    printed = capsys.readouterr().out
+    assert "Python between operations" in printed and "step/GEMVs" in printed and "copy bandwidth" in printed
