@@ -11,17 +11,20 @@ Taught in: lesson 02 and lesson 06 (``attention_weights``, also importable from
 ``course_utils.attention``), lesson 03 (``next_token_logits``, the step of ``generate``;
 ``model_generation_config``, the defaults ``generate`` takes from a transformers model), lesson 05
 (``logits_fn`` for the evaluation), lesson 07 (``logits_after``, the verifier's and the
-draft model's forward passes).
+draft model's forward passes); lesson 04 (``cached_forward``: a MiniGPT's cached step takes
+``decode.decode_step``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from .model import CourseModel, KVCache, check_token_ids, positions_from_attention_mask
+from .decode import decode_step, takes_fast_step
+from .kv_cache import PreallocatedKVCache
+from .model import CourseModel, KVCache, MiniGPT, check_token_ids, positions_from_attention_mask
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # (B, T) ids -> (B, T, V) logits
 
@@ -111,7 +114,7 @@ def next_token_logits(
         attention_mask = None  # no padding: the plain causal path is the same and faster
     if is_course_model(model):
         new_ids = input_ids if cache is None else input_ids[:, len(cache):]
-        return model(new_ids, attention_mask=attention_mask, cache=cache)[:, -1, :].float()
+        return cached_forward(model, new_ids, cache, attention_mask)[:, -1, :].float()
     position_ids = None if attention_mask is None else positions_from_attention_mask(attention_mask)
     output = model(input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
     return output.logits[:, -1, :].float()
@@ -125,8 +128,18 @@ def logits_after(
     only the tokens after them (the cache then holds all T); otherwise, and always for a
     transformers model, the whole sequence is run."""
     if is_course_model(model):
-        return model(input_ids[:, seen:], cache=cache) if cache is not None else model(input_ids)[:, seen:]
+        return cached_forward(model, input_ids[:, seen:], cache) if cache is not None else model(input_ids)[:, seen:]
     return model(input_ids, use_cache=False).logits[:, seen:]
+
+
+def cached_forward(model: torch.nn.Module, new_ids: torch.Tensor, cache: KVCache | None,
+                   attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """A course model's logits (B, T_new, V) for ``new_ids`` (B, T_new) after the positions
+    ``cache`` holds: ``decode.decode_step`` where it gives the same logits (one new token, no
+    padding, a MiniGPT and a preallocated cache), else ``model(...)``."""
+    if takes_fast_step(model, new_ids, attention_mask, cache):
+        return decode_step(cast(MiniGPT, model), new_ids, cast(PreallocatedKVCache, cache))
+    return model(new_ids, attention_mask=attention_mask, cache=cache)
 
 
 @torch.no_grad()

@@ -27,6 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from transformers import StoppingCriteria
 
+from .adapters import cached_forward
 from .kv_cache import PreallocatedKVCache
 from .timing import WARMUP_CALLS, interleaved_rates, median_seconds
 
@@ -198,11 +199,12 @@ def weight_matrices(model: torch.nn.Module) -> list[torch.Tensor]:
 
 @dataclass(frozen=True)
 class DecodeFloor:
-    """A cached decoding step (batch 1) beside what it cannot go below: ``step`` and ``gemvs`` in
-    median seconds, ``weight_bytes`` the bytes of ``weight_matrices``, ``bandwidth`` this machine's
-    copy bandwidth in GB/s."""
+    """A cached decoding step (batch 1) beside what it cannot go below: ``step``,
+    ``module_step`` and ``gemvs`` in median seconds, ``weight_bytes`` the bytes of
+    ``weight_matrices``, ``bandwidth`` this machine's copy bandwidth in GB/s."""
 
-    step: float  # one new token through the model, after ``context`` cached tokens
+    step: float  # one new token after ``context`` cached tokens, as generate runs it (adapters.cached_forward)
+    module_step: float  # the same step through model(...), the modules the lessons write
     gemvs: float  # one product of a vector with every weight matrix, back to back: the arithmetic a step cannot skip
     weight_bytes: int
     bandwidth: float
@@ -220,10 +222,10 @@ class DecodeFloor:
 @torch.no_grad()
 def decode_floor(model: torch.nn.Module, context: torch.Tensor, runs: int = 30,
                  bandwidth: float | None = None) -> DecodeFloor:
-    """Time a course model's cached step of one token after ``context`` (1, T) against the bare
-    products of a (1, C_in) vector with each of its ``weight_matrices`` (``F.linear``, no bias,
-    nothing between them but a Python loop), interleaved round by round; ``bandwidth`` (GB/s)
-    defaults to ``memory_bandwidth()``."""
+    """Time a course model's cached step of one token after ``context`` (1, T), as ``generate``
+    takes it and through ``model(...)``, against the bare products of a (1, C_in) vector with
+    each of its ``weight_matrices`` (``F.linear``, no bias, nothing between them but a Python
+    loop), interleaved round by round; ``bandwidth`` (GB/s) defaults to ``memory_bandwidth()``."""
     matrices = weight_matrices(model)
     vectors = [torch.randn(1, matrix.shape[1], dtype=matrix.dtype, device=matrix.device) for matrix in matrices]
     cache = PreallocatedKVCache(context.shape[1] + 1)
@@ -231,6 +233,10 @@ def decode_floor(model: torch.nn.Module, context: torch.Tensor, runs: int = 30,
     token = context[:, -1:]
 
     def step() -> None:
+        cached_forward(model, token, cache)
+        cache.crop(context.shape[1])
+
+    def module_step() -> None:
         model(token, cache=cache)
         cache.crop(context.shape[1])
 
@@ -238,8 +244,9 @@ def decode_floor(model: torch.nn.Module, context: torch.Tensor, runs: int = 30,
         for vector, matrix in zip(vectors, matrices):
             torch.nn.functional.linear(vector, matrix)
 
-    rates = interleaved_rates({"step": step, "gemvs": gemvs}, units=1, runs=runs)
+    rates = interleaved_rates({"step": step, "module_step": module_step, "gemvs": gemvs}, units=1, runs=runs)
     return DecodeFloor(step=statistics.median(1 / rate for rate in rates["step"]),
+                       module_step=statistics.median(1 / rate for rate in rates["module_step"]),
                        gemvs=statistics.median(1 / rate for rate in rates["gemvs"]),
                        weight_bytes=sum(matrix.numel() * matrix.element_size() for matrix in matrices),
                        bandwidth=memory_bandwidth() if bandwidth is None else bandwidth)

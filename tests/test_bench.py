@@ -236,7 +236,8 @@ def test_decode_floor_and_the_breakdown_of_a_step():
     model = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
     context = torch.randint(0, 50, (1, 10))
     floor = decode_floor(model, context, runs=3, bandwidth=10.0)
-    assert floor.step > 0 and floor.gemvs > 0 and floor.step_over_gemvs == floor.step / floor.gemvs
+    assert floor.step > 0 and floor.module_step > 0 and floor.gemvs > 0
+    assert floor.step_over_gemvs == floor.step / floor.gemvs
     assert floor.weight_bytes == 4 * (12 * 16 * 16 + 50 * 16) and floor.copy == floor.weight_bytes / 10e9
     with torch.no_grad():
         breakdown = step_breakdown(lambda: generate(model, context, 5), steps=5, runs=2)

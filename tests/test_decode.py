@@ -1,0 +1,129 @@
+"""decode_step is the same model as MiniGPT.forward: equal logits bit for bit, step after step,
+and generate gives the same tokens with it as without it, in every decoding mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_utils import GPTConfig, LlamaConfig, MiniGPT, MiniLlama, adapters, generate
+from course_utils.decode import decode_step, takes_fast_step
+from course_utils.kv_cache import GrowingKVCache, PreallocatedKVCache
+
+
+def small_gpt(seed: int = 0) -> MiniGPT:
+    torch.manual_seed(seed)
+    return MiniGPT(GPTConfig(vocab_size=97, context_length=64, n_layer=3, n_head=4, n_embd=32)).eval()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_decode_step_equals_the_module_path_bit_for_bit(batch):
+    model = small_gpt()
+    prompt = torch.randint(0, 97, (batch, 7), generator=torch.Generator().manual_seed(1))
+    fast, slow = PreallocatedKVCache(20), PreallocatedKVCache(20)
+    with torch.no_grad():
+        model(prompt, cache=fast)
+        model(prompt, cache=slow)
+        tokens = torch.randint(0, 97, (batch, 10), generator=torch.Generator().manual_seed(2))
+        for step in range(10):
+            token = tokens[:, step : step + 1]
+            assert takes_fast_step(model, token, None, fast)
+            expected = model(token, cache=slow)
+            got = decode_step(model, token, fast)
+            assert got.shape == expected.shape == (batch, 1, 97)
+            assert torch.equal(got, expected), f"step {step}: logits differ"
+    assert len(fast) == len(slow) == 17
+    for layer in range(3):
+        assert torch.equal(fast.keys[layer][:, :, :17], slow.keys[layer][:, :, :17])
+        assert torch.equal(fast.values[layer][:, :, :17], slow.values[layer][:, :, :17])
+
+
+def test_decode_step_on_the_bundled_models():
+    from course_utils.hub import load_model
+
+    for name in ("shakespeare-gpt", "shakespeare-gpt-draft"):
+        hf_model, tokenizer = load_model(name)
+        model = MiniGPT.from_hf(hf_model)
+        ids = tokenizer("KING HENRY.\nOnce more unto the breach", return_tensors="pt").input_ids
+        fast, slow = PreallocatedKVCache(ids.shape[1] + 1), PreallocatedKVCache(ids.shape[1] + 1)
+        with torch.no_grad():
+            model(ids[:, :-1], cache=fast)
+            model(ids[:, :-1], cache=slow)
+            assert torch.equal(decode_step(model, ids[:, -1:], fast), model(ids[:, -1:], cache=slow)), name
+
+
+def generations(model, prompt, **arguments):
+    runs = []
+    for _ in range(2):
+        runs.append(generate(model, prompt, 12, generator=torch.Generator().manual_seed(3), **arguments))
+    assert torch.equal(runs[0], runs[1])
+    return runs[0]
+
+
+MODES = [dict(), dict(do_sample=True, temperature=1.3, top_k=20), dict(do_sample=True, top_p=0.9),
+         dict(num_beams=3), dict(num_beams=2, num_return_sequences=2), dict(repetition_penalty=1.5),
+         dict(do_sample=True, num_return_sequences=3)]
+
+
+@pytest.mark.parametrize("arguments", MODES, ids=lambda arguments: ",".join(arguments) or "greedy")
+@pytest.mark.parametrize("batch", [1, 2])
+def test_generate_gives_the_same_tokens_with_and_without_the_fast_step(arguments, batch, monkeypatch):
+    model = small_gpt()
+    prompt = torch.randint(0, 97, (batch, 5), generator=torch.Generator().manual_seed(4))
+    calls = []
+    original = adapters.decode_step
+    monkeypatch.setattr(adapters, "decode_step", lambda *args: calls.append(1) or original(*args))
+    with_fast = generations(model, prompt, **arguments)
+    assert len(calls) == 2 * 11  # every step after the prefill, in both runs
+    monkeypatch.setattr(adapters, "takes_fast_step", lambda *args: False)
+    assert torch.equal(generations(model, prompt, **arguments), with_fast)
+
+
+@pytest.mark.parametrize("arguments", [dict(), dict(do_sample=True), dict(num_assistant_tokens_schedule="heuristic")],
+                         ids=["greedy", "sampling", "heuristic"])
+def test_speculative_decoding_gives_the_same_tokens_with_and_without_the_fast_step(arguments, monkeypatch):
+    target, draft = small_gpt(0), small_gpt(1)
+    prompt = torch.randint(0, 97, (1, 5), generator=torch.Generator().manual_seed(5))
+    calls = []
+    original = adapters.decode_step
+    monkeypatch.setattr(adapters, "decode_step", lambda *args: calls.append(args[0]) or original(*args))
+    with_fast = generations(target, prompt, assistant_model=draft, **arguments)
+    assert draft in calls  # the draft's steps took the fast path
+    monkeypatch.setattr(adapters, "takes_fast_step", lambda *args: False)
+    assert torch.equal(generations(target, prompt, assistant_model=draft, **arguments), with_fast)
+
+
+def test_a_padded_batch_and_everything_decode_step_does_not_do_take_the_module_path():
+    model = small_gpt()
+    token = torch.tensor([[5]])
+    cache = PreallocatedKVCache(10)
+    with torch.no_grad():
+        model(torch.tensor([[1, 2]]), cache=cache)
+    assert takes_fast_step(model, token, None, cache)
+    assert not takes_fast_step(model, token, torch.ones(1, 3, dtype=torch.long), cache)  # a mask: maybe padding
+    assert not takes_fast_step(model, torch.tensor([[5, 6]]), None, cache)  # two new tokens (a verification)
+    assert not takes_fast_step(model, token, None, PreallocatedKVCache(10))  # nothing cached yet: the prefill
+    assert not takes_fast_step(model, token, None, GrowingKVCache())
+    assert not takes_fast_step(model.train(), token, None, cache)  # dropout would act
+    model.eval()
+    model.h[1].attn.head_mask = torch.tensor([1.0, 0.0, 1.0, 1.0])  # lesson 06's ablation
+    assert not takes_fast_step(model, token, None, cache)
+    model.h[1].attn.head_mask = None
+    handle = model.h[0].mlp.register_forward_hook(lambda module, inputs, output: output * 0)
+    assert not takes_fast_step(model, token, None, cache)  # a hook must see (and may change) the step
+    handle.remove()
+    torch.manual_seed(0)
+    llama = MiniLlama(LlamaConfig(vocab_size=97, context_length=64, n_layer=1, n_head=2, n_kv_heads=1, n_embd=16))
+    assert not takes_fast_step(llama.eval(), token, None, cache)
+
+
+def test_a_hook_still_changes_what_generate_writes():
+    """Lessons hook modules to read or change activations: generate must run them, every step."""
+    model = small_gpt()
+    prompt = torch.tensor([[3, 1, 4, 1, 5]])
+    plain = generate(model, prompt, 8)
+    steps = []
+    handle = model.h[2].register_forward_hook(lambda module, inputs, output: steps.append(1))
+    assert torch.equal(generate(model, prompt, 8), plain)
+    assert len(steps) == 8  # the prefill and 7 cached steps, each through the hooked block
+    handle.remove()
