@@ -23,6 +23,7 @@ Taught in: lesson 10 (a tokenizer from scratch, proved equal to the library's).
 from __future__ import annotations
 
 import heapq
+import json
 import re
 import sys
 import unicodedata
@@ -112,7 +113,9 @@ def gpt2_pattern() -> re.Pattern[str]:
 def pretokenize(text: str) -> list[str]:
     """``text`` cut into GPT-2's pre-tokens, left to right; joined back they give ``text``.
 
-    The same cut as ``pre_tokenizers.ByteLevel(add_prefix_space=False)``.
+    The same cut as ``pre_tokenizers.ByteLevel(add_prefix_space=False)`` for every character in
+    Python's Unicode database (``unicodedata.unidata_version``); a character Unicode assigned
+    later is a symbol here, where ``tokenizers``' newer tables may know it as a letter.
     """
     return gpt2_pattern().findall(text)
 
@@ -229,6 +232,7 @@ class _PairIndex:
                 self.words_with[pair].add(index)
 
     def push_changed(self, pairs: Iterable[Pair]) -> None:
+        """Put ``pairs`` on the heap with their current counts (those still present)."""
         for pair in pairs:
             if self.counts[pair] > 0:
                 heapq.heappush(self.heap, (-self.counts[pair], pair))
@@ -370,8 +374,6 @@ def decode(ids: Iterable[int], bpe: ByteLevelBPE) -> str:
 def from_tokenizer(tokenizer_json: str) -> ByteLevelBPE:
     """A ``ByteLevelBPE`` read from ``tokenizers``' JSON (``Tokenizer.to_str()``, or the
     ``tokenizer.json`` a model folder holds): ids, bytes and merges in their order."""
-    import json
-
     model = json.loads(tokenizer_json)["model"]
     vocab = [b""] * len(model["vocab"])
     for token, token_id in model["vocab"].items():
