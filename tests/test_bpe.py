@@ -110,7 +110,8 @@ def test_training_on_a_play_gives_tokenizers_merges():
 
 def test_both_encoders_give_the_bundled_tokenizers_ids(bundled, bundled_bpe):
     encoder = Encoder(bundled_bpe)
-    texts = [load_corpus().validation["hamlet"][:5000], *random_strings(seed=1, count=300)]
+    long_word = "".join(random.Random(2).choices("abcdefghijklmnopqrstuvwxyz", k=2000))  # many merges in one pre-token
+    texts = [load_corpus().validation["hamlet"][:5000], long_word, *random_strings(seed=1, count=300)]
     for text in texts:
         expected = bundled.encode(text, verbose=False)
         assert encoder.encode(text) == expected, repr(text)
