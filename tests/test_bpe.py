@@ -76,6 +76,9 @@ def test_merge_is_left_to_right_without_overlap():
     assert merge((7, 7, 7), (7, 7), 300) == (300, 7)
     assert merge((7, 7, 7, 7), (7, 7), 300) == (300, 300)
     assert merge((1, 2, 3, 1, 2), (1, 2), 300) == (300, 3, 300)
+    a = byte_vocab().index(b"a")
+    library = train_bpe(["aa"], vocab_size=258)  # one merge: (a, a) -> 257
+    assert library.encode("aaa").ids == [257, a] and library.encode("aaaaa").ids == [257, 257, a]
 
 
 @pytest.mark.parametrize(
