@@ -280,7 +280,7 @@ def optimizer_step_milliseconds(model: torch.nn.Module, config: TrainConfig, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course_utils bench", description=__doc__.split("\n")[0])
     parser.add_argument("benchmark", choices=["generation", "training", "speculative"])
     parser.add_argument("--model", default="shakespeare-gpt", help="generation, speculative: the (target) model")
     parser.add_argument("--draft", default="shakespeare-gpt-draft", help="speculative, --floor: the draft model")

@@ -108,7 +108,7 @@ def voila_command(folder: Path, port: int, host: str = "127.0.0.1", token: str =
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course_utils classroom", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8866, help="port to serve on (default 8866)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; 0.0.0.0 lets other machines in the room connect")

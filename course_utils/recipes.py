@@ -279,7 +279,8 @@ def _positive(kind: type):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train a bundled course model from scratch.")
+    parser = argparse.ArgumentParser(prog="python -m course_utils train",
+                                     description="Train a bundled course model from scratch.")
     parser.add_argument("--preset", choices=sorted(PRESETS), required=True)
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/<preset>)")
     parser.add_argument("--max-steps", type=_positive(int), default=None, help="override the preset's step count")
