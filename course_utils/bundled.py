@@ -37,24 +37,40 @@ def read_checksums(path: Path = CHECKSUMS) -> dict[str, str]:
 _VERIFIED: dict[Path, tuple[int, int]] = {}
 
 
-def verify_bundled(name: str, assets: Path = ASSETS, checksums: Path = CHECKSUMS) -> None:
-    """Check the bundled model ``name``'s files against ``SHA256SUMS``, which the course ships
-    (and ``python -m course_utils doctor`` checks too): a damaged or changed file raises
-    ``ModelUnavailableError`` naming it and saying how to restore it, instead of loading a model
-    that quietly generates nonsense."""
+def damaged_files(name: str, assets: Path = ASSETS,
+                  checksums: Path = CHECKSUMS) -> tuple[dict[str, str], list[str], list[str]]:
+    """The bundled model ``name``'s files that ``checksums`` lists ({path relative to ``assets``:
+    sha256}), and of those the missing ones and the ones whose SHA-256 differs."""
     listed = {relative: digest for relative, digest in read_checksums(checksums).items()
               if relative.startswith(name + "/")}
-    if not listed:
-        raise ModelUnavailableError(f"{checksums} lists no file of the bundled model {name!r}; reinstall the course")
+    missing, changed = [], []
     for relative, digest in listed.items():
         path = assets / relative
+        if not path.is_file():
+            missing.append(relative)
+            continue
         stat = path.stat()
         if _VERIFIED.get(path) == (stat.st_size, stat.st_mtime_ns):
             continue
         if sha256_of(path) != digest:
-            raise ModelUnavailableError(
-                f"{path} does not match its SHA-256 in {checksums.name}: the file is damaged or was changed. "
-                f"Restore it: `git checkout -- course_utils/assets/{relative}` in a clone of the course, "
-                f"or reinstall the course."
-            )
-        _VERIFIED[path] = (stat.st_size, stat.st_mtime_ns)
+            changed.append(relative)
+        else:
+            _VERIFIED[path] = (stat.st_size, stat.st_mtime_ns)
+    return listed, missing, changed
+
+
+def verify_bundled(name: str, assets: Path = ASSETS, checksums: Path = CHECKSUMS) -> None:
+    """Check the bundled model ``name``'s files against ``SHA256SUMS``, which the course ships
+    (and ``python -m course_utils doctor`` checks too): a missing, damaged or changed file raises
+    ``ModelUnavailableError`` naming it and saying how to restore it, instead of loading a model
+    that quietly generates nonsense."""
+    listed, missing, changed = damaged_files(name, assets, checksums)
+    if not listed:
+        raise ModelUnavailableError(f"{checksums} lists no file of the bundled model {name!r}; reinstall the course")
+    for relative in [*missing, *changed]:
+        what = "is missing" if relative in missing else f"does not match its SHA-256 in {checksums.name}"
+        raise ModelUnavailableError(
+            f"{assets / relative} {what}: the file is damaged or was changed. "
+            f"Restore it: `git checkout -- course_utils/assets/{relative}` in a clone of the course, "
+            f"or reinstall the course."
+        )

@@ -30,8 +30,7 @@ from packaging.version import InvalidVersion, Version
 # Nothing here imports torch or transformers at the top: the doctor must report them missing or
 # broken, not fail with them. What needs them imports them inside the finding that uses them.
 from . import data
-from .bundled import ASSETS, BUNDLED_MODELS, CHECKSUMS, read_checksums
-from .files import sha256_of
+from .bundled import ASSETS, BUNDLED_MODELS, CHECKSUMS, damaged_files
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements-lock.txt"
@@ -203,16 +202,11 @@ def gpu_finding() -> Finding:
 def model_findings(assets: Path = ASSETS, checksums: Path = CHECKSUMS, load: bool = True) -> list[Finding]:
     """For each bundled model: do its files match the published checksums, and does it load?"""
     fix = "restore the folder: git checkout course_utils/assets (or reinstall the course)"
-    try:
-        sums = read_checksums(checksums)
-    except OSError:
+    if not checksums.is_file():
         return [Finding("models", f"no checksum list at {checksums}", "problem", fix)]
     findings = []
     for name in BUNDLED_MODELS:
-        files = {relative: digest for relative, digest in sums.items() if relative.startswith(name + "/")}
-        missing = [relative for relative in files if not (assets / relative).is_file()]
-        changed = [relative for relative in files if relative not in missing
-                   and sha256_of(assets / relative) != files[relative]]
+        files, missing, changed = damaged_files(name, assets, checksums)
         if not files or missing or changed:
             what = (f"missing {', '.join(missing)}" if missing else
                     f"changed {', '.join(changed)}" if changed else "not in the checksum list")

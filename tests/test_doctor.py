@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from course_utils import doctor
+from course_utils.bundled import read_checksums
+from course_utils.files import sha256_of
 from course_utils.hub import ASSETS, BUNDLED_MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +114,7 @@ def test_a_model_that_fails_to_load_is_a_problem(assets_copy):
     weights.write_bytes(b"not safetensors")
     sums = assets_copy / "SHA256SUMS"
     sums.write_text("\n".join(
-        f"{doctor.sha256_of(weights)}  shakespeare-gpt/model.safetensors" if line.endswith("gpt/model.safetensors")
+        f"{sha256_of(weights)}  shakespeare-gpt/model.safetensors" if line.endswith("gpt/model.safetensors")
         else line for line in sums.read_text().splitlines()))
     findings = doctor.model_findings(assets_copy, sums, load=True)
     problem = next(f for f in findings if f.topic == "model shakespeare-gpt")
@@ -120,7 +122,7 @@ def test_a_model_that_fails_to_load_is_a_problem(assets_copy):
 
 
 def test_the_checksum_list_covers_every_bundled_file():
-    listed = set(doctor.read_checksums())
+    listed = set(read_checksums())
     present = {str(p.relative_to(ASSETS)) for name in BUNDLED_MODELS for p in (ASSETS / name).iterdir()}
     assert listed == present, "update it: cd course_utils/assets && sha256sum */* > SHA256SUMS"
 

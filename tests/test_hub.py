@@ -58,3 +58,17 @@ def test_a_flipped_byte_in_a_bundled_model_is_caught_on_load(monkeypatch, tmp_pa
                                                     r"shakespeare-gpt/model\.safetensors"):
         load_model("shakespeare-gpt", device="cpu")
     resolve("shakespeare-gpt-draft")  # the other model is untouched
+
+
+def test_a_missing_bundled_file_is_named(tmp_path):
+    """The doctor and load_model share one check (bundled.damaged_files): a deleted file is named as missing."""
+    from course_utils import bundled
+
+    assets = tmp_path / "assets"
+    shutil.copytree(bundled.ASSETS, assets)
+    (assets / "shakespeare-gpt-draft" / "config.json").unlink()
+    listed, missing, changed = bundled.damaged_files("shakespeare-gpt-draft", assets, assets / "SHA256SUMS")
+    assert missing == ["shakespeare-gpt-draft/config.json"] and changed == [] and len(listed) > 1
+    with pytest.raises(ModelUnavailableError, match=r"config\.json is missing.*git checkout"):
+        bundled.verify_bundled("shakespeare-gpt-draft", assets, assets / "SHA256SUMS")
+    bundled.verify_bundled("shakespeare-gpt", assets, assets / "SHA256SUMS")  # the other model is intact
