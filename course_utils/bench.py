@@ -3,6 +3,7 @@ The timing rule is ``course_utils.timing``'s; the measurements of models, ``cour
 
     python -m course_utils bench generation [--model shakespeare-gpt] [--runs 3] [--batch 1] [--device cpu]
     python -m course_utils bench generation --floor [--model shakespeare-gpt] [--draft shakespeare-gpt-draft]
+    python -m course_utils bench speculative [--model shakespeare-gpt] [--draft shakespeare-gpt-draft] [--runs 3]
     python -m course_utils bench training [--preset shakespeare-gpt] [--runs 3] [--steps 1] [--precision auto]
 
 ``generation`` times greedy decoding from a short prompt up to the model's full context, four
@@ -33,9 +34,11 @@ Taught in: lesson 05 (``training_benchmark``); the README's benchmark tables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import partial
 from typing import Any, cast
@@ -44,7 +47,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .compat import ASSISTED_GENERATION_MESSAGES, hidden_transformers_messages
-from .generation import generate
+from .generation import GenerationSettings, generate
 from .hardware import (
     DEVICES,
     PRECISIONS,
@@ -54,10 +57,25 @@ from .hardware import (
     resolve_device,
 )
 from .hub import load_model
-from .measure import DecodeFloor, decode_floor, memory_bandwidth, step_breakdown, transformers_generate_exactly
+from .measure import (
+    DecodeFloor,
+    cached_pass_seconds,
+    decode_floor,
+    memory_bandwidth,
+    step_breakdown,
+    transformers_generate_exactly,
+)
 from .model import GPTConfig, MiniGPT
 from .recipes import PRESETS
-from .speculative import DEFAULT_ASSISTANT_TOKENS, SPECULATIVE_PROMPTS, drafting_like_ours
+from .speculative import (
+    DEFAULT_ASSISTANT_TOKENS,
+    SPECULATIVE_PROMPTS,
+    ModelDrafter,
+    SpeculativeStats,
+    drafting_like_ours,
+    predicted_speedup,
+    speculative_generate,
+)
 from .timing import interleaved_rates, median_seconds, paired_ratio, print_medians
 from .train import TrainConfig, make_optimizer, training_step
 
@@ -131,12 +149,31 @@ def floor_report(model_names: list[str], runs: int, steps: int = 200) -> dict[st
     return floors
 
 
+def speculative_prediction(target: MiniGPT, draft: MiniGPT, prompts: list[torch.Tensor], new_tokens: int,
+                           draft_lengths: tuple[int, ...]) -> dict[int, float]:
+    """Lesson 07's cost model for each K: the speedup ``predicted_speedup`` gives from the
+    acceptance of single drafts on ``prompts`` (counted) and the cost of a draft step and of a
+    verification of K + 1 tokens in target steps (timed after ``FLOOR_CONTEXT`` tokens)."""
+    settings = GenerationSettings(max_new_tokens=new_tokens)
+    stats = SpeculativeStats()
+    for prompt in prompts:
+        stats.merge(speculative_generate(target, ModelDrafter(draft, settings, prompt.shape[1] + new_tokens), prompt,
+                                         1, settings)[1])
+    context = torch.randint(0, target.config.vocab_size, (1, min(FLOOR_CONTEXT, target.config.context_length - 10)),
+                            generator=torch.Generator().manual_seed(0))
+    target_pass = cached_pass_seconds(target, context, [1, *(k + 1 for k in draft_lengths)])
+    draft_cost = cached_pass_seconds(draft, context, [1])[1] / target_pass[1]
+    return {k: predicted_speedup(stats.acceptance_rate, k, draft_cost, target_pass[k + 1] / target_pass[1])
+            for k in draft_lengths}
+
+
 def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_tokens: int = 200,
-                          draft_lengths: tuple[int, ...] = (1, 2, 3, 4, 6, 8)) -> dict[str, float]:
+                          draft_lengths: tuple[int, ...] = tuple(range(1, 9))) -> dict[str, float]:
     """Median generated tokens per second, greedy, batch 1, over ``SPECULATIVE_PROMPTS``: our plain
     cached ``generate``, speculative at each draft length and at the default, prompt lookup, and
-    transformers' plain and assisted ``generate()``, interleaved. Prints the table and checks
-    that every way of ours gives the plain tokens."""
+    transformers' plain and assisted ``generate()``, interleaved. Prints the table, each way's
+    speedup beside lesson 07's prediction, and checks that every way of ours gives the plain
+    tokens."""
     hf_target, tokenizer = load_model(target_name)
     hf_draft, _ = load_model(draft_name)
     target, draft = MiniGPT.from_hf(hf_target), MiniGPT.from_hf(hf_draft)
@@ -148,10 +185,13 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
     def theirs(**arguments) -> Callable[[], list[torch.Tensor]]:
         return lambda: [transformers_generate_exactly(hf_target, prompt, new_tokens, **arguments) for prompt in prompts]
 
+    default = f"ours, speculative default (K={DEFAULT_ASSISTANT_TOKENS})"
+    draft_length = {f"ours, speculative K={k}": k for k in draft_lengths if k != DEFAULT_ASSISTANT_TOKENS}
+    draft_length[default] = DEFAULT_ASSISTANT_TOKENS  # passed as no argument: generate's default
     ways = {"ours, plain (cached)": ours()}
-    ways.update({f"ours, speculative K={k}": ours(assistant_model=draft, num_assistant_tokens=k)
-                 for k in draft_lengths if k != DEFAULT_ASSISTANT_TOKENS})
-    ways[f"ours, speculative default (K={DEFAULT_ASSISTANT_TOKENS})"] = ours(assistant_model=draft)
+    ways.update({name: ours(assistant_model=draft, num_assistant_tokens=k) for name, k in draft_length.items()
+                 if name != default})
+    ways[default] = ours(assistant_model=draft)
     ways["ours, prompt lookup (5)"] = ours(prompt_lookup_num_tokens=5)
     ways["transformers generate()"] = theirs()
     ways["transformers assisted"] = theirs(assistant_model=hf_draft)
@@ -161,6 +201,7 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
     for name, way in ways.items():
         if name.startswith("ours") and not all(torch.equal(a, b) for a, b in zip(way(), plain)):
             raise AssertionError(f"{name} did not give the plain greedy tokens")
+    predicted = speculative_prediction(target, draft, prompts, new_tokens, tuple(sorted(set(draft_length.values()))))
     print(f"machine: {describe_machine()}")
     print(f"target {target_name}, draft {draft_name}; greedy, batch 1, {len(prompts)} prompts x {new_tokens} new "
           f"tokens; {runs} interleaved runs after 1 warm-up; every way of ours gave the plain tokens")
@@ -168,14 +209,31 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
         # dict(ways): the same ways, typed as interleaved_rates takes them (a dict's value type is invariant)
         rates = interleaved_rates(dict(ways), len(prompts) * new_tokens, runs)
     medians = print_medians(rates, "tokens/s")
-    print("speedups: the median over rounds of each round's ratio (runs of one round share the machine's state)")
+    print("speedups: the median over rounds of each round's ratio (runs of one round share the machine's state); "
+          "predicted: lesson 07's cost model (acceptance of single drafts, draft and verification costs timed)")
     for name in ways:
         if name != "ours, plain (cached)":
-            print(f"{name:>36} vs ours plain: {paired_ratio(rates[name], rates['ours, plain (cached)']):.2f}x")
-    default = f"ours, speculative default (K={DEFAULT_ASSISTANT_TOKENS})"
+            ratio = paired_ratio(rates[name], rates["ours, plain (cached)"])
+            prediction = f"   predicted {predicted[draft_length[name]]:.2f}x" if name in draft_length else ""
+            print(f"{name:>36} vs ours plain: {ratio:.2f}x{prediction}")
     print(f"ours speculative (default) vs transformers assisted: "
           f"{paired_ratio(rates[default], rates['transformers assisted']):.2f}x")
+    print(f"ours plain vs transformers generate(): "
+          f"{paired_ratio(rates['ours, plain (cached)'], rates['transformers generate()']):.2f}x")
     return medians
+
+
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[None]:
+    """``count`` other processes that each keep one core busy (a Python loop) while the block
+    runs: a benchmark's figures on a machine that is doing something else too."""
+    others = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for process in others:
+            process.kill()
+            process.wait()
 
 
 SLOW_BFLOAT16 = 0.25  # a bfloat16 matmul below this fraction of float32's speed is emulated in software
@@ -294,13 +352,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: 1, or the preset's)")
     parser.add_argument("--steps", type=int, default=1, help="training: steps per timed run")
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="where to run (auto: a GPU if any)")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="other processes, each keeping one core busy, while the benchmark runs (default 0)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="training: float32, bfloat16 autocast, or auto (bfloat16 where it is faster here)")
     args = parser.parse_args(argv)
     if args.runs < 1 or (args.batch is not None and args.batch < 1) or args.steps < 1:
         parser.error("--runs, --batch and --steps must be at least 1")
+    if args.busy < 0:
+        parser.error(f"--busy must be 0 or more (other busy processes), got {args.busy}")
     if args.floor and args.benchmark != "generation":
         parser.error("--floor is a report of the generation benchmark")
+    with busy_processes(args.busy):
+        run_benchmark(args)
+    return 0
+
+
+def run_benchmark(args: argparse.Namespace) -> None:
+    """The benchmark ``main``'s arguments name."""
     if args.floor:
         with torch.no_grad():
             floor_report([args.model, args.draft], args.runs)
@@ -315,7 +384,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch:
             config = replace(config, batch_size=args.batch)
         training_benchmark(config, args.runs, args.steps, args.device)
-    return 0
 
 
 if __name__ == "__main__":

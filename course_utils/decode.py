@@ -28,6 +28,7 @@ Taught in: lesson 04 (where a decoding step's time goes).
 
 from __future__ import annotations
 
+import weakref
 from typing import cast
 
 import torch
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .kv_cache import PreallocatedKVCache
-from .model import MLP, Block, CausalSelfAttention, MiniGPT
+from .model import MLP, Block, CausalSelfAttention, KVCache, MiniGPT
 
 # The modules of a MiniGPT as the course builds it: a model holding anything else (lesson 09's
 # LoRALinear, a lesson's own replacement) goes through its modules, which know what they hold.
@@ -58,23 +59,69 @@ def takes_fast_step(model: torch.nn.Module, new_ids: torch.Tensor, attention_mas
             and _only_plain_modules_without_hooks(model))
 
 
+class DecodeStep:
+    """``decode_step`` for one model with its weights gathered once, for the many steps of one
+    ``generate`` call: looking up some forty module attributes a step costs as much in a small
+    model as its layer norms (``bench generation --floor``). It holds the model's tensors, not
+    copies, so it sees a change of their values but not a module replaced after it was made."""
+
+    def __init__(self, model: MiniGPT) -> None:
+        config = model.config
+        self.n_embd, self.n_head, self.epsilon = config.n_embd, config.n_head, config.layer_norm_epsilon
+        self.wte, self.wpe = model.wte.weight, model.wpe.weight
+        self.layers = [(block.ln_1.weight, block.ln_1.bias, block.attn.c_attn.weight, block.attn.c_attn.bias,
+                        block.attn.c_proj.weight, block.attn.c_proj.bias, block.ln_2.weight, block.ln_2.bias,
+                        block.mlp.c_fc.weight, block.mlp.c_fc.bias, block.mlp.c_proj.weight, block.mlp.c_proj.bias)
+                       for block in cast(list[Block], model.h)]
+        self.ln_f, self.lm_head = (model.ln_f.weight, model.ln_f.bias), model.lm_head.weight
+
+    def __call__(self, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:
+        """Logits (B, 1, V) for ``token_ids`` (B, 1); see ``decode_step``."""
+        B, C, H, epsilon = token_ids.shape[0], self.n_embd, self.n_head, self.epsilon
+        position = len(cache)
+        # one position per row, so activations stay (B, C): F.linear then calls the same matrix
+        # product the modules reach after flattening (B, 1, C), without the reshapes around it
+        x = F.embedding(token_ids[:, 0], self.wte) + self.wpe[position]  # (B, C)
+        for layer, (ln_1_w, ln_1_b, attn_w, attn_b, proj_w, proj_b, ln_2_w, ln_2_b, fc_w, fc_b, fc_proj_w,
+                    fc_proj_b) in enumerate(self.layers):
+            h = F.layer_norm(x, (C,), ln_1_w, ln_1_b, epsilon)
+            # (B, 3C) viewed as (B, 3, H, 1, D): one position's queries, keys and values, head by head
+            q, k, v = F.linear(h, attn_w, attn_b).view(B, 3, H, 1, C // H).unbind(1)
+            k, v = cache.extend(layer, k, v)  # (B, H, T_past + 1, D)
+            y = F.scaled_dot_product_attention(q, k, v)  # one query: every cached key is in its past
+            x = x + F.linear(y.reshape(B, C), proj_w, proj_b)
+            h = F.layer_norm(x, (C,), ln_2_w, ln_2_b, epsilon)
+            x = x + F.linear(F.gelu(F.linear(h, fc_w, fc_b), approximate="tanh"), fc_proj_w, fc_proj_b)
+        x = F.layer_norm(x, (C,), *self.ln_f, epsilon)
+        return F.linear(x, self.lm_head).unsqueeze(1)
+
+
 def decode_step(model: MiniGPT, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:
     """Logits (B, 1, V) of ``model`` for ``token_ids`` (B, 1), the token after the ``len(cache)``
     positions ``cache`` holds, which it then holds too; equal to ``model(token_ids, cache=cache)``
     for a model and cache that ``takes_fast_step`` accepts."""
-    config = model.config
-    B, C, H = token_ids.shape[0], config.n_embd, config.n_head
-    position = len(cache)
-    x = F.embedding(token_ids, model.wte.weight) + model.wpe.weight[position : position + 1]  # (B, 1, C)
-    for layer, block in enumerate(cast(list[Block], model.h)):
-        h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias, config.layer_norm_epsilon)
-        # (B, 1, 3C) viewed as (B, 3, H, 1, D): one position's queries, keys and values, head by head
-        q, k, v = F.linear(h, block.attn.c_attn.weight, block.attn.c_attn.bias).view(B, 3, H, 1, C // H).unbind(1)
-        k, v = cache.extend(layer, k, v)  # (B, H, T_past + 1, D)
-        y = F.scaled_dot_product_attention(q, k, v)  # one query: every cached key is in its past
-        x = x + F.linear(y.reshape(B, 1, C), block.attn.c_proj.weight, block.attn.c_proj.bias)
-        h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias, config.layer_norm_epsilon)
-        h = F.gelu(F.linear(h, block.mlp.c_fc.weight, block.mlp.c_fc.bias), approximate="tanh")
-        x = x + F.linear(h, block.mlp.c_proj.weight, block.mlp.c_proj.bias)
-    x = F.layer_norm(x, (C,), model.ln_f.weight, model.ln_f.bias, config.layer_norm_epsilon)
-    return F.linear(x, model.lm_head.weight)
+    return DecodeStep(model)(token_ids, cache)
+
+
+# The step each cache's decoding takes, decided at its first cached step (the model checked and its
+# weights gathered once per generate call, not once per token) and forgotten with the cache.
+_STEPS: weakref.WeakKeyDictionary[PreallocatedKVCache, tuple[weakref.ref[torch.nn.Module], DecodeStep | None]] = (
+    weakref.WeakKeyDictionary())
+
+
+def cached_forward(model: torch.nn.Module, new_ids: torch.Tensor, cache: KVCache | None,
+                   attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """A course model's logits (B, T_new, V) for ``new_ids`` (B, T_new) after the positions
+    ``cache`` holds: ``decode_step`` where it gives the same logits (``takes_fast_step``), else
+    ``model(...)``. Whether the model qualifies (its modules, hooks and head masks) is checked at
+    the first one-token step into a cache, and the answer kept for that cache: a hook or module
+    added halfway through one ``generate`` call is seen from the next call on."""
+    if (isinstance(cache, PreallocatedKVCache) and new_ids.shape[1] == 1 and attention_mask is None
+            and len(cache) > 0 and not model.training):
+        model_ref, step = _STEPS.get(cache, (None, None))
+        if model_ref is None or model_ref() is not model:
+            step = DecodeStep(cast(MiniGPT, model)) if takes_fast_step(model, new_ids, attention_mask, cache) else None
+            _STEPS[cache] = (weakref.ref(model), step)
+        if step is not None:
+            return step(new_ids, cache)
+    return model(new_ids, attention_mask=attention_mask, cache=cache)

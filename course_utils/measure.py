@@ -27,7 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from transformers import StoppingCriteria
 
-from .adapters import cached_forward
+from .decode import cached_forward
 from .kv_cache import PreallocatedKVCache
 from .timing import WARMUP_CALLS, interleaved_rates, median_seconds
 
@@ -203,7 +203,7 @@ class DecodeFloor:
     ``module_step`` and ``gemvs`` in median seconds, ``weight_bytes`` the bytes of
     ``weight_matrices``, ``bandwidth`` this machine's copy bandwidth in GB/s."""
 
-    step: float  # one new token after ``context`` cached tokens, as generate runs it (adapters.cached_forward)
+    step: float  # one new token after ``context`` cached tokens, as generate runs it (decode.cached_forward)
     module_step: float  # the same step through model(...), the modules the lessons write
     gemvs: float  # one product of a vector with every weight matrix, back to back: the arithmetic a step cannot skip
     weight_bytes: int

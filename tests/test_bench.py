@@ -1,3 +1,4 @@
+import re
 import shutil
 
 import pytest
@@ -187,7 +188,32 @@ def test_the_speculative_benchmark_times_every_way_and_checks_the_tokens(capsys)
                             "ours, prompt lookup (5)", "transformers generate()", "transformers assisted",
                             "transformers assisted, K=5 constant"}
     assert all(rate > 0 for rate in medians.values())
-    assert "every way of ours gave the plain tokens" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "every way of ours gave the plain tokens" in printed
+    assert re.search(r"speculative K=2 vs ours plain: [0-9.]+x   predicted [0-9.]+x", printed)
+    assert "ours plain vs transformers generate():" in printed
+
+
+def test_busy_processes_run_while_the_block_runs_and_are_gone_after(monkeypatch):
+    import subprocess
+
+    from course_utils import bench
+
+    started = []
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(bench.subprocess, "Popen", lambda *args, **kwargs: started.append(real_popen(*args, **kwargs))
+                        or started[-1])
+    with bench.busy_processes(2):
+        assert len(started) == 2 and all(process.poll() is None for process in started)
+    assert all(process.poll() is not None for process in started)
+
+
+def test_a_negative_busy_count_is_refused(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["speculative", "--busy", "-1"])
+    assert "--busy must be 0 or more" in capsys.readouterr().err
 
 
 def test_cached_pass_seconds_times_each_chunk_size_and_leaves_the_model_usable():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils import GPTConfig, LlamaConfig, MiniGPT, MiniLlama, adapters, generate
-from course_utils.decode import decode_step, takes_fast_step
+from course_utils import GPTConfig, LlamaConfig, MiniGPT, MiniLlama, decode, generate
+from course_utils.decode import DecodeStep, decode_step, takes_fast_step
 from course_utils.kv_cache import GrowingKVCache, PreallocatedKVCache
 
 
@@ -60,6 +60,14 @@ def generations(model, prompt, **arguments):
     return runs[0]
 
 
+def count_fast_steps(monkeypatch) -> list[torch.Tensor]:
+    """Make every DecodeStep call append its model's LM head weight to the list returned."""
+    calls: list[torch.Tensor] = []
+    original = DecodeStep.__call__
+    monkeypatch.setattr(DecodeStep, "__call__", lambda step, *args: calls.append(step.lm_head) or original(step, *args))
+    return calls
+
+
 MODES = [dict(), dict(do_sample=True, temperature=1.3, top_k=20), dict(do_sample=True, top_p=0.9),
          dict(num_beams=3), dict(num_beams=2, num_return_sequences=2), dict(repetition_penalty=1.5),
          dict(do_sample=True, num_return_sequences=3)]
@@ -70,12 +78,10 @@ MODES = [dict(), dict(do_sample=True, temperature=1.3, top_k=20), dict(do_sample
 def test_generate_gives_the_same_tokens_with_and_without_the_fast_step(arguments, batch, monkeypatch):
     model = small_gpt()
     prompt = torch.randint(0, 97, (batch, 5), generator=torch.Generator().manual_seed(4))
-    calls = []
-    original = adapters.decode_step
-    monkeypatch.setattr(adapters, "decode_step", lambda *args: calls.append(1) or original(*args))
+    calls = count_fast_steps(monkeypatch)
     with_fast = generations(model, prompt, **arguments)
     assert len(calls) == 2 * 11  # every step after the prefill, in both runs
-    monkeypatch.setattr(adapters, "takes_fast_step", lambda *args: False)
+    monkeypatch.setattr(decode, "takes_fast_step", lambda *args: False)
     assert torch.equal(generations(model, prompt, **arguments), with_fast)
 
 
@@ -84,12 +90,10 @@ def test_generate_gives_the_same_tokens_with_and_without_the_fast_step(arguments
 def test_speculative_decoding_gives_the_same_tokens_with_and_without_the_fast_step(arguments, monkeypatch):
     target, draft = small_gpt(0), small_gpt(1)
     prompt = torch.randint(0, 97, (1, 5), generator=torch.Generator().manual_seed(5))
-    calls = []
-    original = adapters.decode_step
-    monkeypatch.setattr(adapters, "decode_step", lambda *args: calls.append(args[0]) or original(*args))
+    calls = count_fast_steps(monkeypatch)
     with_fast = generations(target, prompt, assistant_model=draft, **arguments)
-    assert draft in calls  # the draft's steps took the fast path
-    monkeypatch.setattr(adapters, "takes_fast_step", lambda *args: False)
+    assert any(weight is draft.lm_head.weight for weight in calls)  # the draft's steps took the fast path
+    monkeypatch.setattr(decode, "takes_fast_step", lambda *args: False)
     assert torch.equal(generations(target, prompt, assistant_model=draft, **arguments), with_fast)
 
 
