@@ -18,10 +18,11 @@ Taught in: lesson 05 (precision), and every lesson takes its device from ``lesso
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def lesson_device() -> torch.device:
     """The device lessons run on: ``$COURSE_DEVICE`` (any value ``resolve_device`` takes), else the CPU."""
     return resolve_device(os.environ.get("COURSE_DEVICE") or "cpu")
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with torch's intra-op thread count set to ``threads``, then restore it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def describe_machine() -> str:

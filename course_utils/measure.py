@@ -7,11 +7,16 @@ that it can be timed beside ours (``transformers_generate_exactly``).
 Beside the clock, two counts that do not depend on it: the FLOPs of the matrix products
 (``count_flops``) and the bytes of the new tensors a computation writes (``bytes_written``).
 
+And how far a decoding step is from its floor: ``decode_floor`` (the step beside the bare
+products of its weights), ``step_breakdown`` (where its time goes), ``compiled_step`` (what
+``torch.compile`` changes).
+
 This module loads ``transformers`` (``StepTimer`` is one of its stopping criteria) and the KV cache;
 ``timing`` stays below both.
 
 Taught in: lesson 04 (time per token, FLOPs, memory bandwidth, the bytes attention writes with and
-without the T x T matrix), lesson 07 (the cost of a verification pass); the benchmark command.
+without the T x T matrix, a step beside its floor and compiled), lesson 07 (the cost of a verification
+pass); the benchmark command.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from transformers import StoppingCriteria
 
-from .decode import cached_forward
+from .decode import DecodeStep, cached_forward
 from .kv_cache import PreallocatedKVCache
+from .model import MiniGPT
 from .timing import WARMUP_CALLS, interleaved_rates, median_seconds
 
 
@@ -250,6 +256,52 @@ def decode_floor(model: torch.nn.Module, context: torch.Tensor, runs: int = 30,
                        gemvs=statistics.median(1 / rate for rate in rates["gemvs"]),
                        weight_bytes=sum(matrix.numel() * matrix.element_size() for matrix in matrices),
                        bandwidth=memory_bandwidth() if bandwidth is None else bandwidth)
+
+
+@dataclass(frozen=True)
+class CompiledStep:
+    """``decode.DecodeStep`` eager and compiled by ``torch.compile``: median seconds of each, the
+    seconds the first compiled call took (compiling), and the largest absolute difference
+    between the two's logits (the compiler fuses and reorders arithmetic, so they can differ in
+    the last bits)."""
+
+    eager: float
+    compiled: float
+    compile_seconds: float
+    largest_difference: float
+
+
+@torch.no_grad()
+def compiled_step(model: MiniGPT, context: torch.Tensor, runs: int = 30) -> CompiledStep:
+    """Time a MiniGPT's cached step of one token after ``context`` (1, T), ``decode.DecodeStep``
+    as ``generate`` takes it against the same step compiled by ``torch.compile`` (one graph for
+    every cache length: ``dynamic=True``), interleaved. Raises ``RuntimeError`` naming the reason
+    where torch cannot compile here (no C++ compiler, an unsupported platform or Python)."""
+    cache = PreallocatedKVCache(context.shape[1] + 1)
+    model(context, cache=cache)
+    token = context[:, -1:]
+    eager = DecodeStep(model)
+    started = time.perf_counter()
+    try:
+        compiled = torch.compile(eager, dynamic=True)
+        compiled_logits = compiled(token, cache)
+    except Exception as error:  # the compiler's failures have many types, and change between releases
+        raise RuntimeError(f"torch.compile could not compile the step here: {type(error).__name__}: "
+                           f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}") from error
+    compile_seconds = time.perf_counter() - started
+    cache.crop(context.shape[1])
+    largest_difference = float((eager(token, cache) - compiled_logits).abs().max())
+
+    def timed(step: Callable[[torch.Tensor, PreallocatedKVCache], torch.Tensor]) -> Callable[[], None]:
+        def run() -> None:
+            cache.crop(context.shape[1])
+            step(token, cache)
+        return run
+
+    rates = interleaved_rates({"eager": timed(eager), "compiled": timed(compiled)}, units=1, runs=runs)
+    return CompiledStep(eager=statistics.median(1 / rate for rate in rates["eager"]),
+                        compiled=statistics.median(1 / rate for rate in rates["compiled"]),
+                        compile_seconds=compile_seconds, largest_difference=largest_difference)
 
 
 # Where a decoding step's time goes: each torch operation the profiler records, by its name.

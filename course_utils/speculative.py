@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import torch
 
 from .adapters import check_prompt, is_course_model, logits_after, model_device, vocabulary_size
+from .hardware import torch_threads
 from .kv_cache import PreallocatedKVCache
 from .sampling import GenerationSettings
 
@@ -73,9 +74,19 @@ class Drafter(Protocol):
     def rollback(self, length: int) -> None: ...
 
 
+# The draft runs on one thread (a CPU's; torch's setting changes nothing on a GPU). Its matrices
+# (128 x 384 for the bundled draft) are too small to gain from splitting, and every split operation
+# ends by waiting for all threads: when another program holds a core, that wait is a slice of the
+# scheduler's time, for each of the draft's operations. Its logits may then differ from the draft's
+# on more threads in the last bits, but the target alone decides what is kept: greedy output and
+# the sampled distribution are exactly the target's either way (tested).
+DRAFT_THREADS = 1
+
+
 class ModelDrafter:
-    """A small model drafts: greedy, or sampling with the same settings as the target. It keeps
-    its own KV cache (a ``MiniGPT`` or ``MiniLlama``) of ``max_length`` positions."""
+    """A small model drafts: greedy, or sampling with the same settings as the target, on
+    ``DRAFT_THREADS`` threads. It keeps its own KV cache (a ``MiniGPT`` or ``MiniLlama``) of
+    ``max_length`` positions."""
 
     def __init__(self, model: torch.nn.Module, settings: GenerationSettings, max_length: int,
                  generator: torch.Generator | None = None) -> None:
@@ -83,6 +94,10 @@ class ModelDrafter:
         self.stepper = Stepper(model, max_length)
 
     def propose(self, sequence: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        with torch_threads(DRAFT_THREADS):
+            return self._propose(sequence, k)
+
+    def _propose(self, sequence: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         tokens, probabilities = [], []
         current = sequence
         for _ in range(k):

@@ -282,3 +282,27 @@ def test_the_floor_report_prints_both_tables(tmp_path, capsys):
     assert floors[str(folder)].gemvs > 0
     printed = capsys.readouterr().out
     assert "Python between operations" in printed and "step/GEMVs" in printed and "copy bandwidth" in printed
+
+
+def test_compiled_step_times_both_and_measures_their_difference():
+    from course_utils import GPTConfig, MiniGPT
+    from course_utils.measure import compiled_step
+
+    torch.manual_seed(0)
+    model = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=2, n_head=2, n_embd=16)).eval()
+    result = compiled_step(model, torch.randint(0, 50, (1, 10)), runs=2)
+    assert result.eager > 0 and result.compiled > 0 and result.compile_seconds > 0
+    assert 0 <= result.largest_difference < 1e-4  # the same model: at most rounding apart
+
+
+def test_a_step_that_cannot_be_compiled_says_why(monkeypatch):
+    from course_utils import GPTConfig, MiniGPT
+    from course_utils.measure import compiled_step
+
+    def no_compiler(*args, **kwargs):
+        raise OSError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    model = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    with pytest.raises(RuntimeError, match="torch.compile could not compile the step here: OSError: no C"):
+        compiled_step(model, torch.randint(0, 50, (1, 4)), runs=1)

@@ -295,3 +295,19 @@ def test_speculative_generate_called_directly_checks_as_generate_does():
         speculative_generate(target, ModelDrafter(target, settings, 10), torch.tensor([[5, 4000]]), 2, settings)
     with pytest.raises(ValueError, match="exceeds the model's context of 32 tokens"):
         speculative_generate(target, ModelDrafter(target, settings, 40), torch.tensor([[5] * 30]), 2, settings)
+
+
+def test_the_draft_runs_on_draft_threads_and_the_thread_count_is_restored(monkeypatch):
+    from course_utils import speculative
+
+    torch.manual_seed(0)
+    draft = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    seen = []
+    original = speculative.ModelDrafter._propose
+    monkeypatch.setattr(speculative.ModelDrafter, "_propose",
+                        lambda drafter, *args: seen.append(torch.get_num_threads()) or original(drafter, *args))
+    before = torch.get_num_threads()
+    drafter = speculative.ModelDrafter(draft, GenerationSettings(max_new_tokens=4), 12)
+    drafted, _ = drafter.propose(torch.tensor([[1, 2, 3]]), 4)
+    assert drafted.shape == (1, 4) and seen == [speculative.DRAFT_THREADS]
+    assert torch.get_num_threads() == before
