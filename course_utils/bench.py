@@ -34,11 +34,9 @@ Taught in: lesson 05 (``training_benchmark``); the README's benchmark tables.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from typing import Any, cast
@@ -55,6 +53,7 @@ from .hardware import (
     choose_precision,
     describe_machine,
     resolve_device,
+    torch_threads,
 )
 from .hub import load_model
 from .measure import (
@@ -69,6 +68,7 @@ from .model import GPTConfig, MiniGPT
 from .recipes import PRESETS
 from .speculative import (
     DEFAULT_ASSISTANT_TOKENS,
+    DRAFT_THREADS,
     SPECULATIVE_PROMPTS,
     ModelDrafter,
     SpeculativeStats,
@@ -76,7 +76,7 @@ from .speculative import (
     predicted_speedup,
     speculative_generate,
 )
-from .timing import interleaved_rates, median_seconds, paired_ratio, print_medians
+from .timing import busy_processes, interleaved_rates, median_seconds, paired_ratio, print_medians
 from .train import TrainConfig, make_optimizer, training_step
 
 PROMPT = "ROMEO.\n"
@@ -162,7 +162,8 @@ def speculative_prediction(target: MiniGPT, draft: MiniGPT, prompts: list[torch.
     context = torch.randint(0, target.config.vocab_size, (1, min(FLOOR_CONTEXT, target.config.context_length - 10)),
                             generator=torch.Generator().manual_seed(0))
     target_pass = cached_pass_seconds(target, context, [1, *(k + 1 for k in draft_lengths)])
-    draft_cost = cached_pass_seconds(draft, context, [1])[1] / target_pass[1]
+    with torch_threads(DRAFT_THREADS):  # as the drafter runs
+        draft_cost = cached_pass_seconds(draft, context, [1])[1] / target_pass[1]
     return {k: predicted_speedup(stats.acceptance_rate, k, draft_cost, target_pass[k + 1] / target_pass[1])
             for k in draft_lengths}
 
@@ -221,19 +222,6 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
     print(f"ours plain vs transformers generate(): "
           f"{paired_ratio(rates['ours, plain (cached)'], rates['transformers generate()']):.2f}x")
     return medians
-
-
-@contextlib.contextmanager
-def busy_processes(count: int) -> Iterator[None]:
-    """``count`` other processes that each keep one core busy (a Python loop) while the block
-    runs: a benchmark's figures on a machine that is doing something else too."""
-    others = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-    try:
-        yield
-    finally:
-        for process in others:
-            process.kill()
-            process.wait()
 
 
 SLOW_BFLOAT16 = 0.25  # a bfloat16 matmul below this fraction of float32's speed is emulated in software

@@ -85,16 +85,18 @@ DRAFT_THREADS = 1
 
 class ModelDrafter:
     """A small model drafts: greedy, or sampling with the same settings as the target, on
-    ``DRAFT_THREADS`` threads. It keeps its own KV cache (a ``MiniGPT`` or ``MiniLlama``) of
+    ``threads`` of torch's threads. It keeps its own KV cache (a ``MiniGPT`` or ``MiniLlama``) of
     ``max_length`` positions."""
 
     def __init__(self, model: torch.nn.Module, settings: GenerationSettings, max_length: int,
-                 generator: torch.Generator | None = None) -> None:
-        self.settings, self.generator = settings, generator
+                 generator: torch.Generator | None = None, threads: int = DRAFT_THREADS) -> None:
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int (torch threads for the draft), got {threads!r}")
+        self.settings, self.generator, self.threads = settings, generator, threads
         self.stepper = Stepper(model, max_length)
 
     def propose(self, sequence: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        with torch_threads(DRAFT_THREADS):
+        with torch_threads(self.threads):
             return self._propose(sequence, k)
 
     def _propose(self, sequence: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -18,9 +18,12 @@ Taught in: lesson 03 (decoding methods' speed), lesson 04 (time per token, batch
 
 from __future__ import annotations
 
+import contextlib
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -92,3 +95,16 @@ def __getattr__(name: str):
 
         return getattr(measure, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[None]:
+    """``count`` other processes that each keep one core busy (a Python loop) while the block
+    runs: a benchmark's figures on a machine that is doing something else too."""
+    others = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for process in others:
+            process.kill()
+            process.wait()

@@ -197,13 +197,13 @@ def test_the_speculative_benchmark_times_every_way_and_checks_the_tokens(capsys)
 def test_busy_processes_run_while_the_block_runs_and_are_gone_after(monkeypatch):
     import subprocess
 
-    from course_utils import bench
+    from course_utils import timing
 
     started = []
     real_popen = subprocess.Popen
-    monkeypatch.setattr(bench.subprocess, "Popen", lambda *args, **kwargs: started.append(real_popen(*args, **kwargs))
+    monkeypatch.setattr(timing.subprocess, "Popen", lambda *args, **kwargs: started.append(real_popen(*args, **kwargs))
                         or started[-1])
-    with bench.busy_processes(2):
+    with timing.busy_processes(2):
         assert len(started) == 2 and all(process.poll() is None for process in started)
     assert all(process.poll() is not None for process in started)
 
