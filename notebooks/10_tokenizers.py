@@ -32,7 +32,6 @@
 # course's corpus and bundled tokenizer.
 
 # %%
-import json
 import time
 from collections import Counter
 
@@ -276,7 +275,7 @@ print(f"{len(library_ids):,} validation tokens: identical ids, exact round trips
 # %%
 ways = {"naive (re-scan)": lambda: bpe.encode_naive(validation, bundled),
         "heap + cache": lambda: bpe.Encoder(bundled).encode(validation),
-        "tokenizers (Rust)": lambda: tokenizer.backend_tokenizer.encode(validation, verbose=False)}
+        "tokenizers (Rust)": lambda: tokenizer.backend_tokenizer.encode(validation)}
 rates = print_medians(interleaved_rates(ways, len(library_ids), runs=3), "tokens/s")  # NBVAL_IGNORE_OUTPUT
 
 # %% [markdown]
