@@ -18,7 +18,8 @@ bit for bit (tested), and so are the tokens ``generate`` picks from them. What i
 - the head split and merge (one position's heads are already laid out head by head).
 
 ``generate`` and speculative decoding take this path by themselves (``adapters``) whenever it
-gives the same result: a ``MiniGPT`` in eval mode with no head mask and no hooks, one new token
+gives the same result: a ``MiniGPT`` built of its own modules only (not, say, with LoRA layers), in
+eval mode, with no head mask and no hooks, one new token
 per row, no padding, and a ``PreallocatedKVCache`` that already holds the prompt. Anything else
 goes through ``model(...)``.
 
@@ -31,13 +32,20 @@ from typing import cast
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .kv_cache import PreallocatedKVCache
-from .model import Block, MiniGPT
+from .model import MLP, Block, CausalSelfAttention, MiniGPT
+
+# The modules of a MiniGPT as the course builds it: a model holding anything else (lesson 09's
+# LoRALinear, a lesson's own replacement) goes through its modules, which know what they hold.
+_PLAIN_MODULES = (MiniGPT, Block, CausalSelfAttention, MLP, nn.ModuleList, nn.Embedding, nn.Dropout, nn.LayerNorm,
+                  nn.Linear, nn.GELU)
 
 
-def _has_hooks(model: torch.nn.Module) -> bool:
-    return any(module._forward_hooks or module._forward_pre_hooks for module in model.modules())
+def _only_plain_modules_without_hooks(model: torch.nn.Module) -> bool:
+    return all(type(module) in _PLAIN_MODULES and not (module._forward_hooks or module._forward_pre_hooks)
+               for module in model.modules())
 
 
 def takes_fast_step(model: torch.nn.Module, new_ids: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -46,7 +54,8 @@ def takes_fast_step(model: torch.nn.Module, new_ids: torch.Tensor, attention_mas
     cache=cache)`` would: see the module's docstring for the conditions."""
     return (type(model) is MiniGPT and not model.training and new_ids.shape[1] == 1 and attention_mask is None
             and isinstance(cache, PreallocatedKVCache) and len(cache) > 0
-            and all(block.attn.head_mask is None for block in cast(list[Block], model.h)) and not _has_hooks(model))
+            and all(block.attn.head_mask is None for block in cast(list[Block], model.h))
+            and _only_plain_modules_without_hooks(model))
 
 
 def decode_step(model: MiniGPT, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:

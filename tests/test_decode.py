@@ -127,3 +127,25 @@ def test_a_hook_still_changes_what_generate_writes():
     assert torch.equal(generate(model, prompt, 8), plain)
     assert len(steps) == 8  # the prefill and 7 cached steps, each through the hooked block
     handle.remove()
+
+
+def test_a_model_with_lora_layers_takes_the_module_path_and_gives_its_tokens():
+    """Lesson 09 wraps projections in LoRALinear: decode_step reads plain weights, so such a model
+    must go through its modules (it once raised AttributeError: 'LoRALinear' has no 'weight')."""
+    from course_utils.post_training import add_lora
+
+    model = small_gpt()
+    add_lora(model, rank=2, alpha=4.0)
+    for module in model.modules():  # a trained adapter: B no longer zero, so LoRA changes the output
+        if hasattr(module, "lora_B"):
+            torch.nn.init.normal_(module.lora_B, std=0.5)
+    model.eval()
+    token, cache = torch.tensor([[5]]), PreallocatedKVCache(10)
+    with torch.no_grad():
+        model(torch.tensor([[1, 2]]), cache=cache)
+    assert not takes_fast_step(model, token, None, cache)
+    prompt = torch.tensor([[3, 1, 4]])
+    with torch.no_grad():
+        expected = model(prompt).argmax(-1)[:, -1]
+    assert generate(model, prompt, 1)[0, -1] == expected[0]
+    generate(model, prompt, 6)  # runs through the cached steps without error
