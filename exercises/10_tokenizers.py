@@ -374,7 +374,8 @@ print(f"embedding: {len(tokenizer) * n_embd:,} of the bundled model's {parameter
 # %%
 for text in ["Hamlet", " Hamlet", "hamlet", " HAMLET"]:
     print(f"{text!r:>10} -> {[tokenizer.decode(i) for i in tokenizer.encode(text)]}")
-assert tokenizer.encode("Hamlet") != tokenizer.encode(" Hamlet")[-1:]
+first, first_after_a_space = tokenizer.encode("Hamlet")[0], tokenizer.encode(" Hamlet")[0]
+assert first != first_after_a_space and tokenizer.decode([first_after_a_space]).startswith(" ")
 
 # %% [markdown]
 # **Numbers.** Digits form their own pre-tokens, and BPE merges whichever digit strings were
