@@ -1792,7 +1792,7 @@ def test_hints_come_one_level_at_a_time(capsys):
 
 
 # Lines a solution shares with code the lesson shows elsewhere, which give nothing away.
-GENERIC_LINES = {"with torch.no_grad():", "sequence = prompt", "return sequence"}
+GENERIC_LINES = {"with torch.no_grad():", "sequence = prompt", "return sequence", "return counts"}
 
 
 def solution_body(source: str, name: str) -> list[str]:
