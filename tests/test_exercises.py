@@ -1465,28 +1465,25 @@ def merge_overlapping(word, pair, new_id):  # both overlapping occurrences merge
     return tuple(merged)
 
 
-def merge_dropping_the_last_id(word, pair, new_id):  # while i < len(word) - 1: the last id is lost when unpaired
+def merge_scan(word, pair, new_id, *, matches=lambda two, pair: two == pair, stop_before=0):
+    """The left-to-right merge, with the test of a match and where the scan stops as a learner got them."""
     merged, i = [], 0
-    while i < len(word) - 1:
-        if word[i : i + 2] == pair:
+    while i < len(word) - stop_before:
+        if matches(word[i : i + 2], pair):
             merged.append(new_id)
             i += 2
         else:
             merged.append(word[i])
             i += 1
     return tuple(merged)
+
+
+def merge_dropping_the_last_id(word, pair, new_id):  # while i < len(word) - 1: the last id is lost when unpaired
+    return merge_scan(word, pair, new_id, stop_before=1)
 
 
 def merge_either_order(word, pair, new_id):  # (b, a) merged as if it were (a, b)
-    merged, i = [], 0
-    while i < len(word):
-        if word[i : i + 2] in (pair, pair[::-1]):
-            merged.append(new_id)
-            i += 2
-        else:
-            merged.append(word[i])
-            i += 1
-    return tuple(merged)
+    return merge_scan(word, pair, new_id, matches=lambda two, pair: two in (pair, pair[::-1]))
 
 
 def merge_one_step_after(word, pair, new_id):  # one step past a match, not two: the pair's second id kept too
