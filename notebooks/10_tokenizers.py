@@ -277,8 +277,8 @@ assert bpe.decode(library_ids, bundled) == validation
 
 # Round trips on strings the plays never held: the samples above, and random strings drawn from
 # every plane of Unicode (surrogates excluded: they are not characters).
-draws = torch.Generator().manual_seed(1)
-points = torch.randint(1, 0x110000, (300, 20), generator=draws).tolist()
+draws = torch.Generator().manual_seed(1)  # test data, not sampling: drawn on the CPU, the same everywhere
+points = torch.randint(1, 0x110000, (300, 20), generator=draws, device="cpu").tolist()
 strings = [*samples.values(), *("".join(chr(p) for p in row if not 0xD800 <= p < 0xE000) for row in points)]
 for text in strings:
     ids = bpe.encode(text, bundled)
@@ -400,9 +400,9 @@ assert all(len(tokenizer.encode(number)) == len(number) for number in ["1601", "
 # years and sums:
 
 # %%
-draws = torch.Generator().manual_seed(0)
-years = torch.randint(1500, 1700, (3000,), generator=draws).tolist()
-sums = (torch.rand(3000, generator=draws) ** 3 * 100_000).long().tolist()
+draws = torch.Generator().manual_seed(0)  # made-up data, drawn on the CPU
+years = torch.randint(1500, 1700, (3000,), generator=draws, device="cpu").tolist()
+sums = (torch.rand(3000, generator=draws, device="cpu") ** 3 * 100_000).long().tolist()
 ledger = "\n".join(f"In the year {year}, paid {amount} crowns." for year, amount in zip(years, sums))
 ledger_tokenizer = train_bpe([ledger], 400)
 splits = {number: ledger_tokenizer.encode(number).tokens for number in ["1601", "1610", "1234", "12345", "99999"]}
