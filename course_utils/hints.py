@@ -326,6 +326,43 @@ HINTS: dict[str, tuple[str, ...]] = {
         "and the rejected ones' the same way. Take the log-sigmoid (F.logsigmoid) of the chosen rewards minus "
         "the rejected ones, negate it, and average over the pairs.",
     ),
+    # ---- lesson 10
+    "pair_counts": (
+        "A word that occurs n times contributes each of its adjacent pairs n times. How many adjacent pairs "
+        "does a word of length L have?",
+        "Walk each word's positions 0 .. L-2 and count the pair at each; every position counts, even when two "
+        "pairs overlap, as in three equal ids. Pairs never join the end of one word to the start of the next.",
+        "Start an empty Counter. For each word and its count, pair the word with itself shifted by one (zip of "
+        "the word and the word from its second id), and add the word's count to each such pair's entry. "
+        "Return the Counter.",
+    ),
+    "merge": (
+        "Scan the word once, from left to right. What happens at a position where the pair starts?",
+        "Where the pair starts at position i, emit the new id and jump past both ids; elsewhere emit the id "
+        "and move one step. That jump is what stops two overlapping occurrences from both merging.",
+        "Keep an output list and an index i from 0. While i is inside the word: if the slice of two ids at i "
+        "equals the pair, append the new id and add 2 to i; otherwise append the id at i and add 1. Return the "
+        "output as a tuple.",
+    ),
+    "train_bpe_by_hand": (
+        "Every step is the same three moves: count pairs over all pre-tokens, pick one pair, merge it "
+        "everywhere. Which pair wins when two have the same count?",
+        "Count each distinct pre-token once, with its frequency (the library's word_counts does it), so that "
+        "merges never cross a pre-token's edge. The winner: the highest count, and among equal counts the "
+        "smallest pair of ids.",
+        "Get the word counts. For each new id from 257 up to vocab_size - 1: count the pairs with your "
+        "pair_counts; stop if there are none; take the minimum over the pairs of the key (minus the count, "
+        "the pair itself); record that pair; rebuild the words with your merge applied to each, keeping the "
+        "counts. Return the recorded pairs in order.",
+    ),
+    "encode": (
+        "The merges were learned in an order. When a word could take several merges, which one happens first?",
+        "Always merge the adjacent pair that was learned earliest (its position in merges), then look again: "
+        "a merge can create a new pair that has a merge of its own.",
+        "Give every pair its rank, its position in merges. While the word has at least two ids: among its "
+        "adjacent pairs find the one of lowest rank (pairs with no merge rank last); if that pair has no "
+        "merge, stop; otherwise replace it everywhere with its new id using your merge. Return the word.",
+    ),
 }
 
 

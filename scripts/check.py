@@ -4,7 +4,7 @@ every lesson under nbval.
     python scripts/check.py                    # everything
     python scripts/check.py --fast             # skip nbval (the lessons)
     python scripts/check.py --lessons --cpu avx2   # only the lessons, on an emulated plain-AVX2 CPU
-    python scripts/check.py --lessons --cpu avx2 --busy-core  # and 04, 07, 08 with a core kept busy
+    python scripts/check.py --lessons --cpu avx2 --busy-core  # and 04, 07, 08, 10 with a core kept busy
     python scripts/check.py --newest           # unit tests and lessons on the newest releases allowed
     python scripts/check.py --oldest           # unit tests on the oldest releases allowed
 
@@ -51,7 +51,7 @@ AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_E
 # session as a group ("autogroup") and a Jupyter kernel runs in a session of its own, so the nice
 # value is given to the spinner's own session too; without it the spinner took a whole core from
 # the kernel, whatever its nice value, and lesson 08 ran more than three times slower here.
-BUSY_CORE_LESSONS = ("04_", "07_", "08_")
+BUSY_CORE_LESSONS = ("04_", "07_", "08_", "10_")
 SPINNER = """
 import os
 os.setsid()

@@ -319,10 +319,25 @@ def lesson_09(out: StoredOutputs) -> dict[str, str]:
     }
 
 
+def lesson_10(out: StoredOutputs) -> dict[str, str]:
+    return {
+        "japanese_bytes": out.one(r"^ Japanese: +\d+ characters, +(\d+) bytes"),
+        "japanese_tokens": out.one(r"^ Japanese: .+, +(\d+) tokens$"),
+        "english_characters": out.one(r"^ +English: +(\d+) characters"),
+        "english_tokens": out.one(r"^ +English: .+, +(\d+) tokens$"),
+        "merges": out.one(r"^by hand: (\S+) merges;"),
+        "bpt_1024": out.one(r"^ +1024 +(\S+) "),
+        "bpt_16384": out.one(r"^ +16384 +(\S+) "),
+        "tokens_1024": out.one(r"^ +1024 +\S+ +(\S+) "),
+        "tokens_16384": out.one(r"^ +16384 +\S+ +(\S+) "),
+    }
+
+
 VALUES: dict[str, Callable[[StoredOutputs], dict[str, str]]] = {
     "01_causal_masking": lesson_01, "02_mini_gpt": lesson_02, "03_sampling_and_generate": lesson_03,
     "04_kv_cache": lesson_04, "05_training": lesson_05, "06_attention": lesson_06,
     "07_speculative_decoding": lesson_07, "08_modern_decoders": lesson_08, "09_assistant": lesson_09,
+    "10_tokenizers": lesson_10,
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 
 import jupytext
@@ -15,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils import MiniGPT, checks
+from course_utils import MiniGPT, bpe, checks
 from course_utils.checks import ExerciseFailed
 from course_utils.generation import apply_temperature, top_k_filter, top_p_filter
 from course_utils.hints import HINTS
@@ -57,7 +58,8 @@ def lesson_namespace(lesson: str) -> dict:
     namespace = {"torch": torch, "F": F, "math": math, "nn": torch.nn, "causal_mask": causal_mask,
                  "GPTConfig": GPTConfig, "MLP": MLP, "apply_temperature": apply_temperature,
                  "top_k_filter": top_k_filter, "top_p_filter": top_p_filter, "GrowingKVCache": GrowingKVCache,
-                 "MiniGPT": MiniGPT, "LoRALinear": LoRALinear, "IGNORE_INDEX": IGNORE_INDEX}
+                 "MiniGPT": MiniGPT, "LoRALinear": LoRALinear, "IGNORE_INDEX": IGNORE_INDEX, "Counter": Counter,
+                 "bpe": bpe}
     for other, _, _, source in SOLUTIONS:
         if other == lesson:
             exec(source, namespace)
@@ -1396,7 +1398,245 @@ def dpo_through_item(chosen, rejected, reference_chosen, reference_rejected, bet
     return torch.tensor(loss.item())  # the right number, cut off from the graph: backward() trains nothing
 
 
+def pairs_unweighted(words):  # each word counted once, whatever its count
+    counts = Counter()
+    for word in words:
+        counts.update(zip(word, word[1:]))
+    return counts
+
+
+def pairs_across_words(words):  # the words run together: pairs join one word's end to the next's start
+    ids = [token for word, count in words.items() for _ in range(count) for token in word]
+    return Counter(zip(ids, ids[1:]))
+
+
+def pairs_without_overlap(words):  # (7, 7, 7) counted as one (7, 7): the counting skips like a merge
+    counts = Counter()
+    for word, count in words.items():
+        i = 0
+        while i < len(word) - 1:
+            counts[word[i], word[i + 1]] += count
+            i += 2 if word[i] == word[i + 1] else 1
+    return counts
+
+
+def pairs_missing_the_last(words):  # range(len(word) - 2): the last pair of each word is never counted
+    counts = Counter()
+    for word, count in words.items():
+        for i in range(len(word) - 2):
+            counts[word[i], word[i + 1]] += count
+    return counts
+
+
+def pairs_squared(words):  # the count added once per occurrence of the word and again per pair
+    counts = Counter()
+    for word, count in words.items():
+        for pair in zip(word, word[1:]):
+            counts[pair] += count * count
+    return counts
+
+
+def merge_from_the_right(word, pair, new_id):  # scans right to left: (7, 7, 7) -> (7, new)
+    merged, i = [], len(word) - 1
+    while i >= 0:
+        if i > 0 and word[i - 1 : i + 1] == pair:
+            merged.append(new_id)
+            i -= 2
+        else:
+            merged.append(word[i])
+            i -= 1
+    return tuple(reversed(merged))
+
+
+def merge_first_only(word, pair, new_id):  # stops after the first occurrence
+    for i in range(len(word) - 1):
+        if word[i : i + 2] == pair:
+            return word[:i] + (new_id,) + word[i + 2 :]
+    return word
+
+
+def merge_overlapping(word, pair, new_id):  # both overlapping occurrences merge: (7, 7, 7) -> (new, new)
+    merged = []
+    for i in range(len(word)):
+        if word[i : i + 2] == pair:
+            merged.append(new_id)
+        elif not (i > 0 and word[i - 1 : i + 1] == pair):
+            merged.append(word[i])
+    return tuple(merged)
+
+
+def merge_scan(word, pair, new_id, *, matches=lambda two, pair: two == pair, stop_before=0):
+    """The left-to-right merge, with the test of a match and where the scan stops as a learner got them."""
+    merged, i = [], 0
+    while i < len(word) - stop_before:
+        if matches(word[i : i + 2], pair):
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(word[i])
+            i += 1
+    return tuple(merged)
+
+
+def merge_dropping_the_last_id(word, pair, new_id):  # while i < len(word) - 1: the last id is lost when unpaired
+    return merge_scan(word, pair, new_id, stop_before=1)
+
+
+def merge_either_order(word, pair, new_id):  # (b, a) merged as if it were (a, b)
+    return merge_scan(word, pair, new_id, matches=lambda two, pair: two in (pair, pair[::-1]))
+
+
+def merge_one_step_after(word, pair, new_id):  # one step past a match, not two: the pair's second id kept too
+    merged, i = [], 0
+    while i < len(word):
+        if word[i : i + 2] == pair:
+            merged.append(new_id)
+        else:
+            merged.append(word[i])
+        i += 1
+    return tuple(merged)
+
+
+def bpe_loop(texts, vocab_size, *, best=None, merge=bpe.merge, count=bpe.pair_counts, words=None, first_id=257):
+    """The training loop with one piece swapped for a learner's mistake."""
+    words = dict(bpe.word_counts(texts)) if words is None else words
+    merges = []
+    for new_id in range(first_id, vocab_size):
+        counts = count(words)
+        if not counts:
+            break
+        pair = best(counts) if best else min(counts, key=lambda pair: (-counts[pair], pair))
+        merges.append(pair)
+        merged = {}
+        for word, n in words.items():
+            merged[merge(word, pair, new_id)] = merged.get(merge(word, pair, new_id), 0) + n
+        words = merged
+    return merges
+
+
+def train_ties_to_the_largest_pair(texts, vocab_size):
+    return bpe_loop(texts, vocab_size, best=lambda counts: max(counts, key=lambda pair: (counts[pair], pair)))
+
+
+def train_ties_to_the_first_seen(texts, vocab_size):  # Counter.most_common keeps the order pairs were seen
+    return bpe_loop(texts, vocab_size, best=lambda counts: counts.most_common(1)[0][0])
+
+
+def train_ties_by_the_bytes(texts, vocab_size):  # among equal counts, the pair whose bytes sort first
+    vocab = bpe.byte_vocab()
+    return bpe_loop(texts, vocab_size, best=lambda counts: min(
+        counts, key=lambda pair: (-counts[pair], [vocab[t] if t < len(vocab) else b"\xff" for t in pair])))
+
+
+def train_merging_overlaps(texts, vocab_size):
+    return bpe_loop(texts, vocab_size, merge=merge_overlapping)
+
+
+def train_across_pre_tokens(texts, vocab_size):  # the whole text as one word: merges cross the pre-tokens
+    to_id = bpe.byte_ids()
+    return bpe_loop(texts, vocab_size, words={tuple(to_id[b] for b in "".join(texts).encode()): 1})
+
+
+def train_each_word_once(texts, vocab_size):  # the distinct pre-tokens, without how often each occurs
+    return bpe_loop(texts, vocab_size, words={word: 1 for word in bpe.word_counts(texts)})
+
+
+def train_counting_without_overlap(texts, vocab_size):
+    return bpe_loop(texts, vocab_size, count=pairs_without_overlap)
+
+
+def train_one_merge_too_many(texts, vocab_size):  # vocab_size - 256 merges: the 257 first ids miscounted
+    return bpe_loop(texts, vocab_size + 1, first_id=257)
+
+
+def train_on_byte_values(texts, vocab_size):  # a byte's value as its id, not its id in the vocabulary
+    counts = Counter(piece.encode() for text in texts for piece in bpe.pretokenize(text))
+    return bpe_loop(texts, vocab_size, words={tuple(piece): n for piece, n in counts.items()})
+
+
+def train_ignoring_single_pairs(texts, vocab_size):  # stops when the best pair occurs once: the library does not
+    return bpe_loop(texts, vocab_size, count=lambda words: Counter(
+        {pair: n for pair, n in bpe.pair_counts(words).items() if n > 1}))
+
+
+def encode_latest_merge_first(word, merges):  # the rank read backwards
+    rank = {pair: -position for position, pair in enumerate(merges)}
+    while True:
+        known = [pair for pair in zip(word, word[1:]) if pair in rank]
+        if not known:
+            return word
+        pair = min(known, key=rank.get)
+        word = bpe.merge(word, pair, merges[pair])
+
+
+def encode_one_merge(word, merges):  # the earliest-learned merge, once, and no look again
+    known = [pair for pair in zip(word, word[1:]) if pair in merges]
+    if not known:
+        return word
+    pair = min(known, key=list(merges).index)
+    return bpe.merge(word, pair, merges[pair])
+
+
+def encode_leftmost_first(word, merges):  # the leftmost pair with a merge, whatever its rank
+    while True:
+        for i in range(len(word) - 1):
+            if word[i : i + 2] in merges:
+                word = word[:i] + (merges[word[i : i + 2]],) + word[i + 2 :]
+                break
+        else:
+            return word
+
+
+def encode_unknown_pairs_first(word, merges):  # rank.get(pair, 0): a pair without a merge looks the earliest
+    rank = {pair: position for position, pair in enumerate(merges)}
+    while len(word) > 1:
+        pair = min(zip(word, word[1:]), key=lambda pair: rank.get(pair, 0))
+        if pair not in rank:
+            break
+        word = bpe.merge(word, pair, merges[pair])
+    return word
+
+
+def encode_most_frequent_pair(word, merges):  # training's rule, not the merges' order: the pair most frequent here
+    while True:
+        counts = Counter(pair for pair in zip(word, word[1:]) if pair in merges)
+        if not counts:
+            return word
+        pair = min(counts, key=lambda pair: (-counts[pair], pair))
+        word = bpe.merge(word, pair, merges[pair])
+
+
+def encode_a_pass_over_the_pairs(word, merges):  # each pair of the word merged in the order it occurs, one pass
+    for pair in list(zip(word, word[1:])):
+        if pair in merges:
+            word = bpe.merge(word, pair, merges[pair])
+    return word
+
+
+# Right answers written another way than the lesson's: each must pass.
+def encode_replaying_every_merge(word, merges):  # every merge in the order learned, once each: the same tokens
+    for pair, new_id in merges.items():
+        word = bpe.merge(word, pair, new_id)
+    return word
+
+
+def train_with_most_frequent_pair(texts, vocab_size):  # the library's tie rule, words merged as a Counter
+    return bpe_loop(texts, vocab_size, best=bpe.most_frequent_pair)
+
+
+OTHER_RIGHT_ANSWERS = {"encode": [encode_replaying_every_merge], "train_bpe_by_hand": [train_with_most_frequent_pair]}
+
+
 WRONG_ANSWERS = {
+    "pair_counts": [pairs_unweighted, pairs_across_words, pairs_without_overlap, pairs_missing_the_last, pairs_squared],
+    "merge": [merge_from_the_right, merge_first_only, merge_overlapping, merge_dropping_the_last_id, merge_either_order,
+              merge_one_step_after],
+    "train_bpe_by_hand": [train_ties_to_the_largest_pair, train_ties_to_the_first_seen, train_ties_by_the_bytes,
+                          train_merging_overlaps, train_across_pre_tokens, train_each_word_once,
+                          train_counting_without_overlap, train_one_merge_too_many, train_on_byte_values,
+                          train_ignoring_single_pairs],
+    "encode": [encode_latest_merge_first, encode_one_merge, encode_leftmost_first, encode_unknown_pairs_first,
+               encode_most_frequent_pair, encode_a_pass_over_the_pairs],
     "label_mask": [mask_off_by_one, mask_targets_not_shifted, mask_with_zeros, mask_on_the_inputs],
     "lora_forward": [LoRAWithoutTheScale, LoRAWithoutTheBase, LoRAIgnoringMerged, LoRAScaledByRank, LoRAScaleInverted,
                      LoRABiasAddedTwice, LoRAFlatteningTheBatch, LoRAScaledBySqrtRank, LoRAMergingInForward],
@@ -1476,7 +1716,7 @@ FIRST_EXERCISES = {"token_log_probs", "causal_mask", "attention", "split_heads",
 # each needs at least five plausible wrong answers.
 CORE_PIECES = {"attention_module", "block_forward", "gpt_forward", "sampling_loop", "cached_generation",
                "beam_search", "training_step", "speculative_step", "apply_rope", "repeat_kv", "lora_forward",
-               "dpo_loss"}
+               "dpo_loss", "merge", "train_bpe_by_hand", "encode"}
 
 
 @pytest.mark.parametrize("name, wrong", [(name, wrong) for name, wrongs in WRONG_ANSWERS.items() for wrong in wrongs],
@@ -1489,6 +1729,14 @@ def test_a_wrong_answer_fails_with_what_differs_and_where_the_hints_are(name, wr
     for part in ("input:", "expected:", "got:", "problem:", f"checks.hint({name!r})"):
         assert part in message, f"{part!r} missing from:\n{message}"
     assert not any(level in message for level in HINTS[name]), "a failure must not show a hint unasked"
+
+
+@pytest.mark.parametrize("name, right", [(name, right) for name, rights in OTHER_RIGHT_ANSWERS.items()
+                                         for right in rights],
+                         ids=lambda value: getattr(value, "__name__", value))
+def test_a_right_answer_written_another_way_passes(name, right, capsys):
+    getattr(checks, name)(right)
+    assert capsys.readouterr().out.startswith(f"{name}: correct on all ")
 
 
 def test_every_exercise_has_wrong_answers_tested():
@@ -1541,7 +1789,7 @@ def test_hints_come_one_level_at_a_time(capsys):
 
 
 # Lines a solution shares with code the lesson shows elsewhere, which give nothing away.
-GENERIC_LINES = {"with torch.no_grad():", "sequence = prompt", "return sequence"}
+GENERIC_LINES = {"with torch.no_grad():", "sequence = prompt", "return sequence", "return counts"}
 
 
 def solution_body(source: str, name: str) -> list[str]:

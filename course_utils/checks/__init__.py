@@ -16,11 +16,11 @@ Taught in: every lesson's workbook (``exercises/``).
 from __future__ import annotations
 
 from ..hints import hint
-from . import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson08, lesson09
+from . import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson08, lesson09, lesson10
 from .harness import Exercise, ExerciseFailed, run_checks
 from .models import first_differing_module
 
-LESSONS = (lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson08, lesson09)
+LESSONS = (lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson08, lesson09, lesson10)
 EXERCISES: dict[str, Exercise] = {exercise.name: exercise for lesson in LESSONS for exercise in lesson.EXERCISES}
 
 
@@ -63,6 +63,10 @@ repeat_kv = lesson08.REPEAT_KV
 label_mask = lesson09.LABEL_MASK
 lora_forward = lesson09.LORA_FORWARD
 dpo_loss = lesson09.DPO_LOSS
+pair_counts = lesson10.PAIR_COUNTS
+merge = lesson10.MERGE
+train_bpe_by_hand = lesson10.TRAIN_BPE_BY_HAND
+encode = lesson10.ENCODE
 
 __all__ = ["EXERCISES", "Exercise", "ExerciseFailed", "exercises_of", "first_differing_module", "hint", "run_checks",
            *EXERCISES]
