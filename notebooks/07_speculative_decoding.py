@@ -458,7 +458,8 @@ assert all(abs(tokens_factor[k] - 1) < 0.1 for k in draft_lengths), "the accepta
 # and compared with its prediction:
 #
 # - **a slow draft**: use the target as its own draft. Nearly every draft is accepted (a ≈ 1) but each
-#   costs a full step (c = 1), so K + 1 tokens cost K + v(K + 1) steps: never faster;
+#   costs at least a full step (c ≥ 1; more here, as the drafter runs on one thread), so K + 1
+#   tokens cost at least K + v(K + 1) steps: never faster;
 # - **a low acceptance**: a draft with the right shape and cost but no training (random weights).
 #   Almost nothing is accepted (a ≈ 0), so each step buys one token for K c + v;
 # - **a costly step around the models**: `transformers`' own assisted generation on the same pair,
