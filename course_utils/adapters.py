@@ -11,8 +11,8 @@ Taught in: lesson 02 and lesson 06 (``attention_weights``, also importable from
 ``course_utils.attention``), lesson 03 (``next_token_logits``, the step of ``generate``;
 ``model_generation_config``, the defaults ``generate`` takes from a transformers model), lesson 05
 (``logits_fn`` for the evaluation), lesson 07 (``logits_after``, the verifier's and the
-draft model's forward passes); lesson 04 (a MiniGPT's cached step takes ``decode.decode_step``, through
-``decode.cached_forward``).
+draft model's forward passes); lesson 04 (a MiniGPT's cached step takes ``decode.decode_step``,
+through ``decode.cached_forward``).
 """
 
 from __future__ import annotations
@@ -129,3 +129,34 @@ def logits_after(
     if is_course_model(model):
         return cached_forward(model, input_ids[:, seen:], cache) if cache is not None else model(input_ids)[:, seen:]
     return model(input_ids, use_cache=False).logits[:, seen:]
+
+
+@torch.no_grad()
+def attention_weights(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Every layer's attention weights, a list of L tensors (B, H, T, T), for a course model
+    (``MiniGPT``, ``MiniLlama``: its own explicit path) or a ``transformers`` causal LM (eager
+    attention, ``output_attentions=True``; a model loaded with another attention implementation
+    is switched to eager for the call).
+
+    ``attention_mask`` (B, T) marks real tokens with 1 and left padding with 0; positions then
+    count from the first real token, as ``generate`` does.
+    """
+    if is_course_model(model):
+        course_model: Any = model  # a MiniGPT or a MiniLlama, each with its forward_with_attention
+        return course_model.forward_with_attention(input_ids, attention_mask)[1]
+    hf_model: Any = model  # a transformers model, with its set_attn_implementation
+    config = model.config
+    before = getattr(config, "_attn_implementation", "eager")
+    if before != "eager":
+        hf_model.set_attn_implementation("eager")
+    try:
+        arguments = {}
+        if attention_mask is not None:
+            arguments = dict(attention_mask=attention_mask, position_ids=positions_from_attention_mask(attention_mask))
+        output = model(input_ids, output_attentions=True, use_cache=False, **arguments)
+    finally:
+        if before != "eager":
+            hf_model.set_attn_implementation(before)
+    return [weights.float() for weights in output.attentions]
