@@ -55,11 +55,14 @@ import torch.nn.functional as F
 
 from course_utils import MiniGPT, generate, load_model
 from course_utils.compat import cache_argument, output_cache
+from course_utils.decode import decode_step
 from course_utils.kv_cache import GrowingKVCache, PreallocatedKVCache, kv_cache_bytes
 from course_utils.lesson import check_below, seeded_generator, setup
 from course_utils.measure import (
     bytes_written,
+    compiled_step,
     count_flops,
+    decode_floor,
     interleaved_step_seconds,
     memory_bandwidth,
     transformers_generate_exactly,
@@ -883,6 +886,80 @@ assert draft_speedup > 1.5  # fewer bytes and operations per token: faster by a 
 # a forecast. Batching "breaks" the batch-1 ceiling because one read of the weights serves every
 # sequence in the batch. (Our 24 MB of weights can partly stay in the CPU's own caches between
 # steps, which are faster than main memory, so this ceiling is a guide rather than a wall.)
+#
+# ### The same step without the modules
+#
+# The profile showed dozens of small operations around each matrix product, and Python between
+# them. Most exist because `MiniGPT.forward` is written to teach and to serve every case:
+# training, padding, attention maps, head ablation, any cache. One new token per row with no
+# padding needs none of the checks, masks, position tensors, dropout modules or head reshapes.
+# `course_utils.decode.decode_step` runs exactly that step straight from the model's weights,
+# calling the same kernels on tensors of the same shapes. `generate` takes it by itself whenever
+# it applies (the profile above was of that path), and goes through the modules otherwise: a
+# hook, a padded batch, lesson 06's head mask, a LoRA layer (lesson 09).
+#
+# A faster path must be the same model. Here it gives the very same logits, bit for bit:
+
+# %%
+context = torch.randint(0, config.vocab_size, (1, 300), generator=seeded_generator(1))
+token = context[:, -1:]
+through_modules, straight = PreallocatedKVCache(301), PreallocatedKVCache(301)
+model(context[:, :-1], cache=through_modules)
+model(context[:, :-1], cache=straight)
+assert torch.equal(decode_step(model, token, straight), model(token, cache=through_modules))
+print("decode_step's logits equal the modules' bit for bit, after 299 cached tokens")
+
+# %% [markdown]
+# Now the step three ways, interleaved: through the modules, as `generate` takes it, and the
+# floor no step can go below, the **bare GEMVs**: one vector times each weight matrix, back to
+# back, with nothing between them but a Python loop. Beside them, the time to read every weight
+# once at the copy speed measured above.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+floors = {name: decode_floor(m, context, bandwidth=bandwidth) for name, m in (("target", model), ("draft", draft))}
+print(f"{'':>8} {'modules ms':>11} {'step ms':>8} {'GEMVs ms':>9} {'copy ms':>8} {'step/GEMVs':>11} {'modules/step':>13}")
+for name, floor in floors.items():
+    print(f"{name:>8} {floor.module_step * 1e3:11.3f} {floor.step * 1e3:8.3f} {floor.gemvs * 1e3:9.3f} "
+          f"{floor.copy * 1e3:8.3f} {floor.step_over_gemvs:10.2f}x {floor.module_step / floor.step:12.2f}x")
+
+# %% [markdown]
+# Read the last two columns on your machine. Removing the modules' bookkeeping matters most for
+# the small draft, where the matrix products are short and the fixed cost of each operation is a
+# large share of the step. What remains above the GEMVs is work a step cannot skip but the
+# floor does not count: attention over the cached tokens (one fused kernel per layer, with a
+# fixed cost of its own), the layer norms, the cache writes, and a few microseconds of Python and
+# dispatch for each of the thirty-odd operations left. Lesson 07 shows why this matters: the
+# cheaper a draft step is next to a target step, the more speculative decoding gains.
+#
+# ### What `torch.compile` buys
+#
+# The usual answer to "too many small operations" is a compiler: `torch.compile` traces the step
+# into one graph and generates fused code for it (on a CPU, C++ built by the machine's own
+# compiler). We compile the draft's step, which has the most overhead to remove, and time it
+# against the eager one. Where torch cannot compile (no C++ compiler, an unsupported platform),
+# the cell says why instead.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+try:
+    compiled = compiled_step(draft, context)
+    print(f"compiling took {compiled.compile_seconds:.0f} s; one draft step: eager {compiled.eager * 1e3:.3f} ms, "
+          f"compiled {compiled.compiled * 1e3:.3f} ms ({compiled.eager / compiled.compiled:.2f}x)")
+    print(f"largest difference between their logits: {compiled.largest_difference:.1e}")
+except RuntimeError as error:
+    print(error)
+
+# %% [markdown]
+# Two things to weigh. Speed: on the 2-core servers this course is tested on, the compiled step
+# was no faster than the eager one, because what is left after `decode_step` is mostly kernels
+# the compiler calls anyway (the matrix products, attention) and the compiled code has a fixed
+# cost per call of its own (checking that the inputs still match the graph). Sameness: the
+# compiler fuses and reorders arithmetic, so its logits differ from the eager ones in the last
+# bits. That is harmless for sampling, but it is why `generate` does not compile: the course
+# promises the same tokens on every path, and a difference in the last bit can flip a near-tie
+# in greedy decoding. Your CPU may tell a different story about speed: the cell above is the
+# measurement.
 #
 # ## 8. Attention without the T × T matrix: the online softmax
 #
