@@ -49,12 +49,18 @@ def _only_plain_modules_without_hooks(model: torch.nn.Module) -> bool:
                for module in model.modules())
 
 
+def _one_token_after_a_filled_cache(model: torch.nn.Module, new_ids: torch.Tensor,
+                                    attention_mask: torch.Tensor | None, cache: object) -> bool:
+    """The conditions of ``takes_fast_step`` that can change from one step to the next."""
+    return (not model.training and new_ids.shape[1] == 1 and attention_mask is None
+            and isinstance(cache, PreallocatedKVCache) and len(cache) > 0)
+
+
 def takes_fast_step(model: torch.nn.Module, new_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                     cache: object) -> bool:
     """Whether ``decode_step`` gives what ``model(new_ids, attention_mask=attention_mask,
     cache=cache)`` would: see the module's docstring for the conditions."""
-    return (type(model) is MiniGPT and not model.training and new_ids.shape[1] == 1 and attention_mask is None
-            and isinstance(cache, PreallocatedKVCache) and len(cache) > 0
+    return (type(model) is MiniGPT and _one_token_after_a_filled_cache(model, new_ids, attention_mask, cache)
             and all(block.attn.head_mask is None for block in cast(list[Block], model.h))
             and _only_plain_modules_without_hooks(model))
 
@@ -116,12 +122,12 @@ def cached_forward(model: torch.nn.Module, new_ids: torch.Tensor, cache: KVCache
     ``model(...)``. Whether the model qualifies (its modules, hooks and head masks) is checked at
     the first one-token step into a cache, and the answer kept for that cache: a hook or module
     added halfway through one ``generate`` call is seen from the next call on."""
-    if (isinstance(cache, PreallocatedKVCache) and new_ids.shape[1] == 1 and attention_mask is None
-            and len(cache) > 0 and not model.training):
-        model_ref, step = _STEPS.get(cache, (None, None))
+    if _one_token_after_a_filled_cache(model, new_ids, attention_mask, cache):
+        filled = cast(PreallocatedKVCache, cache)
+        model_ref, step = _STEPS.get(filled, (None, None))
         if model_ref is None or model_ref() is not model:
-            step = DecodeStep(cast(MiniGPT, model)) if takes_fast_step(model, new_ids, attention_mask, cache) else None
-            _STEPS[cache] = (weakref.ref(model), step)
+            step = DecodeStep(cast(MiniGPT, model)) if takes_fast_step(model, new_ids, attention_mask, filled) else None
+            _STEPS[filled] = (weakref.ref(model), step)
         if step is not None:
-            return step(new_ids, cache)
+            return step(new_ids, filled)
     return model(new_ids, attention_mask=attention_mask, cache=cache)

@@ -286,8 +286,9 @@ def compiled_step(model: MiniGPT, context: torch.Tensor, runs: int = 30) -> Comp
         compiled = torch.compile(eager, dynamic=True)
         compiled_logits = compiled(token, cache)
     except Exception as error:  # the compiler's failures have many types, and change between releases
+        reason = str(error).strip()
         raise RuntimeError(f"torch.compile could not compile the step here: {type(error).__name__}: "
-                           f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}") from error
+                           f"{reason.splitlines()[0] if reason else ''}") from error
     compile_seconds = time.perf_counter() - started
     cache.crop(context.shape[1])
     largest_difference = float((eager(token, cache) - compiled_logits).abs().max())
