@@ -75,31 +75,34 @@ class DecodeStep:
         config = model.config
         self.n_embd, self.n_head, self.epsilon = config.n_embd, config.n_head, config.layer_norm_epsilon
         self.wte, self.wpe = model.wte.weight, model.wpe.weight
-        self.layers = [(block.ln_1.weight, block.ln_1.bias, block.attn.c_attn.weight, block.attn.c_attn.bias,
-                        block.attn.c_proj.weight, block.attn.c_proj.bias, block.ln_2.weight, block.ln_2.bias,
-                        block.mlp.c_fc.weight, block.mlp.c_fc.bias, block.mlp.c_proj.weight, block.mlp.c_proj.bias)
+        # each weight matrix held transposed (a view, not a copy): F.linear(h, w, b) is
+        # torch.addmm(b, h, w.t()), and calling addmm on the view saves a dispatched t() per product
+        self.layers = [(block.ln_1.weight, block.ln_1.bias, block.attn.c_attn.weight.t(), block.attn.c_attn.bias,
+                        block.attn.c_proj.weight.t(), block.attn.c_proj.bias, block.ln_2.weight, block.ln_2.bias,
+                        block.mlp.c_fc.weight.t(), block.mlp.c_fc.bias, block.mlp.c_proj.weight.t(),
+                        block.mlp.c_proj.bias)
                        for block in cast(list[Block], model.h)]
-        self.ln_f, self.lm_head = (model.ln_f.weight, model.ln_f.bias), model.lm_head.weight
+        self.ln_f, self.lm_head_t = (model.ln_f.weight, model.ln_f.bias), model.lm_head.weight.t()
 
     def __call__(self, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:
         """Logits (B, 1, V) for ``token_ids`` (B, 1); see ``decode_step``."""
         B, C, H, epsilon = token_ids.shape[0], self.n_embd, self.n_head, self.epsilon
         position = len(cache)
-        # one position per row, so activations stay (B, C): F.linear then calls the same matrix
-        # product the modules reach after flattening (B, 1, C), without the reshapes around it
+        # one position per row, so activations stay (B, C): addmm is then the same matrix product
+        # the modules' F.linear reaches after flattening (B, 1, C), without the reshapes around it
         x = F.embedding(token_ids[:, 0], self.wte) + self.wpe[position]  # (B, C)
-        for layer, (ln_1_w, ln_1_b, attn_w, attn_b, proj_w, proj_b, ln_2_w, ln_2_b, fc_w, fc_b, fc_proj_w,
+        for layer, (ln_1_w, ln_1_b, attn_w_t, attn_b, proj_w_t, proj_b, ln_2_w, ln_2_b, fc_w_t, fc_b, fc_proj_w_t,
                     fc_proj_b) in enumerate(self.layers):
             h = F.layer_norm(x, (C,), ln_1_w, ln_1_b, epsilon)
             # (B, 3C) viewed as (B, 3, H, 1, D): one position's queries, keys and values, head by head
-            q, k, v = F.linear(h, attn_w, attn_b).view(B, 3, H, 1, C // H).unbind(1)
+            q, k, v = torch.addmm(attn_b, h, attn_w_t).view(B, 3, H, 1, C // H).unbind(1)
             k, v = cache.extend(layer, k, v)  # (B, H, T_past + 1, D)
             y = F.scaled_dot_product_attention(q, k, v)  # one query: every cached key is in its past
-            x = x + F.linear(y.reshape(B, C), proj_w, proj_b)
+            x = x + torch.addmm(proj_b, y.reshape(B, C), proj_w_t)
             h = F.layer_norm(x, (C,), ln_2_w, ln_2_b, epsilon)
-            x = x + F.linear(F.gelu(F.linear(h, fc_w, fc_b), approximate="tanh"), fc_proj_w, fc_proj_b)
+            x = x + torch.addmm(fc_proj_b, F.gelu(torch.addmm(fc_b, h, fc_w_t), approximate="tanh"), fc_proj_w_t)
         x = F.layer_norm(x, (C,), *self.ln_f, epsilon)
-        return F.linear(x, self.lm_head).unsqueeze(1)
+        return torch.mm(x, self.lm_head_t).unsqueeze(1)
 
 
 def decode_step(model: MiniGPT, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:
