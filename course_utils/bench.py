@@ -4,6 +4,7 @@ The timing rule is ``course_utils.timing``'s; the measurements of models, ``cour
     python -m course_utils bench generation [--model shakespeare-gpt] [--runs 3] [--batch 1] [--device cpu]
     python -m course_utils bench generation --floor [--model shakespeare-gpt] [--draft shakespeare-gpt-draft]
     python -m course_utils bench speculative [--model shakespeare-gpt] [--draft shakespeare-gpt-draft] [--runs 3]
+        [--draft-lengths 1-8] [--without-transformers] [--busy N]
     python -m course_utils bench training [--preset shakespeare-gpt] [--runs 3] [--steps 1] [--precision auto]
 
 ``generation`` times greedy decoding from a short prompt up to the model's full context, four
@@ -169,12 +170,13 @@ def speculative_prediction(target: MiniGPT, draft: MiniGPT, prompts: list[torch.
 
 
 def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_tokens: int = 200,
-                          draft_lengths: tuple[int, ...] = tuple(range(1, 9))) -> dict[str, float]:
+                          draft_lengths: tuple[int, ...] = tuple(range(1, 9)),
+                          with_transformers: bool = True) -> dict[str, float]:
     """Median generated tokens per second, greedy, batch 1, over ``SPECULATIVE_PROMPTS``: our plain
     cached ``generate``, speculative at each draft length and at the default, prompt lookup, and
-    transformers' plain and assisted ``generate()``, interleaved. Prints the table, each way's
-    speedup beside lesson 07's prediction, and checks that every way of ours gives the plain
-    tokens."""
+    transformers' plain and assisted ``generate()`` (unless not ``with_transformers``: theirs take
+    minutes beside a busy core), interleaved. Prints the table, each way's speedup beside lesson
+    07's prediction, and checks that every way of ours gives the plain tokens."""
     hf_target, tokenizer = load_model(target_name)
     hf_draft, _ = load_model(draft_name)
     target, draft = MiniGPT.from_hf(hf_target), MiniGPT.from_hf(hf_draft)
@@ -194,10 +196,11 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
                  if name != default})
     ways[default] = ours(assistant_model=draft)
     ways["ours, prompt lookup (5)"] = ours(prompt_lookup_num_tokens=5)
-    ways["transformers generate()"] = theirs()
-    ways["transformers assisted"] = theirs(assistant_model=hf_draft)
-    ways[f"transformers assisted, K={DEFAULT_ASSISTANT_TOKENS} constant"] = theirs(
-        assistant_model=drafting_like_ours(hf_draft, DEFAULT_ASSISTANT_TOKENS))
+    if with_transformers:
+        ways["transformers generate()"] = theirs()
+        ways["transformers assisted"] = theirs(assistant_model=hf_draft)
+        ways[f"transformers assisted, K={DEFAULT_ASSISTANT_TOKENS} constant"] = theirs(
+            assistant_model=drafting_like_ours(hf_draft, DEFAULT_ASSISTANT_TOKENS))
     plain = ways["ours, plain (cached)"]()
     for name, way in ways.items():
         if name.startswith("ours") and not all(torch.equal(a, b) for a, b in zip(way(), plain)):
@@ -217,10 +220,11 @@ def speculative_benchmark(target_name: str, draft_name: str, runs: int, new_toke
             ratio = paired_ratio(rates[name], rates["ours, plain (cached)"])
             prediction = f"   predicted {predicted[draft_length[name]]:.2f}x" if name in draft_length else ""
             print(f"{name:>36} vs ours plain: {ratio:.2f}x{prediction}")
-    print(f"ours speculative (default) vs transformers assisted: "
-          f"{paired_ratio(rates[default], rates['transformers assisted']):.2f}x")
-    print(f"ours plain vs transformers generate(): "
-          f"{paired_ratio(rates['ours, plain (cached)'], rates['transformers generate()']):.2f}x")
+    if with_transformers:
+        print(f"ours speculative (default) vs transformers assisted: "
+              f"{paired_ratio(rates[default], rates['transformers assisted']):.2f}x")
+        print(f"ours plain vs transformers generate(): "
+              f"{paired_ratio(rates['ours, plain (cached)'], rates['transformers generate()']):.2f}x")
     return medians
 
 
@@ -325,6 +329,22 @@ def optimizer_step_milliseconds(model: torch.nn.Module, config: TrainConfig, run
     return result
 
 
+def draft_lengths(text: str) -> tuple[int, ...]:
+    """``--draft-lengths``: "A-B" (every K from A to B) or "K1,K2,..." -> the sorted Ks, each at least 1."""
+    try:
+        if "-" in text:
+            first, last = (int(part) for part in text.split("-"))
+            lengths = set(range(first, last + 1))
+        else:
+            lengths = {int(part) for part in text.split(",")}
+    except ValueError:
+        lengths = set()
+    if not lengths or min(lengths) < 1:
+        raise ValueError(f"--draft-lengths takes a range 'A-B' or a list '3,5,8' of draft lengths of at least 1, "
+                         f"got {text!r}")
+    return tuple(sorted(lengths))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_utils bench", description=__doc__.split("\n")[0])
     parser.add_argument("benchmark", choices=["generation", "training", "speculative"])
@@ -334,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="generation: instead of the four ways, where a step's time goes and the step beside its "
                              "floors, for --model and --draft")
     parser.add_argument("--new-tokens", type=int, default=200, help="speculative: new tokens per prompt")
+    parser.add_argument("--draft-lengths", default="1-8",
+                        help="speculative: the constant draft lengths K to time beside the default, "
+                             "a range 'A-B' or a list '3,5,8' (default 1-8)")
+    parser.add_argument("--without-transformers", action="store_true",
+                        help="speculative: time only our ways (transformers' take minutes beside a busy core)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="shakespeare-gpt",
                         help="training: the model configuration and batch of this training preset")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per way (median reported), at least 1")
@@ -351,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--busy must be 0 or more (other busy processes), got {args.busy}")
     if args.floor and args.benchmark != "generation":
         parser.error("--floor is a report of the generation benchmark")
+    try:
+        args.draft_lengths = draft_lengths(args.draft_lengths)
+    except ValueError as error:
+        parser.error(str(error))
     with busy_processes(args.busy):
         run_benchmark(args)
     return 0
@@ -366,7 +395,8 @@ def run_benchmark(args: argparse.Namespace) -> None:
             generation_benchmark(args.model, args.runs, args.batch or 1, args.device)
     elif args.benchmark == "speculative":
         with torch.no_grad():
-            speculative_benchmark(args.model, args.draft, args.runs, args.new_tokens)
+            speculative_benchmark(args.model, args.draft, args.runs, args.new_tokens, args.draft_lengths,
+                                  with_transformers=not args.without_transformers)
     else:
         config = replace(PRESETS[args.preset], precision=args.precision)
         if args.batch:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import make_random_gpt2
+from course_utils import bench
 from course_utils.bench import generation_benchmark, main
 from course_utils.hub import resolve
 
@@ -192,6 +193,29 @@ def test_the_speculative_benchmark_times_every_way_and_checks_the_tokens(capsys)
     assert "every way of ours gave the plain tokens" in printed
     assert re.search(r"speculative K=2 vs ours plain: [0-9.]+x   predicted [0-9.]+x", printed)
     assert "ours plain vs transformers generate():" in printed
+
+
+def test_the_speculative_benchmark_without_transformers_times_only_ours(capsys):
+    from course_utils.bench import speculative_benchmark
+
+    medians = speculative_benchmark("shakespeare-gpt", "shakespeare-gpt-draft", runs=1, new_tokens=6,
+                                    draft_lengths=(5,), with_transformers=False)
+    assert set(medians) == {"ours, plain (cached)", "ours, speculative default (K=5)", "ours, prompt lookup (5)"}
+    printed = capsys.readouterr().out
+    assert re.search(r"speculative default \(K=5\) vs ours plain: [0-9.]+x   predicted [0-9.]+x", printed)
+    assert "transformers" not in printed.split("every way of ours gave the plain tokens")[1]
+
+
+@pytest.mark.parametrize("text, lengths", [("1-8", tuple(range(1, 9))), ("5", (5,)), ("8,3,5", (3, 5, 8))])
+def test_draft_lengths_are_read_as_a_range_or_a_list(text, lengths):
+    assert bench.draft_lengths(text) == lengths
+
+
+@pytest.mark.parametrize("text", ["0-3", "x", "", "3-", "5,-1"])
+def test_bad_draft_lengths_are_refused_by_name(text, capsys):
+    with pytest.raises(SystemExit):
+        main(["speculative", "--draft-lengths", text])
+    assert "--draft-lengths takes a range 'A-B' or a list '3,5,8'" in capsys.readouterr().err
 
 
 def test_busy_processes_run_while_the_block_runs_and_are_gone_after(monkeypatch):
