@@ -1,7 +1,8 @@
 """One decoding step of a MiniGPT without its modules: the same model, the same arithmetic,
 fewer operations.
 
-A cached decoding step feeds one new token per row through the model. ``MiniGPT.forward`` is
+A cached decoding step feeds one new token per row through the model (speculative decoding's
+verification: a few). ``MiniGPT.forward`` is
 written to teach, and to serve every case (training, padding, attention maps, head ablation,
 any cache), so each step pays for checks, masks, position tensors, dropout modules, head
 reshapes and some eighty module calls that one new token without padding does not need. In a
@@ -11,17 +12,18 @@ generation --floor`` prints where a step's time goes.
 ``decode_step`` runs the same step as ``model(token_ids, cache=cache)`` straight from the
 model's weights, calling the same kernels on tensors of the same shapes, so its logits are equal
 bit for bit (tested), and so are the tokens ``generate`` picks from them. What it leaves out:
-- the token-id and length checks (``generate`` checked the prompt, picks every later token
-  itself, and the cache refuses to overflow);
-- the position and mask tensors (one new token attends to every cached one: no mask);
+- the token-id checks (``generate`` checked the prompt and picks every later token itself; the
+  context length is still checked, and the cache refuses to overflow);
+- the position tensors, and for one new token the mask (it attends to every cached one);
 - dropout (a no-op in eval mode) and the module calls around each function;
-- the head split and merge (one position's heads are already laid out head by head).
+- for one new token, the head split and merge (one position's heads are already laid out head by
+  head).
 
 ``generate`` and speculative decoding take this path by themselves (``adapters``) whenever it
 gives the same result: a ``MiniGPT`` built of its own modules only (not, say, with LoRA layers), in
-eval mode, with no head mask and no hooks, one new token
-per row, no padding, and a ``PreallocatedKVCache`` that already holds the prompt. Anything else
-goes through ``model(...)``.
+eval mode, with no head mask and no hooks, no padding, and a ``PreallocatedKVCache`` that
+already holds the prompt (so the prompt itself, the prefill, goes through the modules). Anything
+else goes through ``model(...)``.
 
 Taught in: lesson 04 (where a decoding step's time goes).
 """
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .kv_cache import PreallocatedKVCache
-from .model import MLP, Block, CausalSelfAttention, KVCache, MiniGPT
+from .model import MLP, Block, CausalSelfAttention, KVCache, MiniGPT, causal_mask, merge_heads, split_heads
 
 # The modules of a MiniGPT as the course builds it: a model holding anything else (lesson 09's
 # LoRALinear, a lesson's own replacement) goes through its modules, which know what they hold.
@@ -49,18 +51,18 @@ def _only_plain_modules_without_hooks(model: torch.nn.Module) -> bool:
                for module in model.modules())
 
 
-def _one_token_after_a_filled_cache(model: torch.nn.Module, new_ids: torch.Tensor,
-                                    attention_mask: torch.Tensor | None, cache: object) -> bool:
+def _tokens_after_a_filled_cache(model: torch.nn.Module, attention_mask: torch.Tensor | None, cache: object) -> bool:
     """The conditions of ``takes_fast_step`` that can change from one step to the next."""
-    return (not model.training and new_ids.shape[1] == 1 and attention_mask is None
-            and isinstance(cache, PreallocatedKVCache) and len(cache) > 0)
+    return (not model.training and attention_mask is None and isinstance(cache, PreallocatedKVCache)
+            and len(cache) > 0)
 
 
 def takes_fast_step(model: torch.nn.Module, new_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                     cache: object) -> bool:
     """Whether ``decode_step`` gives what ``model(new_ids, attention_mask=attention_mask,
     cache=cache)`` would: see the module's docstring for the conditions."""
-    return (type(model) is MiniGPT and _one_token_after_a_filled_cache(model, new_ids, attention_mask, cache)
+    return (type(model) is MiniGPT and new_ids.shape[1] >= 1
+            and _tokens_after_a_filled_cache(model, attention_mask, cache)
             and all(block.attn.head_mask is None for block in cast(list[Block], model.h))
             and _only_plain_modules_without_hooks(model))
 
@@ -74,6 +76,7 @@ class DecodeStep:
     def __init__(self, model: MiniGPT) -> None:
         config = model.config
         self.n_embd, self.n_head, self.epsilon = config.n_embd, config.n_head, config.layer_norm_epsilon
+        self.context_length = config.context_length
         self.wte, self.wpe = model.wte.weight, model.wpe.weight
         # each weight matrix held transposed (a view, not a copy): F.linear(h, w, b) is
         # torch.addmm(b, h, w.t()), and calling addmm on the view saves a dispatched t() per product
@@ -85,7 +88,15 @@ class DecodeStep:
         self.ln_f, self.lm_head_t = (model.ln_f.weight, model.ln_f.bias), model.lm_head.weight.t()
 
     def __call__(self, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:
-        """Logits (B, 1, V) for ``token_ids`` (B, 1); see ``decode_step``."""
+        """Logits (B, T, V) for ``token_ids`` (B, T); see ``decode_step``."""
+        if len(cache) + token_ids.shape[1] > self.context_length:  # the model's own check, kept
+            raise ValueError(f"input_ids has {len(cache) + token_ids.shape[1]} tokens (cached ones included) but the "
+                             f"model's context_length is {self.context_length}; pass at most {self.context_length} "
+                             f"tokens")
+        return self._one_token(token_ids, cache) if token_ids.shape[1] == 1 else self._chunk(token_ids, cache)
+
+    def _one_token(self, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:
+        """Logits (B, 1, V) for ``token_ids`` (B, 1): the step of plain decoding and of drafting."""
         B, C, H, epsilon = token_ids.shape[0], self.n_embd, self.n_head, self.epsilon
         position = len(cache)
         # one position per row, so activations stay (B, C): addmm is then the same matrix product
@@ -105,8 +116,33 @@ class DecodeStep:
         return torch.mm(x, self.lm_head_t).unsqueeze(1)
 
 
+    def _chunk(self, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:
+        """Logits (B, T, V) for ``token_ids`` (B, T), T > 1: the chunk speculative decoding verifies.
+        The operations of ``model(...)`` on the same shapes, in the same order: each product on the
+        activations flattened to (B * T, C), as F.linear does with a contiguous (B, T, C) input, and
+        the heads split and merged as ``split_heads`` and ``merge_heads`` do."""
+        B, T = token_ids.shape
+        C, H, epsilon = self.n_embd, self.n_head, self.epsilon
+        position = len(cache)
+        x = F.embedding(token_ids, self.wte) + self.wpe[position:position + T]  # (B, T, C)
+        mask = causal_mask(T, x.device, position)  # (T, T_past + T): each new query, its past and itself
+        for layer, (ln_1_w, ln_1_b, attn_w_t, attn_b, proj_w_t, proj_b, ln_2_w, ln_2_b, fc_w_t, fc_b, fc_proj_w_t,
+                    fc_proj_b) in enumerate(self.layers):
+            h = F.layer_norm(x, (C,), ln_1_w, ln_1_b, epsilon)
+            qkv = torch.addmm(attn_b, h.view(B * T, C), attn_w_t).view(B, T, 3 * C)
+            q, k, v = (split_heads(t, H) for t in qkv.split(C, dim=2))  # each (B, H, T, D)
+            k, v = cache.extend(layer, k, v)  # (B, H, T_past + T, D)
+            y = merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))  # (B, T, C)
+            x = x + torch.addmm(proj_b, y.view(B * T, C), proj_w_t).view(B, T, C)
+            h = F.layer_norm(x, (C,), ln_2_w, ln_2_b, epsilon).view(B * T, C)
+            x = x + torch.addmm(fc_proj_b, F.gelu(torch.addmm(fc_b, h, fc_w_t), approximate="tanh"),
+                                fc_proj_w_t).view(B, T, C)
+        x = F.layer_norm(x, (C,), *self.ln_f, epsilon)
+        return torch.mm(x.view(B * T, C), self.lm_head_t).view(B, T, -1)
+
+
 def decode_step(model: MiniGPT, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:
-    """Logits (B, 1, V) of ``model`` for ``token_ids`` (B, 1), the token after the ``len(cache)``
+    """Logits (B, T, V) of ``model`` for ``token_ids`` (B, T), the tokens after the ``len(cache)``
     positions ``cache`` holds, which it then holds too; equal to ``model(token_ids, cache=cache)``
     for a model and cache that ``takes_fast_step`` accepts."""
     return DecodeStep(model)(token_ids, cache)
@@ -123,9 +159,9 @@ def cached_forward(model: torch.nn.Module, new_ids: torch.Tensor, cache: KVCache
     """A course model's logits (B, T_new, V) for ``new_ids`` (B, T_new) after the positions
     ``cache`` holds: ``decode_step`` where it gives the same logits (``takes_fast_step``), else
     ``model(...)``. Whether the model qualifies (its modules, hooks and head masks) is checked at
-    the first one-token step into a cache, and the answer kept for that cache: a hook or module
+    the first step into a filled cache, and the answer kept for that cache: a hook or module
     added halfway through one ``generate`` call is seen from the next call on."""
-    if _one_token_after_a_filled_cache(model, new_ids, attention_mask, cache):
+    if _tokens_after_a_filled_cache(model, attention_mask, cache):
         filled = cast(PreallocatedKVCache, cache)
         model_ref, step = _STEPS.get(filled, (None, None))
         if model_ref is None or model_ref() is not model:

@@ -106,7 +106,7 @@ def cached_pass_seconds(model: torch.nn.Module, context: torch.Tensor, chunk_siz
 
     def one_pass(chunk: torch.Tensor) -> Callable[[], None]:
         def run() -> None:
-            cached_forward(model, chunk, cache)  # as generate runs it: decode.decode_step for one token of a MiniGPT
+            cached_forward(model, chunk, cache)  # as generate and speculative decoding run it (decode.decode_step)
             cache.crop(context.shape[1])
         return run
 

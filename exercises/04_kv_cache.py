@@ -896,7 +896,9 @@ assert draft_speedup > 1.5  # fewer bytes and operations per token: faster by a 
 # `course_utils.decode.decode_step` runs exactly that step straight from the model's weights,
 # calling the same kernels on tensors of the same shapes. `generate` takes it by itself whenever
 # it applies (the profile above was of that path), and goes through the modules otherwise: a
-# hook, a padded batch, lesson 06's head mask, a LoRA layer (lesson 09).
+# hook, a padded batch, lesson 06's head mask, a LoRA layer (lesson 09). Lesson 07's speculative
+# decoding feeds a few tokens at once into a filled cache; those take the same path, keeping the
+# causal mask among them and the modules' head reshapes.
 #
 # A faster path must be the same model. Here it gives the very same logits, bit for bit:
 

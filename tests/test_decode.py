@@ -17,6 +17,39 @@ def small_gpt(seed: int = 0) -> MiniGPT:
 
 
 @pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("chunk", [2, 5])
+def test_a_chunk_of_new_tokens_equals_the_module_path_bit_for_bit(batch, chunk):
+    """Speculative decoding's verification: a chunk after the cached prompt, then one token after it."""
+    model = small_gpt()
+    prompt = torch.randint(0, 97, (batch, 7), generator=torch.Generator().manual_seed(1))
+    fast, slow = PreallocatedKVCache(20), PreallocatedKVCache(20)
+    with torch.no_grad():
+        model(prompt, cache=fast)
+        model(prompt, cache=slow)
+        for size in (chunk, 1, chunk):
+            tokens = torch.randint(0, 97, (batch, size), generator=torch.Generator().manual_seed(size))
+            assert takes_fast_step(model, tokens, None, fast)
+            expected = model(tokens, cache=slow)
+            got = decode_step(model, tokens, fast)
+            assert got.shape == expected.shape == (batch, size, 97)
+            assert torch.equal(got, expected), f"a chunk of {size}: logits differ"
+    assert len(fast) == len(slow) == 7 + 2 * chunk + 1
+    for layer in range(3):
+        assert torch.equal(fast.keys[layer][:, :, :len(fast)], slow.keys[layer][:, :, :len(slow)])
+
+
+def test_decode_step_refuses_to_pass_the_context_length_as_the_model_does():
+    model = small_gpt()  # context_length 64
+    cache = PreallocatedKVCache(80)
+    with torch.no_grad():
+        model(torch.zeros(1, 62, dtype=torch.long), cache=cache)
+        with pytest.raises(ValueError, match="input_ids has 65 tokens .* context_length is 64"):
+            decode_step(model, torch.zeros(1, 3, dtype=torch.long), cache)
+        with pytest.raises(ValueError, match="input_ids has 65 tokens .* context_length is 64"):
+            model(torch.zeros(1, 3, dtype=torch.long), cache=cache)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
 def test_decode_step_equals_the_module_path_bit_for_bit(batch):
     model = small_gpt()
     prompt = torch.randint(0, 97, (batch, 7), generator=torch.Generator().manual_seed(1))
@@ -110,7 +143,6 @@ def test_a_padded_batch_and_everything_decode_step_does_not_do_take_the_module_p
         model(torch.tensor([[1, 2]]), cache=cache)
     assert takes_fast_step(model, token, None, cache)
     assert not takes_fast_step(model, token, torch.ones(1, 3, dtype=torch.long), cache)  # a mask: maybe padding
-    assert not takes_fast_step(model, torch.tensor([[5, 6]]), None, cache)  # two new tokens (a verification)
     assert not takes_fast_step(model, token, None, PreallocatedKVCache(10))  # nothing cached yet: the prefill
     assert not takes_fast_step(model, token, None, GrowingKVCache())
     assert not takes_fast_step(model.train(), token, None, cache)  # dropout would act
