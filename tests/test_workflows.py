@@ -217,3 +217,37 @@ def test_ci_runs_the_course_check_and_the_weekly_job_the_newest_releases():
     assert any(step.get("run") == ".ci/run" for step in ci["jobs"]["course"]["steps"])
     assert "schedule" in newest[True] and "workflow_dispatch" in newest[True]
     assert any("scripts/check.py --newest" in step.get("run", "") for step in newest["jobs"]["newest"]["steps"])
+
+
+ISSUE_FORMS = sorted(path for path in ISSUE_TEMPLATES.glob("*.yml") if path.name != "config.yml")
+LESSON_STEMS = sorted(path.stem for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+
+
+def test_the_issue_forms_and_their_chooser_are_valid_for_github():
+    """check-jsonschema against GitHub's issue-form and issue-config schemas it ships."""
+    assert [path.name for path in ISSUE_FORMS] == ["bug_report.yml", "lesson_error.yml", "question.yml"]
+    for schema, paths in (("vendor.github-issue-forms", ISSUE_FORMS),
+                          ("vendor.github-issue-config", [ISSUE_TEMPLATES / "config.yml"])):
+        result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema,
+                                 *map(str, paths)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _fields(form: Path) -> dict[str, dict[str, Any]]:
+    return {field["id"]: field for field in yaml.safe_load(form.read_text())["body"] if "id" in field}
+
+
+def test_the_bug_report_asks_for_the_doctors_output_the_lesson_and_the_cell():
+    fields = _fields(ISSUE_TEMPLATES / "bug_report.yml")
+    assert "python -m course_utils doctor" in fields["doctor"]["attributes"]["label"]
+    for field in ("doctor", "lesson", "cell", "what-happened"):
+        assert fields[field]["validations"]["required"] is True, field
+    assert fields["doctor"]["attributes"]["render"] == "text"  # pasted as a code block, columns kept
+
+
+@pytest.mark.parametrize("form", [path.name for path in ISSUE_FORMS])
+def test_each_forms_lesson_list_is_the_lessons(form):
+    """The dropdowns list every lesson in notebooks/ (a new or renamed lesson shows here), then one
+    choice for what is not a lesson."""
+    options = _fields(ISSUE_TEMPLATES / form)["lesson"]["attributes"]["options"]
+    assert options[:-1] == LESSON_STEMS and options[-1].startswith("not ")
