@@ -1,6 +1,7 @@
 """``python -m course_utils COMMAND [ARGUMENTS]``: the course's commands that are not a lesson.
 
     python -m course_utils doctor      # this environment against what the course needs and CI tested
+    python -m course_utils fetch-data  # fetch and verify what the lessons read, so they then run offline
     python -m course_utils train       # train a model (the command that made the bundled ones)
     python -m course_utils evaluate    # a model's bits per byte on the validation plays
     python -m course_utils bench       # generation, training and speculative benchmarks
@@ -8,8 +9,9 @@
     python -m course_utils classroom   # the widgets as web pages (Voila), for a class
 
 Each command is the ``main(argv) -> exit status`` of the module it names (``evaluate`` is
-``evaluation.main``, ``train`` is ``recipes.main``). ``python -m course_utils.evaluate ...`` and
-``python -m course_utils.train ...``, which the bundled models' cards name, run the same thing.
+``evaluation.main``, ``train`` is ``recipes.main``, ``fetch-data`` is ``fetch_data.main``).
+``python -m course_utils.evaluate ...`` and ``python -m course_utils.train ...``, which the bundled
+models' cards name, run the same thing.
 ``python -m course_utils COMMAND --help`` lists its arguments.
 
 Taught in: no lesson; the README's commands.
@@ -20,8 +22,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {"doctor": "doctor", "train": "recipes", "evaluate": "evaluation", "bench": "bench", "grade": "grade",
-            "classroom": "classroom"}
+COMMANDS = {"doctor": "doctor", "fetch-data": "fetch_data", "train": "recipes", "evaluate": "evaluation",
+            "bench": "bench", "grade": "grade", "classroom": "classroom"}
 
 
 def main(argv: list[str] | None = None) -> int:

