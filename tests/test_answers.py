@@ -4,11 +4,16 @@ every number in them what the lesson's stored outputs (or the library) give."""
 from __future__ import annotations
 
 import re
+import runpy
 import sys
 from pathlib import Path
 
 import jupytext
 import pytest
+from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from myst_parser.config.main import MdParserConfig
+from myst_parser.parsers.mdit import create_md_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -17,6 +22,33 @@ import make_answers  # noqa: E402
 LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 QUESTION = re.compile(r"^(\d+)\. (.+?)(?=^\d+\. |\Z)", re.MULTILINE | re.DOTALL)
 ANSWERED = re.compile(r"^\*\*(\d+)\. (.+?)\*\*", re.MULTILINE | re.DOTALL)
+
+
+RAW_TEX = re.compile(r"\$|\\[a-zA-Z]{2,}|[\^_]\{")  # a dollar, a command like \frac, a ^{ or _{
+COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+
+
+def site_markdown_parser() -> MarkdownIt:
+    """The parser the site reads a Markdown page with: MyST, with the extensions docs/site/conf.py enables."""
+    extensions = runpy.run_path(str(ROOT / "docs" / "site" / "conf.py"))["myst_enable_extensions"]
+    return create_md_parser(MdParserConfig(enable_extensions=set(extensions)), RendererHTML)
+
+
+def rendering_faults(markdown: str) -> list[str]:
+    """What would not render as written: text that Markdown reads as raw HTML (a line starting with
+    a comment ends the paragraph and loses its formatting and math), a marker shown in a code block,
+    and TeX left outside math."""
+    faults = []
+    for token in site_markdown_parser().parse(markdown):
+        where = f"line {token.map[0] + 1}" if token.map else "?"
+        if token.type == "html_block" and COMMENT.sub("", token.content).strip():
+            faults.append(f"{where}: read as raw HTML, not as a paragraph: {token.content.strip()[:70]!r}")
+        elif token.type in ("code_block", "fence") and "<!--" in token.content:
+            faults.append(f"{where}: a comment shown in a code block: {token.content.strip()[:70]!r}")
+        elif token.type == "inline":
+            faults += [f"{where}: TeX outside math: {child.content.strip()[:70]!r}"
+                       for child in token.children or [] if child.type == "text" and RAW_TEX.search(child.content)]
+    return faults
 
 
 def words(text: str) -> list[str]:
@@ -81,3 +113,32 @@ def test_an_unknown_or_unused_value_is_refused():
         make_answers.filled("<!-- value: missing -->1<!-- /value -->", {}, "x.md")
     with pytest.raises(ValueError, match="never used: spare"):
         make_answers.filled("no values here", {"spare": "1"}, "x.md")
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_the_answers_render_as_written(lesson):
+    assert rendering_faults((make_answers.ANSWERS / f"{lesson}.md").read_text()) == []
+
+
+BROKEN_PARAGRAPH = "The loss fell to\n<!-- value: bug_loss -->0.23<!-- /value --> after *100* steps.\n"
+
+
+@pytest.mark.parametrize(("planted", "fault"), [
+    (BROKEN_PARAGRAPH, "line 2: read as raw HTML"),
+    ("A list:\n\n- <!-- value: bug_loss -->0.23<!-- /value --> after 100 steps\n", "read as raw HTML"),
+    ("It refuses:\n\n    <!-- value: too_long -->ValueError<!-- /value -->\n", "a comment shown in a code block"),
+    ("Attention grows like $T^2 with the length.\n", "TeX outside math: 'Attention grows like $T^2"),
+    ("The speedup is \\frac{K + 1}{K + v}.\n", "TeX outside math"),
+    ("Each draft adds a^{K+1} tokens.\n", "TeX outside math"),
+    ("It costs\n$$\\frac{K + 1}{K + v}.$$\nso it never wins.\n", "TeX outside math"),  # $$ inside a paragraph
+])
+def test_a_planted_rendering_fault_is_found(planted, fault):
+    faults = rendering_faults(planted)
+    assert any(fault in found for found in faults), faults
+
+
+def test_make_answers_keeps_a_value_inside_its_paragraph():
+    assert rendering_faults("Like $T^2$, it fell to <!-- value: x -->0.23<!-- /value --> in $T$ steps.\n") == []
+    filled = make_answers.filled(BROKEN_PARAGRAPH, {"bug_loss": "0.23"}, "x.md")
+    assert filled == "The loss fell\nto <!-- value: bug_loss -->0.23<!-- /value --> after *100* steps.\n"
+    assert rendering_faults(filled) == []
