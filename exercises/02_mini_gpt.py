@@ -291,9 +291,10 @@ plt.show()
 # ## 3. The feed-forward network and GELU
 #
 # After attention mixes information *across* positions, the MLP transforms each position on its
-# own: widen to 4C, apply GELU, project back to C. GELU(x) = x·Φ(x), where Φ is the standard
-# normal CDF; GPT-2 uses a tanh approximation of it, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715
-# x^3))). We write it out, check it against PyTorch's, and see how close it is to the exact GELU.
+# own: widen to 4C, apply GELU, project back to C. $\text{GELU}(x) = x\,\Phi(x)$, where $\Phi$ is the
+# standard normal CDF; GPT-2 uses a tanh approximation of it,
+# $0.5\,x\,\big(1 + \tanh\big(\sqrt{2/\pi}\,(x + 0.044715\,x^3)\big)\big)$. We write it out, check it
+# against PyTorch's, and see how close it is to the exact GELU.
 
 # %%
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:

@@ -154,16 +154,16 @@ for title, logits in panels.items():
     print(f"{title:>16}: {kept}")
 
 # %% [markdown]
-# - **Temperature** divides the logits: below 1 sharpens (the favourite gains), above 1
-#   flattens. It never removes a token.
+# - **Temperature** $T$ divides the logits $z$ before the softmax, $p_i = e^{z_i / T} / \sum_j e^{z_j / T}$:
+#   below 1 sharpens (the favourite gains), above 1 flattens. It never removes a token.
 # - **Top-k** keeps the k most likely tokens (all tokens tied with the k-th are kept). Fan et al.
 #   2018, "Hierarchical Neural Story Generation", wrote stories by sampling this way.
-# - **Top-p** (nucleus) keeps the smallest set of most likely tokens whose probability reaches p;
-#   the token that crosses p is kept: mat + floor + bed = 0.75 < 0.8, so roof (→ 0.85) stays.
+# - **Top-p** (nucleus) keeps the smallest set $S$ of most likely tokens with $\sum_{i \in S} p_i \ge p$;
+#   the token that crosses $p$ is kept: mat + floor + bed = $0.75 < 0.8$, so roof (→ 0.85) stays.
 #   Holtzman et al. 2020, "The Curious Case of Neural Text Degeneration", proposed it, against
 #   top-k's fixed k, and named the failure of likelihood-maximising decoding that section 3 shows:
 #   *degeneration*, text that is bland, incoherent or stuck in repetitive loops.
-# - **Min-p** keeps tokens with at least min-p × the top probability: 0.2 × 0.35 = 0.07, so
+# - **Min-p** keeps the tokens with $p_i \ge \text{min-p} \times \max_j p_j$: $0.2 \times 0.35 = 0.07$, so
 #   roof (0.10) stays and chair (0.05) goes. Its cut-off adapts to how confident the model is
 #   (Nguyen et al. 2024, "Turning Up the Heat: Min-p Sampling for Creative and Coherent LLM
 #   Outputs").

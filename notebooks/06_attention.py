@@ -74,7 +74,7 @@ print(f"model: {model_name()}, {L} layers x {H} heads")
 # ## 1. One head's weights, by hand
 #
 # A head projects each token's vector to a query q and a key k (D numbers each). The score of
-# query i for key j is q_i · k_j / √D; keys after i are masked to −∞; a softmax over each row turns
+# query $i$ for key $j$ is $q_i \cdot k_j / \sqrt{D}$; keys after $i$ are masked to $-\infty$; a softmax over each row turns
 # scores into weights that sum to 1. Here is head 0 of the first layer, computed from the model's
 # own matrices, and compared with the weights `MiniGPT.forward_with_attention` returns and with
 # those of `transformers`, asked with `output_attentions=True` (which needs its "eager" attention
@@ -133,8 +133,8 @@ plt.show()
 # - **first-token** (an "attention sink": heads with nothing to do often park weight on the first
 #   token, Xiao et al. 2023): the weight on position 0;
 # - **mean distance**: how many tokens back a head looks, on average;
-# - **entropy**: how spread its weights are, in nats (0: all on one token; uniform over n tokens:
-#   ln n).
+# - **entropy**: how spread its weights are, $-\sum_j w_{ij} \ln w_{ij}$ in nats (0: all on one token;
+#   uniform over $n$ tokens: $\ln n$).
 
 # %%
 hamlet = torch.tensor(tokenizer.encode(load_corpus().validation["hamlet"], verbose=False))

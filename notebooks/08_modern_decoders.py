@@ -77,9 +77,10 @@ print(f"{len(train_tokens):,} training tokens; a validation excerpt of {len(exce
 #
 # Rotary position embeddings (Su et al. 2021, "RoFormer") leave the embeddings alone and instead
 # *rotate* each query and key by an angle proportional to its position. Take a head's vector of
-# D numbers as D/2 pairs; pair i turns by m × theta_i at position m, with
-# theta_i = 10000^(-2i/D): the first pairs spin fast, the last ones barely move. Written with
-# complex numbers, pair i is z_i = x_i + j x_{i+D/2} and the rotation is z_i × e^(j m theta_i).
+# $D$ numbers as $D/2$ pairs; pair $i$ turns by $m \theta_i$ at position $m$, with
+# $\theta_i = 10000^{-2i/D}$ for $i = 0, \dots, D/2 - 1$: the first pairs spin fast, the last ones barely
+# move. Written with complex numbers, pair $i$ is $z_i = x_i + j\,x_{i+D/2}$ and the rotation is
+# $z_i \, e^{j m \theta_i}$.
 #
 # The point: for a query rotated by angle a and a key rotated by angle b, their dot product
 # depends only on a - b. So the score depends on m - n, the distance, and not on where the pair
@@ -155,8 +156,8 @@ check_below("apply_rope against transformers' apply_rotary_pos_emb", (ours - hf_
 # %% [markdown]
 # What does the model get from this? Take a query with random entries (mean 0, variance 1) and
 # score it against *itself* moved d positions away. Each pair contributes its squared length
-# times cos(d × theta_i), so on average q_d . q_0 = 2 × sum over pairs of cos(d × theta_i): the
-# full D at distance 0, then smaller and smaller swings (RoFormer's "long-term decay"): far apart,
+# times $\cos(d\,\theta_i)$, so on average $q_d \cdot q_0 = 2 \sum_{i=0}^{D/2-1} \cos(d\,\theta_i)$: the
+# full $D$ at distance 0, then smaller and smaller swings (RoFormer's "long-term decay"): far apart,
 # the same content lines up less. We check the formula against 4,000 random vectors and draw it.
 
 # %%
@@ -180,8 +181,8 @@ assert float(expected[0]) == HEAD_SIZE and expected[200:].abs().max() < HEAD_SIZ
 #
 # ALiBi (Press et al. 2022, "Train Short, Test Long") adds no position to tokens at all. It
 # subtracts from each attention score a penalty proportional to the distance, a different slope
-# per head: score(m, n) - slope_h × (m - n). With H heads the slopes are the geometric sequence
-# 2^(-8/H), 2^(-16/H), ..., 2^(-8): some heads see far, some only their neighbours.
+# per head: $\text{score}(m, n) - s_h (m - n)$. With $H$ heads the slopes $s_h$ are the geometric
+# sequence $2^{-8/H}, 2^{-16/H}, \dots, 2^{-8}$: some heads see far, some only their neighbours.
 
 # %%
 slopes = alibi_slopes(8)
@@ -386,7 +387,7 @@ for name, config in configurations.items():
 # head, shared by all; grouped-query attention (Ainslie et al. 2023) keeps K of them, each shared
 # by a group of H / K query heads. The cache shrinks by H / K:
 #
-# bytes per token = 2 × n_layer × n_kv_heads × head_size × bytes per value.
+# $$\text{bytes per token} = 2 \times \text{layers} \times \text{key/value heads} \times \text{head size} \times \text{bytes per value}.$$
 #
 # Inside attention, nothing else changes: each key/value head is repeated for the query heads of
 # its group, and attention runs as before. Query head h reads key/value head h // (H / K), so
@@ -758,7 +759,7 @@ assert fits_in["Mixtral 8x7B"][:2] == [False, False]
 #    projections have? Check with `parameter_count`.
 # 4. Mistral 7B's window is 4096 and its context 8192. After 32 layers, how far back can
 #    information reach? Why is the cache still capped at the window?
-# 5. SwiGLU at equal parameters has F = 2/3 × 4C. Why does the rounding of F to a multiple of 256
+# 5. SwiGLU at equal parameters has $F = \frac{2}{3} \times 4C$. Why does the rounding of F to a multiple of 256
 #    matter more for a GPU than for the formula?
 # 6. The equal-time race could have been an equal-steps race. Which architecture would that
 #    favour, and why is equal time the question a practitioner asks?

@@ -4,16 +4,12 @@ every number in them what the lesson's stored outputs (or the library) give."""
 from __future__ import annotations
 
 import re
-import runpy
 import sys
 from pathlib import Path
 
 import jupytext
 import pytest
-from markdown_it import MarkdownIt
-from markdown_it.renderer import RendererHTML
-from myst_parser.config.main import MdParserConfig
-from myst_parser.parsers.mdit import create_md_parser
+from site_markdown import rendering_faults
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -22,33 +18,6 @@ import make_answers  # noqa: E402
 LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 QUESTION = re.compile(r"^(\d+)\. (.+?)(?=^\d+\. |\Z)", re.MULTILINE | re.DOTALL)
 ANSWERED = re.compile(r"^\*\*(\d+)\. (.+?)\*\*", re.MULTILINE | re.DOTALL)
-
-
-RAW_TEX = re.compile(r"\$|\\[a-zA-Z]{2,}|[\^_]\{")  # a dollar, a command like \frac, a ^{ or _{
-COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
-
-
-def site_markdown_parser() -> MarkdownIt:
-    """The parser the site reads a Markdown page with: MyST, with the extensions docs/site/conf.py enables."""
-    extensions = runpy.run_path(str(ROOT / "docs" / "site" / "conf.py"))["myst_enable_extensions"]
-    return create_md_parser(MdParserConfig(enable_extensions=set(extensions)), RendererHTML)
-
-
-def rendering_faults(markdown: str) -> list[str]:
-    """What would not render as written: text that Markdown reads as raw HTML (a line starting with
-    a comment ends the paragraph and loses its formatting and math), a marker shown in a code block,
-    and TeX left outside math."""
-    faults = []
-    for token in site_markdown_parser().parse(markdown):
-        where = f"line {token.map[0] + 1}" if token.map else "?"
-        if token.type == "html_block" and COMMENT.sub("", token.content).strip():
-            faults.append(f"{where}: read as raw HTML, not as a paragraph: {token.content.strip()[:70]!r}")
-        elif token.type in ("code_block", "fence") and "<!--" in token.content:
-            faults.append(f"{where}: a comment shown in a code block: {token.content.strip()[:70]!r}")
-        elif token.type == "inline":
-            faults += [f"{where}: TeX outside math: {child.content.strip()[:70]!r}"
-                       for child in token.children or [] if child.type == "text" and RAW_TEX.search(child.content)]
-    return faults
 
 
 def words(text: str) -> list[str]:
