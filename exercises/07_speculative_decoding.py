@@ -17,8 +17,8 @@
 # # Lesson 07 — Speculative decoding: faster, with the same output, and by how much
 #
 # Generating one token costs one pass of the whole model, and the pass for one token costs almost
-# as much as a pass for several. Speculative decoding (Leviathan et al. 2023, "Fast Inference
-# from Transformers via Speculative Decoding"; Chen et al. 2023) turns that into speed: a cheap
+# as much as a pass for several. Speculative decoding ([Leviathan et al. 2023](https://arxiv.org/abs/2211.17192), "Fast Inference
+# from Transformers via Speculative Decoding"; [Chen et al. 2023](https://arxiv.org/abs/2302.01318)) turns that into speed: a cheap
 # *drafter* guesses K tokens, the *target* model checks all of them in one pass, and a clever
 # acceptance rule keeps the output exactly what the target alone would produce: the same tokens
 # when decoding greedily, the same distribution when sampling.
@@ -599,7 +599,7 @@ for name in list(busy_ways)[1:]:
 # being edited, a summary that copies phrases), the tokens that followed the last few tokens
 # earlier in the text are good guesses. `PromptLookupDrafter` finds the latest earlier match of
 # the last 3 tokens (then 2, then 1) and proposes what came next, for free: c ≈ 0. The idea is
-# Saxena's (2023, "Prompt Lookup Decoding"), and `generate()` takes `transformers`' argument name
+# [Saxena's](https://github.com/apoorvumang/prompt-lookup-decoding) (2023, "Prompt Lookup Decoding"), and `generate()` takes `transformers`' argument name
 # for it, `prompt_lookup_num_tokens` (how many tokens to draft), but the matching differs from
 # both: Saxena's code and `transformers`' `PromptLookupCandidateGenerator` take the *first* valid
 # match from the left, the earliest occurrence in the text, and `transformers` matches at most 2

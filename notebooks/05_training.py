@@ -384,11 +384,11 @@ check_below("weights after 5 steps, batch 16 vs 4 x 4 accumulated: largest diffe
 # ### Where the starting weights and dropout come from
 #
 # `MiniGPT` starts every matrix and embedding from N(0, 0.02), as GPT-1 did ("a simple weight
-# initialization of N(0, 0.02) was sufficient", because LayerNorm is everywhere: Radford et al.
-# 2018, §4.1), and GPT-2 added one change: "A modified initialization which accounts for the
+# initialization of N(0, 0.02) was sufficient", because LayerNorm is everywhere: [Radford et al.
+# 2018](https://cdn.openai.com/research-covers/language-unsupervised/language_understanding_paper.pdf), §4.1), and GPT-2 added one change: "A modified initialization which accounts for the
 # accumulation on the residual path with model depth is used. We scale the weights of residual
-# layers at initialization by a factor of $1/\sqrt{N}$ where $N$ is the number of residual layers" (Radford
-# et al. 2019, §2.3). The paper does not say which layers count. `MiniGPT` follows nanoGPT's
+# layers at initialization by a factor of $1/\sqrt{N}$ where $N$ is the number of residual layers" ([Radford
+# et al. 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf), §2.3). The paper does not say which layers count. `MiniGPT` follows nanoGPT's
 # reading (and `transformers`' GPT-2): the residual layers are the output projections of each
 # attention and MLP, the layers that *add* to the residual stream, two per block, so
 # $N = 2 \times \text{layers}$ and they start with standard deviation $0.02 / \sqrt{2 \times \text{layers}}$. Each block adds two random
@@ -417,10 +417,10 @@ for name, values in rms_by_depth.items():
 assert rms_by_depth["all N(0, 0.02)"][-1] > 3 * rms_by_depth["GPT-2 (scaled)"][-1]
 
 # %% [markdown]
-# Dropout (Srivastava et al. 2014, "Dropout: A Simple Way to Prevent Neural Networks from
+# Dropout ([Srivastava et al. 2014](https://jmlr.org/papers/v15/srivastava14a.html), "Dropout: A Simple Way to Prevent Neural Networks from
 # Overfitting") zeroes each activation with probability p during training and scales the rest by
 # 1/(1 - p), so that no unit can rely on any other; at evaluation it does nothing. The original
-# Transformer used p = 0.1 on each sub-layer's output and on the embeddings (Vaswani et al. 2017,
+# Transformer used p = 0.1 on each sub-layer's output and on the embeddings ([Vaswani et al. 2017](https://arxiv.org/abs/1706.03762),
 # §5.4), and GPT-1 "residual, embedding, and attention dropouts with a rate of 0.1". `MiniGPT` has
 # the first two (`GPTConfig.dropout`, 0.1 for the bundled model) and no attention dropout. nanoGPT
 # keeps all three: its fast path passes `dropout_p=self.dropout if self.training else 0` to
@@ -794,7 +794,7 @@ plt.show()
 #
 # ## 7. How many tokens per parameter?
 #
-# The *Chinchilla* study (Hoffmann et al., 2022) found that, for a fixed amount of compute, a
+# The *Chinchilla* study ([Hoffmann et al., 2022](https://arxiv.org/abs/2203.15556)) found that, for a fixed amount of compute, a
 # model should see about 20 training tokens per parameter. Ours:
 
 # %%
@@ -934,7 +934,7 @@ for rows in (16, 128):
 # gradient shrinks as $1/N$. A factor of $2^{16}$ moves every value back into float16's normal range.
 # bfloat16 needs no factor, because its exponent range is float32's: only its rounding (at most
 # 0.4%) is left, and training tolerates that. That is why bfloat16 autocast, as this course
-# uses, has no `GradScaler`, and float16 autocast always has one (Micikevicius et al. 2018,
+# uses, has no `GradScaler`, and float16 autocast always has one ([Micikevicius et al. 2018](https://arxiv.org/abs/1710.03740),
 # "Mixed Precision Training", found the same in the activation gradients of real networks).
 
 # %% [markdown]

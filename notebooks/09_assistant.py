@@ -531,7 +531,7 @@ for what in ("rendered twice", "no generation prompt"):
 #
 # Full fine-tuning updates every weight and keeps AdamW's two moments and a gradient for each:
 # for a 7B model, tens of gigabytes beyond the model itself, and a full copy of the model per
-# task. LoRA (Hu et al. 2021) freezes the model and learns, for chosen weight matrices W
+# task. LoRA ([Hu et al. 2021](https://arxiv.org/abs/2106.09685)) freezes the model and learns, for chosen weight matrices W
 # (out × in), a low-rank update: $Wx + \frac{\alpha}{r} BAx$, with $A$ ($r \times \text{in}$) and $B$ ($\text{out} \times r$),
 # $r(\text{in} + \text{out})$ numbers instead of $\text{in} \times \text{out}$. B starts at zero, so training starts exactly at the
 # base model; after training, B A folds into W (*merging*) and inference costs nothing extra.
@@ -671,7 +671,7 @@ print(f"largest difference, merged against unmerged: float32 {merge_error['float
 # to the same prompt and asks it to prefer the better one, which is how assistants learn what
 # is hard to write down but easy to judge.
 #
-# The classic recipe, **RLHF** (Christiano et al. 2017; Ouyang et al. 2022 for InstructGPT),
+# The classic recipe, **RLHF** ([Christiano et al. 2017](https://arxiv.org/abs/1706.03741); [Ouyang et al. 2022](https://arxiv.org/abs/2203.02155) for InstructGPT),
 # has three stages after SFT: people rank answers; a *reward model* learns to score answers as
 # they ranked them; then the language model is trained with reinforcement learning (PPO) to
 # write answers the reward model scores highly, while a KL penalty keeps it close to the SFT
@@ -679,7 +679,7 @@ print(f"largest difference, merged against unmerged: float32 {merge_error['float
 # sampling answers during training, and four models in memory: the policy, the reference, the
 # reward model and PPO's value model.
 #
-# **DPO** (Rafailov et al. 2023) shows that the KL-penalised objective has a closed-form best
+# **DPO** ([Rafailov et al. 2023](https://arxiv.org/abs/2305.18290)) shows that the KL-penalised objective has a closed-form best
 # policy, and turns it around: the reward is implicit in the policy itself,
 #
 # $$r(x, y) = \beta \log \frac{\pi(y \mid x)}{\pi_{\text{ref}}(y \mid x)},$$
@@ -717,8 +717,8 @@ print(f"at the start (policy = reference): loss {dpo_loss_by_hand(*four[[0, 1, 0
 #
 # DPO's loss can be pushed down for ever by widening the margins, so more steps are not always
 # better: the policy can move far from the reference (the KL) for wins that do not carry over to
-# new scenes, which is *over-optimisation* (Azar et al. 2023 show DPO drifts this way when the
-# preferences are deterministic, as ours are; Rafailov et al. 2024 measure it across model sizes).
+# new scenes, which is *over-optimisation* ([Azar et al. 2023](https://arxiv.org/abs/2310.12036) show DPO drifts this way when the
+# preferences are deterministic, as ours are; [Rafailov et al. 2024](https://arxiv.org/abs/2406.02900) measure it across model sizes).
 # So we stop every 10 steps to measure, on held-out questions (each one's right name against
 # each of its wrong ones): the win rate, the reward margin and the KL from the reference.
 
