@@ -16,7 +16,8 @@ from site_markdown import site_markdown_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 BIBLIOGRAPHY = pybtex.database.parse_file(ROOT / "docs" / "references.bib")
-LINKED = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")) + sorted((ROOT / "docs" / "answers").glob("[0-9][0-9]_*.md"))
+LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+LINKED = LESSONS + sorted((ROOT / "docs" / "answers").glob("[0-9][0-9]_*.md"))
 CITED_ONLY = [ROOT / "README.md", ROOT / "docs" / "teaching.md"]
 # "Vaswani et al. 2017", "Xiong et al., 2020", "Holtzman et al. (2020)", "Press & Wolf (2017",
 # "Jain and Wallace 2019", "Gemma Team 2024", "Llama Team, AI @ Meta 2024", and the single authors cited.
