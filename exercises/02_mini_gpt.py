@@ -137,8 +137,8 @@ assert gaps["no positions, causal mask"] > 0.5
 # rounding: order is invisible. With the causal mask alone they differ, because the mask already
 # encodes order: "man" comes after four tokens in one sentence and after one in the other, so
 # it attends over different sets, and what a token sees becomes what it passes on. Decoders trained with no position embeddings at
-# all ("NoPE") work for this reason (Haviv et al. 2022, "Transformer Language Models without
-# Positional Encodings Still Learn Positional Information"; Kazemnejad et al. 2023). Our model was
+# all ("NoPE") work for this reason ([Haviv et al. 2022](https://arxiv.org/abs/2203.16634), "Transformer Language Models without
+# Positional Encodings Still Learn Positional Information"; [Kazemnejad et al. 2023](https://arxiv.org/abs/2305.19466)). Our model was
 # trained *with* positions, so leaving them out is not something it is used to; the point is only
 # that the information is there. Learned positions still help, and GPT-2 uses them.
 #
@@ -179,7 +179,7 @@ if model_name() == "shakespeare-gpt":  # what this model learned; GPT-2 learned 
 #
 # ### Sinusoidal positions: the original Transformer's
 #
-# GPT-2 learns its position table. The original Transformer (Vaswani et al. 2017, §3.5) computed
+# GPT-2 learns its position table. The original Transformer ([Vaswani et al. 2017](https://arxiv.org/abs/1706.03762), §3.5) computed
 # it instead: position p gets $\sin(p / 10000^{2i/C})$ in dimension 2i and $\cos(p / 10000^{2i/C})$
 # in dimension 2i + 1, sine waves from fast to slow. Nothing is learned, and there is a vector for
 # every position, so a model is never short of one (whether it can *use* positions it never saw
@@ -291,9 +291,10 @@ plt.show()
 # ## 3. The feed-forward network and GELU
 #
 # After attention mixes information *across* positions, the MLP transforms each position on its
-# own: widen to 4C, apply GELU, project back to C. GELU(x) = x·Φ(x), where Φ is the standard
-# normal CDF; GPT-2 uses a tanh approximation of it, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715
-# x^3))). We write it out, check it against PyTorch's, and see how close it is to the exact GELU.
+# own: widen to 4C, apply GELU, project back to C. $\text{GELU}(x) = x\,\Phi(x)$, where $\Phi$ is the
+# standard normal CDF; GPT-2 uses a tanh approximation of it,
+# $0.5\,x\,\big(1 + \tanh\big(\sqrt{2/\pi}\,(x + 0.044715\,x^3)\big)\big)$. We write it out, check it
+# against PyTorch's, and see how close it is to the exact GELU.
 
 # %%
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -378,7 +379,7 @@ assert torch.allclose(by_hand, mlp(h_in), atol=1e-6)
 # Pre-norm leaves an untouched "residual highway" from the embeddings to the output: each block
 # only *adds* to it, and the gradient flows back along it without passing through any
 # LayerNorm. That makes deep pre-norm stacks train without the careful learning-rate warm-up
-# post-norm needs (Xiong et al., 2020, "On Layer Normalization in the Transformer
+# post-norm needs ([Xiong et al., 2020](https://arxiv.org/abs/2002.04745), "On Layer Normalization in the Transformer
 # Architecture"). The price: nothing normalises the highway itself, so its scale drifts as
 # blocks add to it — which is why GPT-2 adds one last LayerNorm, `ln_f`, before the head. We
 # measure that drift on the trained model: the root-mean-square size of the residual stream
@@ -444,7 +445,7 @@ check_below("BlockByHand vs MiniGPT's first block: largest difference", differen
 # The LM head turns each final vector into V logits, one score per vocabulary token. It is a
 # C → V linear map, the same shape as the token embedding read backwards, and GPT-2 uses the
 # *same* matrix for both: a token's input vector is also the direction that scores it as output.
-# Tying saves parameters (counted in section 6), and Press & Wolf (2017, "Using the Output
+# Tying saves parameters (counted in section 6), and [Press & Wolf](https://arxiv.org/abs/1608.05859) (2017, "Using the Output
 # Embedding to Improve Language Models") found it also regularises: their tied models reached
 # lower perplexity than untied ones of the same size. That second effect is not measured in this
 # course; our models are all tied.
@@ -534,9 +535,9 @@ assert counted == tied
 #
 # | model | paper | layers | width C | context | vocabulary | training data | parameters (published) |
 # |---|---|---|---|---|---|---|---|
-# | GPT-1 | Radford et al. 2018, "Improving Language Understanding by Generative Pre-Training", §4.1 | 12 | 768 | 512 | 40,000 BPE merges | BooksCorpus, over 7,000 books | 117M (GPT-2 paper, Table 2) |
-# | GPT-2 | Radford et al. 2019, "Language Models are Unsupervised Multitask Learners", §2.3 and Table 2 | 48 | 1,600 | 1,024 | 50,257 | WebText, 40 GB from 8M web pages | 1,542M |
-# | GPT-3 | Brown et al. 2020, "Language Models are Few-Shot Learners", Table 2.1 and §2.2 | 96 | 12,288 | 2,048 | GPT-2's | 300B tokens of filtered Common Crawl, WebText2, books, Wikipedia | 175.0B |
+# | GPT-1 | [Radford et al. 2018](https://cdn.openai.com/research-covers/language-unsupervised/language_understanding_paper.pdf), "Improving Language Understanding by Generative Pre-Training", §4.1 | 12 | 768 | 512 | 40,000 BPE merges | BooksCorpus, over 7,000 books | 117M (GPT-2 paper, Table 2) |
+# | GPT-2 | [Radford et al. 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf), "Language Models are Unsupervised Multitask Learners", §2.3 and Table 2 | 48 | 1,600 | 1,024 | 50,257 | WebText, 40 GB from 8M web pages | 1,542M |
+# | GPT-3 | [Brown et al. 2020](https://arxiv.org/abs/2005.14165), "Language Models are Few-Shot Learners", Table 2.1 and §2.2 | 96 | 12,288 | 2,048 | GPT-2's | 300B tokens of filtered Common Crawl, WebText2, books, Wikipedia | 175.0B |
 #
 # GPT-1 was post-norm, with no final LayerNorm; GPT-3 alternates dense and locally banded sparse
 # attention layers, which changes no weight. Our formula should account for all three. We check it

@@ -392,14 +392,14 @@ check_below("weights after 5 steps, batch 16 vs 4 x 4 accumulated: largest diffe
 # ### Where the starting weights and dropout come from
 #
 # `MiniGPT` starts every matrix and embedding from N(0, 0.02), as GPT-1 did ("a simple weight
-# initialization of N(0, 0.02) was sufficient", because LayerNorm is everywhere: Radford et al.
-# 2018, §4.1), and GPT-2 added one change: "A modified initialization which accounts for the
+# initialization of N(0, 0.02) was sufficient", because LayerNorm is everywhere: [Radford et al.
+# 2018](https://cdn.openai.com/research-covers/language-unsupervised/language_understanding_paper.pdf), §4.1), and GPT-2 added one change: "A modified initialization which accounts for the
 # accumulation on the residual path with model depth is used. We scale the weights of residual
-# layers at initialization by a factor of 1/√N where N is the number of residual layers" (Radford
-# et al. 2019, §2.3). The paper does not say which layers count. `MiniGPT` follows nanoGPT's
+# layers at initialization by a factor of $1/\sqrt{N}$ where $N$ is the number of residual layers" ([Radford
+# et al. 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf), §2.3). The paper does not say which layers count. `MiniGPT` follows nanoGPT's
 # reading (and `transformers`' GPT-2): the residual layers are the output projections of each
-# attention and MLP, the layers that *add* to the residual stream, two per block, so N = 2 ×
-# layers and they start with standard deviation 0.02 / √(2 × layers). Each block adds two random
+# attention and MLP, the layers that *add* to the residual stream, two per block, so
+# $N = 2 \times \text{layers}$ and they start with standard deviation $0.02 / \sqrt{2 \times \text{layers}}$. Each block adds two random
 # vectors to the stream; without the scaling, a deep model's stream starts far larger than its
 # embeddings. Measured on a 24-layer model at initialisation:
 
@@ -425,10 +425,10 @@ for name, values in rms_by_depth.items():
 assert rms_by_depth["all N(0, 0.02)"][-1] > 3 * rms_by_depth["GPT-2 (scaled)"][-1]
 
 # %% [markdown]
-# Dropout (Srivastava et al. 2014, "Dropout: A Simple Way to Prevent Neural Networks from
+# Dropout ([Srivastava et al. 2014](https://jmlr.org/papers/v15/srivastava14a.html), "Dropout: A Simple Way to Prevent Neural Networks from
 # Overfitting") zeroes each activation with probability p during training and scales the rest by
 # 1/(1 - p), so that no unit can rely on any other; at evaluation it does nothing. The original
-# Transformer used p = 0.1 on each sub-layer's output and on the embeddings (Vaswani et al. 2017,
+# Transformer used p = 0.1 on each sub-layer's output and on the embeddings ([Vaswani et al. 2017](https://arxiv.org/abs/1706.03762),
 # §5.4), and GPT-1 "residual, embedding, and attention dropouts with a rate of 0.1". `MiniGPT` has
 # the first two (`GPTConfig.dropout`, 0.1 for the bundled model) and no attention dropout. nanoGPT
 # keeps all three: its fast path passes `dropout_p=self.dropout if self.training else 0` to
@@ -513,12 +513,17 @@ assert history["val_bpb"][-1] < history["val_bpb"][0] - 0.3
 # %% [markdown]
 # ## 4. Perplexity and bits per byte
 #
-# The loss is the average negative log-likelihood of the correct next token, in nats. Two
-# friendlier numbers come from it:
+# The loss is the average negative log-likelihood of the correct next token, in nats: over $N$
+# predicted tokens,
 #
-# - **perplexity** = e^loss: the model is as unsure as if it picked uniformly among that many
+# $$\mathcal{L} = -\frac{1}{N} \sum_{t=1}^{N} \ln p(x_t \mid x_{<t}).$$
+#
+# Two friendlier numbers come from it:
+#
+# - **perplexity** $= e^{\mathcal{L}}$: the model is as unsure as if it picked uniformly among that many
 #   tokens. It depends on the tokenizer: a bigger vocabulary makes each token harder.
-# - **bits per byte** = total loss in bits ÷ the text's length in bytes: how many bits the model
+# - **bits per byte** $= N \mathcal{L} / (\ln 2 \times \text{bytes})$, the total loss in bits divided by the
+#   text's length in bytes: how many bits the model
 #   needs to encode each byte of text. It does not depend on the tokenizer, so models with
 #   different tokenizers compare fairly. (Plain text stored with one byte per character takes 8.)
 #
@@ -799,7 +804,7 @@ plt.show()
 #
 # ## 7. How many tokens per parameter?
 #
-# The *Chinchilla* study (Hoffmann et al., 2022) found that, for a fixed amount of compute, a
+# The *Chinchilla* study ([Hoffmann et al., 2022](https://arxiv.org/abs/2203.15556)) found that, for a fixed amount of compute, a
 # model should see about 20 training tokens per parameter. Ours:
 
 # %%
@@ -818,11 +823,11 @@ print(f"{'Chinchilla':>22} {'':>11} {'':>12} {20:>14.1f}")
 # over the same text give less and less. Chinchilla's 20 assumes fresh text; with a small corpus,
 # a smaller model or more regularisation is the better trade.
 #
-# The 20 comes from a rule about compute. Training costs about C = 6ND floating-point operations
+# The 20 comes from a rule about compute. Training costs about $C = 6ND$ floating-point operations
 # for N parameters and D tokens (2 per parameter per token forward, 4 backward). Hoffmann et al.
 # fitted how the loss falls with N and D and found that, for a budget C, the best model grows with
-# the square root of the budget, and so do its tokens: N_opt and D_opt ∝ C^0.5, with D_opt about
-# 20 N_opt. Their worked comparison: Gopher, 280B parameters trained on 300B tokens, against
+# the square root of the budget, and so do its tokens: $N_{\text{opt}}, D_{\text{opt}} \propto C^{0.5}$, with
+# $D_{\text{opt}} \approx 20 N_{\text{opt}}$. Their worked comparison: Gopher, 280B parameters trained on 300B tokens, against
 # Chinchilla, 70B parameters on 1.4T tokens, for about the same compute. Chinchilla, four times
 # smaller, did better on nearly every evaluation in the paper. The rule, applied to Gopher's
 # budget:
@@ -897,15 +902,15 @@ rates = training_benchmark(replace(lesson, precision="auto"), runs=2, steps=2)
 #
 # Both formats have 16 bits, split differently. float16 keeps 10 bits of mantissa but 5 of
 # exponent: its smallest normal number is 6.1e-5, below that it loses precision (subnormals), its
-# smallest positive number is 6.0e-8 (2^-24), and a value of half that or less, about 3e-8, rounds
+# smallest positive number is 6.0e-8 ($2^{-24}$), and a value of half that or less, about 3e-8, rounds
 # to zero (4e-8 rounds up to 6.0e-8). bfloat16 keeps float32's 8 exponent bits, so it reaches
 # 1e-38, and pays with 7 bits of mantissa (about 0.4% rounding). Gradients are small numbers, and
 # the first one of the backward pass is tiny: the loss is a mean over N tokens, so its gradient at
-# the logits is (softmax − one-hot) / N, about 1 / (N × vocabulary) per entry. Under float16
+# the logits is $(\text{softmax} - \text{one-hot}) / N$, about $1 / (N \times \text{vocabulary})$ per entry. Under float16
 # autocast the LM head runs in float16, and so does that gradient. We compute it for this lesson's
 # batch (16 × 64 = 1,024 tokens) and for the bundled model's (16 × 512 = 8,192) and store it in
 # each format. "Loss scaling" multiplies the loss, hence every gradient, by a large factor (here
-# 2^16) before the backward pass and divides the update by it again; `torch.amp.GradScaler` does
+# $2^{16}$) before the backward pass and divides the update by it again; `torch.amp.GradScaler` does
 # that, and lowers the factor when something overflows past float16's largest value, 65,504. (The
 # exact shares depend on float noise that differs from one CPU to another, so this cell's output
 # is not compared; its asserts are.)
@@ -936,10 +941,10 @@ for rows in (16, 128):
 # %% [markdown]
 # In float16 most of the gradient is already imprecise at 1,024 tokens, and at 8,192 half of it
 # is zero: those tokens teach the model nothing. The bigger the batch, the worse, since the
-# gradient shrinks as 1/N. A factor of 2^16 moves every value back into float16's normal range.
+# gradient shrinks as $1/N$. A factor of $2^{16}$ moves every value back into float16's normal range.
 # bfloat16 needs no factor, because its exponent range is float32's: only its rounding (at most
 # 0.4%) is left, and training tolerates that. That is why bfloat16 autocast, as this course
-# uses, has no `GradScaler`, and float16 autocast always has one (Micikevicius et al. 2018,
+# uses, has no `GradScaler`, and float16 autocast always has one ([Micikevicius et al. 2018](https://arxiv.org/abs/1710.03740),
 # "Mixed Precision Training", found the same in the activation gradients of real networks).
 
 # %% [markdown]
@@ -950,7 +955,7 @@ for rows in (16, 128):
 # 2. Why is the validation set whole plays rather than random chunks? What did the count of known
 #    speakers show?
 # 3. A model has perplexity 20 on a text with 4 bytes per token. How many bits per byte is that?
-#    (Hint: bits per token = log2 of the perplexity.)
+#    (Hint: bits per token = $\log_2$ of the perplexity.)
 # 4. Without the causal mask the training loss fell faster. Why does that model still fail at
 #    generation?
 # 5. Resuming needs the optimizer's state and the random generators' states as well as the

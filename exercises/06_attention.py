@@ -83,7 +83,7 @@ from course_utils import checks
 # ## 1. One head's weights, by hand
 #
 # A head projects each token's vector to a query q and a key k (D numbers each). The score of
-# query i for key j is q_i · k_j / √D; keys after i are masked to −∞; a softmax over each row turns
+# query $i$ for key $j$ is $q_i \cdot k_j / \sqrt{D}$; keys after $i$ are masked to $-\infty$; a softmax over each row turns
 # scores into weights that sum to 1. Here is head 0 of the first layer, computed from the model's
 # own matrices, and compared with the weights `MiniGPT.forward_with_attention` returns and with
 # those of `transformers`, asked with `output_attentions=True` (which needs its "eager" attention
@@ -140,10 +140,10 @@ plt.show()
 #
 # - **previous-token**: the weight on the token just before, w[i, i−1];
 # - **first-token** (an "attention sink": heads with nothing to do often park weight on the first
-#   token, Xiao et al. 2023): the weight on position 0;
+#   token, [Xiao et al. 2023](https://arxiv.org/abs/2309.17453)): the weight on position 0;
 # - **mean distance**: how many tokens back a head looks, on average;
-# - **entropy**: how spread its weights are, in nats (0: all on one token; uniform over n tokens:
-#   ln n).
+# - **entropy**: how spread its weights are, $-\sum_j w_{ij} \ln w_{ij}$ in nats (0: all on one token;
+#   uniform over $n$ tokens: $\ln n$).
 
 # %%
 hamlet = torch.tensor(tokenizer.encode(load_corpus().validation["hamlet"], verbose=False))
@@ -240,7 +240,7 @@ plt.show()
 # ## 4. Induction heads: looking for them, then growing one
 #
 # An **induction head** completes patterns: if "A B" appeared earlier and the current token is A,
-# it attends to the B that followed the earlier A and copies it (Olsson et al. 2022, "In-context
+# it attends to the B that followed the earlier A and copies it ([Olsson et al. 2022](https://arxiv.org/abs/2209.11895), "In-context
 # Learning and Induction Heads"). Large models have them, and they are thought to carry much of
 # in-context learning. The test: a block of random tokens, then the same block again. Random
 # tokens cannot be predicted, so the first copy is hard; a model with induction heads predicts the
@@ -377,7 +377,7 @@ assert min(copying["all induction heads"], copying["all previous-token heads"]) 
 #
 # ### Induction heads and in-context learning
 #
-# Olsson et al. (2022) tie induction heads to *in-context learning*: a model predicting later
+# [Olsson et al. (2022)](https://arxiv.org/abs/2209.11895) tie induction heads to *in-context learning*: a model predicting later
 # tokens of a text better than earlier ones because it uses what the text said before. GPT-2's
 # paper showed a language model doing tasks zero-shot, from the prompt alone; GPT-3's showed it
 # doing them few-shot, from a handful of examples in the prompt, with no change to its weights:
@@ -481,7 +481,7 @@ if model_name() == "shakespeare-gpt":
 # head can still carry something essential, such as an average of the context (what play, what
 # speaker, prose or verse), which no single cell of its map shows. Attention maps are a place to
 # start a hypothesis; ablation, and experiments like the copying model's, are how to test it
-# (Jain and Wallace 2019, "Attention is not Explanation", argue the same for other models).
+# ([Jain and Wallace 2019](https://arxiv.org/abs/1902.10186), "Attention is not Explanation", argue the same for other models).
 #
 # ## 7. Explore
 #

@@ -17,8 +17,8 @@
 # # Lesson 07 — Speculative decoding: faster, with the same output, and by how much
 #
 # Generating one token costs one pass of the whole model, and the pass for one token costs almost
-# as much as a pass for several. Speculative decoding (Leviathan et al. 2023, "Fast Inference
-# from Transformers via Speculative Decoding"; Chen et al. 2023) turns that into speed: a cheap
+# as much as a pass for several. Speculative decoding ([Leviathan et al. 2023](https://arxiv.org/abs/2211.17192), "Fast Inference
+# from Transformers via Speculative Decoding"; [Chen et al. 2023](https://arxiv.org/abs/2302.01318)) turns that into speed: a cheap
 # *drafter* guesses K tokens, the *target* model checks all of them in one pass, and a clever
 # acceptance rule keeps the output exactly what the target alone would produce: the same tokens
 # when decoding greedily, the same distribution when sampling.
@@ -132,15 +132,15 @@ assert draft_cost < 0.5, "the draft should be much cheaper than the target"
 #
 # ## 2. One step by hand
 #
-# The drafter proposes K tokens x₁…x_K, each with its own probability q_i(x_i). The target runs
-# once over the context plus the K drafts and gives, at each position, its own distribution p_i;
-# the last row, p_{K+1}, predicts the token after all of them. Then, in order:
+# The drafter proposes K tokens $x_1, \dots, x_K$, each with its own probability $q_i(x_i)$. The target runs
+# once over the context plus the K drafts and gives, at each position, its own distribution $p_i$;
+# the last row, $p_{K+1}$, predicts the token after all of them. Then, in order:
 #
-# - accept x_i with probability min(1, p_i(x_i) / q_i(x_i)): always when the target likes the
+# - accept $x_i$ with probability $\min(1, p_i(x_i) / q_i(x_i))$: always when the target likes the
 #   token at least as much as the drafter did, otherwise with that ratio;
 # - at the first rejection, stop, and draw a replacement from the **residual** distribution
-#   norm(max(0, p_i − q_i)): the target's probability mass the drafter under-proposed;
-# - if all K survive, draw a bonus token from p_{K+1}.
+#   $\text{norm}(\max(0, p_i - q_i))$: the target's probability mass the drafter under-proposed;
+# - if all K survive, draw a bonus token from $p_{K+1}$.
 #
 # Here is one step with sampling at temperature 0.8, K = 4, every number printed. First the
 # residual, the one formula of the step worth writing yourself:
@@ -213,8 +213,8 @@ print(f"accept_drafts, given the same random numbers, keeps {library_kept} and a
 # Whatever happens, the step adds at least one token (the correction or the bonus) and at most
 # K + 1, for one target pass.
 #
-# Why the residual? A drafted token x reaches the output with probability q(x) min(1, p(x)/q(x))
-# = min(q(x), p(x)). The replacement adds the missing max(0, p(x) − q(x)), scaled by the chance of
+# Why the residual? A drafted token $x$ reaches the output with probability
+# $q(x) \min(1, p(x)/q(x)) = \min(q(x), p(x))$. The replacement adds the missing $\max(0, p(x) - q(x))$, scaled by the chance of
 # a rejection, which is exactly the sum of those missing masses. The two add up to p(x) for every
 # token: the output is distributed as the target's. Section 4 checks that by experiment.
 #
@@ -337,12 +337,12 @@ assert draft_p < 1e-6, "the draft alone should fail the same test"
 # How much faster should it be? Leviathan et al. model each drafted token as accepted with the
 # same probability a, independently. Then a step with K drafts yields on average
 #
-# E[tokens per step] = (1 − a^(K+1)) / (1 − a),
+# $$\mathbb{E}[\text{tokens per step}] = \frac{1 - a^{K+1}}{1 - a},$$
 #
-# and costs K draft steps (K c, in units of one target step) plus one verification of K + 1
-# tokens, which section 1 measured: v(K + 1), a little above 1. So
+# and costs K draft steps ($Kc$, in units of one target step) plus one verification of K + 1
+# tokens, which section 1 measured: $v(K + 1)$, a little above 1. So
 #
-# predicted speedup = E[tokens per step] / (K c + v(K + 1)).
+# $$\text{predicted speedup} = \frac{\mathbb{E}[\text{tokens per step}]}{Kc + v(K + 1)}.$$
 #
 # The formula by hand first, with its edge: at a = 1 it is 0/0, and the limit is K + 1.
 
@@ -425,7 +425,7 @@ assert max(round_ratios[best_predicted]) >= min(round_ratios[best_measured]), "t
 # %% [markdown]
 # Three measured numbers predict the *shape* of the curve: it rises while more drafts mean more
 # accepted tokens per target pass, and flattens or falls once the extra drafts are mostly thrown
-# away (a^K is small) while each still costs c. Near the top the curve is flat, and timing noise
+# away ($a^K$ is small) while each still costs c. Near the top the curve is flat, and timing noise
 # moves each measured speedup by a tenth or two from round to round (on the 2-core cloud server,
 # an AMD EPYC, that stored these outputs), so the best measured K changes between runs. What holds
 # is that the K the prediction picks cannot be told apart from it: asserted, its speedups over the
@@ -599,7 +599,7 @@ for name in list(busy_ways)[1:]:
 # being edited, a summary that copies phrases), the tokens that followed the last few tokens
 # earlier in the text are good guesses. `PromptLookupDrafter` finds the latest earlier match of
 # the last 3 tokens (then 2, then 1) and proposes what came next, for free: c ≈ 0. The idea is
-# Saxena's (2023, "Prompt Lookup Decoding"), and `generate()` takes `transformers`' argument name
+# [Saxena's](https://github.com/apoorvumang/prompt-lookup-decoding) (2023, "Prompt Lookup Decoding"), and `generate()` takes `transformers`' argument name
 # for it, `prompt_lookup_num_tokens` (how many tokens to draft), but the matching differs from
 # both: Saxena's code and `transformers`' `PromptLookupCandidateGenerator` take the *first* valid
 # match from the left, the earliest occurrence in the text, and `transformers` matches at most 2

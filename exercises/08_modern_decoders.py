@@ -84,11 +84,12 @@ from course_utils import checks
 # between a query at position m and a key at position n then mixes "what" and "where" in ways
 # the model has to untangle, and a position it never trained on has no vector at all.
 #
-# Rotary position embeddings (Su et al. 2021, "RoFormer") leave the embeddings alone and instead
+# Rotary position embeddings ([Su et al. 2021](https://arxiv.org/abs/2104.09864), "RoFormer") leave the embeddings alone and instead
 # *rotate* each query and key by an angle proportional to its position. Take a head's vector of
-# D numbers as D/2 pairs; pair i turns by m × theta_i at position m, with
-# theta_i = 10000^(-2i/D): the first pairs spin fast, the last ones barely move. Written with
-# complex numbers, pair i is z_i = x_i + j x_{i+D/2} and the rotation is z_i × e^(j m theta_i).
+# $D$ numbers as $D/2$ pairs; pair $i$ turns by $m \theta_i$ at position $m$, with
+# $\theta_i = 10000^{-2i/D}$ for $i = 0, \dots, D/2 - 1$: the first pairs spin fast, the last ones barely
+# move. Written with complex numbers, pair $i$ is $z_i = x_i + j\,x_{i+D/2}$ and the rotation is
+# $z_i \, e^{j m \theta_i}$.
 #
 # The point: for a query rotated by angle a and a key rotated by angle b, their dot product
 # depends only on a - b. So the score depends on m - n, the distance, and not on where the pair
@@ -164,8 +165,8 @@ check_below("apply_rope against transformers' apply_rotary_pos_emb", (ours - hf_
 # %% [markdown]
 # What does the model get from this? Take a query with random entries (mean 0, variance 1) and
 # score it against *itself* moved d positions away. Each pair contributes its squared length
-# times cos(d × theta_i), so on average q_d . q_0 = 2 × sum over pairs of cos(d × theta_i): the
-# full D at distance 0, then smaller and smaller swings (RoFormer's "long-term decay"): far apart,
+# times $\cos(d\,\theta_i)$, so on average $q_d \cdot q_0 = 2 \sum_{i=0}^{D/2-1} \cos(d\,\theta_i)$: the
+# full $D$ at distance 0, then smaller and smaller swings (RoFormer's "long-term decay"): far apart,
 # the same content lines up less. We check the formula against 4,000 random vectors and draw it.
 
 # %%
@@ -187,10 +188,10 @@ assert float(expected[0]) == HEAD_SIZE and expected[200:].abs().max() < HEAD_SIZ
 # %% [markdown]
 # ## 2. ALiBi, and what happens past the training length
 #
-# ALiBi (Press et al. 2022, "Train Short, Test Long") adds no position to tokens at all. It
+# ALiBi ([Press et al. 2022](https://arxiv.org/abs/2108.12409), "Train Short, Test Long") adds no position to tokens at all. It
 # subtracts from each attention score a penalty proportional to the distance, a different slope
-# per head: score(m, n) - slope_h × (m - n). With H heads the slopes are the geometric sequence
-# 2^(-8/H), 2^(-16/H), ..., 2^(-8): some heads see far, some only their neighbours.
+# per head: $\text{score}(m, n) - s_h (m - n)$. With $H$ heads the slopes $s_h$ are the geometric
+# sequence $2^{-8/H}, 2^{-16/H}, \dots, 2^{-8}$: some heads see far, some only their neighbours.
 
 # %%
 slopes = alibi_slopes(8)
@@ -277,7 +278,7 @@ plt.show()
 # %% [markdown]
 # ## 3. RMSNorm and SwiGLU
 #
-# **RMSNorm** (Zhang and Sennrich 2019) is LayerNorm without the mean: it does not subtract the
+# **RMSNorm** ([Zhang and Sennrich 2019](https://arxiv.org/abs/1910.07467)) is LayerNorm without the mean: it does not subtract the
 # vector's mean, it only divides the vector by its root-mean-square (with a small eps added to the
 # mean square, for safety), then multiplies by a learned weight, one per channel, with no bias. It
 # skips one reduction; the authors found the re-centring did not matter. Write it; the library's
@@ -326,7 +327,7 @@ print(f"parameters: LayerNorm {sum(p.numel() for p in layer_norm.parameters())} 
       f"RMSNorm {sum(p.numel() for p in rms_norm.parameters())} (C)")
 
 # %% [markdown]
-# **SwiGLU** (Shazeer 2020, "GLU Variants Improve Transformer") replaces the MLP's
+# **SwiGLU** ([Shazeer 2020](https://arxiv.org/abs/2002.05202), "GLU Variants Improve Transformer") replaces the MLP's
 # up-GELU-down with a gate. Two projections take x up to the hidden width, `gate_proj` and
 # `up_proj`; the gate goes through SiLU (x times its sigmoid) and then multiplies the other
 # elementwise, so it decides, channel by channel, how much of the up-projection passes; `down_proj`
@@ -397,11 +398,11 @@ for name, config in configurations.items():
 #
 # Lesson 04 showed that the KV cache, not the weights, is what fills memory when contexts are
 # long or batches are large: 2 (keys and values) × layers × positions × heads × head size values.
-# Multi-query attention (Shazeer 2019) keeps all the query heads but only **one** key/value
-# head, shared by all; grouped-query attention (Ainslie et al. 2023) keeps K of them, each shared
+# Multi-query attention ([Shazeer 2019](https://arxiv.org/abs/1911.02150)) keeps all the query heads but only **one** key/value
+# head, shared by all; grouped-query attention ([Ainslie et al. 2023](https://arxiv.org/abs/2305.13245)) keeps K of them, each shared
 # by a group of H / K query heads. The cache shrinks by H / K:
 #
-# bytes per token = 2 × n_layer × n_kv_heads × head_size × bytes per value.
+# $$\text{bytes per token} = 2 \times \text{layers} \times \text{key/value heads} \times \text{head size} \times \text{bytes per value}.$$
 #
 # Inside attention, nothing else changes: each key/value head is repeated for the query heads of
 # its group, and attention runs as before. Query head h reads key/value head h // (H / K), so
@@ -457,18 +458,18 @@ for kv_heads, kind in [(8, "multi-head (8 of 8)"), (2, "grouped-query (2 of 8)")
 # The same formula on published models, in 16-bit values (2 bytes, how they are served). Their
 # configurations are typed in from the papers and the released configuration files:
 #
-# - GPT-2 Large: Radford et al. 2019, Table 2 (36 layers, 1280 wide), and the released
+# - GPT-2 Large: [Radford et al. 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf), Table 2 (36 layers, 1280 wide), and the released
 #   `config.json` (20 heads, 1024 positions, 50,257 tokens).
-# - Llama 2 7B and 70B: Touvron et al. 2023, "Llama 2", Table 1 (4k context; grouped-query
+# - Llama 2 7B and 70B: [Touvron et al. 2023](https://arxiv.org/abs/2307.09288), "Llama 2", Table 1 (4k context; grouped-query
 #   attention in 70B), and the released `params.json`/`config.json` (7B: 32 layers, 4096 wide,
 #   32 heads, MLP 11008; 70B: 80 layers, 8192 wide, 64 heads, 8 key/value heads, MLP 28672;
 #   32,000 tokens).
-# - Llama 3 8B: Llama Team, AI @ Meta 2024, "The Llama 3 Herd of Models", Table 3 (32 layers, 4096
+# - Llama 3 8B: [Llama Team, AI @ Meta 2024](https://arxiv.org/abs/2407.21783), "The Llama 3 Herd of Models", Table 3 (32 layers, 4096
 #   wide, MLP 14,336, 32 heads, 8 key/value heads, RoPE theta 500,000), 8,192-token context and
 #   128,256 tokens in the released `config.json`.
-# - Mistral 7B: Jiang et al. 2023, Table 1 (dim 4096, 32 layers, head_dim 128, hidden_dim 14336,
+# - Mistral 7B: [Jiang et al. 2023](https://arxiv.org/abs/2310.06825), Table 1 (dim 4096, 32 layers, head_dim 128, hidden_dim 14336,
 #   32 heads, 8 key/value heads, window 4096, context 8192, vocabulary 32,000).
-# - Gemma 2B: Gemma Team 2024, Table 1 (d_model 2048, 18 layers, feed-forward 32,768 = gate +
+# - Gemma 2B: [Gemma Team 2024](https://arxiv.org/abs/2403.08295), Table 1 (d_model 2048, 18 layers, feed-forward 32,768 = gate +
 #   up of 16,384 each, 8 heads, 1 key/value head, head size 256, vocabulary 256,128, tied
 #   embeddings), 8,192-token context. Its GeGLU has SwiGLU's parameter count.
 #
@@ -687,7 +688,7 @@ for name, (year, positions_kind, norm, mlp, attention) in key_ideas.items():
 # %% [markdown]
 # ### Mixture of experts: Mixtral 8x7B
 #
-# Mixtral (Jiang et al. 2024, "Mixtral of Experts") keeps Mistral 7B's sizes but gives every block
+# Mixtral ([Jiang et al. 2024](https://arxiv.org/abs/2401.04088), "Mixtral of Experts") keeps Mistral 7B's sizes but gives every block
 # 8 MLPs, the *experts*, each a SwiGLU of Mistral's size, and a small *router* (a C × 8 matrix)
 # that sends each token to the 2 experts it scores highest and mixes their outputs. So a token
 # uses only a quarter of the MLP weights: the paper gives 47B parameters in all and 13B *active*
@@ -727,19 +728,19 @@ assert kv_cache_bytes(mixtral, 1, bytes_per_value=2) == mistral_kv
 # Each of these changed something our two models do not cover, so they get words rather than a
 # configuration here:
 #
-# - **PaLM** (Chowdhery et al. 2022): 540B parameters trained on 780B tokens; SwiGLU, RoPE,
+# - **PaLM** ([Chowdhery et al. 2022](https://arxiv.org/abs/2204.02311)): 540B parameters trained on 780B tokens; SwiGLU, RoPE,
 #   multi-query attention, no biases, and attention and MLP computed in parallel from the same
 #   input.
-# - **Falcon** (Almazrouei et al. 2023): trained mostly on RefinedWeb (Penedo et al. 2023), web
+# - **Falcon** ([Almazrouei et al. 2023](https://arxiv.org/abs/2311.16867)): trained mostly on RefinedWeb ([Penedo et al. 2023](https://arxiv.org/abs/2306.01116)), web
 #   text filtered and deduplicated hard enough that, the authors found, web data alone could
 #   match curated mixtures. The lesson there is about data quality, not architecture (Falcon-40B:
 #   1T tokens; multi-query attention, with a few key/value groups in the 40B, and parallel blocks
 #   as in PaLM).
-# - **Phi** (Gunasekar et al. 2023, "Textbooks Are All You Need"): phi-1, 1.3B parameters trained
+# - **Phi** ([Gunasekar et al. 2023](https://arxiv.org/abs/2306.11644), "Textbooks Are All You Need"): phi-1, 1.3B parameters trained
 #   on about 7B tokens of "textbook-quality" web text and synthetic textbooks and exercises, reached
 #   50.6% on the HumanEval coding benchmark, ahead of far larger models trained on more but
 #   rougher text.
-# - **Mistral 7B against Llama 2 13B**: Jiang et al. 2023 report Mistral 7B ahead of Llama 2 13B
+# - **Mistral 7B against Llama 2 13B**: [Jiang et al. 2023](https://arxiv.org/abs/2310.06825) report Mistral 7B ahead of Llama 2 13B
 #   on every benchmark they evaluated, with half the parameters: data and training matter as
 #   much as size.
 # - **Qwen** (the Llama recipe with biases on the query, key and value projections, grouped-query
@@ -776,7 +777,7 @@ assert fits_in["Mixtral 8x7B"][:2] == [False, False]
 #    projections have? Check with `parameter_count`.
 # 4. Mistral 7B's window is 4096 and its context 8192. After 32 layers, how far back can
 #    information reach? Why is the cache still capped at the window?
-# 5. SwiGLU at equal parameters has F = 2/3 × 4C. Why does the rounding of F to a multiple of 256
+# 5. SwiGLU at equal parameters has $F = \frac{2}{3} \times 4C$. Why does the rounding of F to a multiple of 256
 #    matter more for a GPU than for the formula?
 # 6. The equal-time race could have been an equal-steps race. Which architecture would that
 #    favour, and why is equal time the question a practitioner asks?

@@ -145,18 +145,18 @@ for title, logits in panels.items():
     print(f"{title:>16}: {kept}")
 
 # %% [markdown]
-# - **Temperature** divides the logits: below 1 sharpens (the favourite gains), above 1
-#   flattens. It never removes a token.
-# - **Top-k** keeps the k most likely tokens (all tokens tied with the k-th are kept). Fan et al.
-#   2018, "Hierarchical Neural Story Generation", wrote stories by sampling this way.
-# - **Top-p** (nucleus) keeps the smallest set of most likely tokens whose probability reaches p;
-#   the token that crosses p is kept: mat + floor + bed = 0.75 < 0.8, so roof (→ 0.85) stays.
-#   Holtzman et al. 2020, "The Curious Case of Neural Text Degeneration", proposed it, against
+# - **Temperature** $T$ divides the logits $z$ before the softmax, $p_i = e^{z_i / T} / \sum_j e^{z_j / T}$:
+#   below 1 sharpens (the favourite gains), above 1 flattens. It never removes a token.
+# - **Top-k** keeps the k most likely tokens (all tokens tied with the k-th are kept). [Fan et al.
+#   2018](https://arxiv.org/abs/1805.04833), "Hierarchical Neural Story Generation", wrote stories by sampling this way.
+# - **Top-p** (nucleus) keeps the smallest set $S$ of most likely tokens with $\sum_{i \in S} p_i \ge p$;
+#   the token that crosses $p$ is kept: mat + floor + bed = $0.75 < 0.8$, so roof (→ 0.85) stays.
+#   [Holtzman et al. 2020](https://arxiv.org/abs/1904.09751), "The Curious Case of Neural Text Degeneration", proposed it, against
 #   top-k's fixed k, and named the failure of likelihood-maximising decoding that section 3 shows:
 #   *degeneration*, text that is bland, incoherent or stuck in repetitive loops.
-# - **Min-p** keeps tokens with at least min-p × the top probability: 0.2 × 0.35 = 0.07, so
+# - **Min-p** keeps the tokens with $p_i \ge \text{min-p} \times \max_j p_j$: $0.2 \times 0.35 = 0.07$, so
 #   roof (0.10) stays and chair (0.05) goes. Its cut-off adapts to how confident the model is
-#   (Nguyen et al. 2024, "Turning Up the Heat: Min-p Sampling for Creative and Coherent LLM
+#   ([Nguyen et al. 2024](https://arxiv.org/abs/2407.01082), "Turning Up the Heat: Min-p Sampling for Creative and Coherent LLM
 #   Outputs").
 
 # %%
@@ -203,7 +203,7 @@ print("top-k with a tie keeps", int(top_k_by_hand(tied, 2).isfinite().sum()), "t
 #
 # Greedy looks safe — always the best token — but a model's single most likely continuation is
 # often a loop: once a phrase repeats, repeating it again becomes the most likely thing to do.
-# Holtzman et al. (2020) call this *degeneration*, show it in greedy decoding and beam search
+# [Holtzman et al. (2020)](https://arxiv.org/abs/1904.09751) call this *degeneration*, show it in greedy decoding and beam search
 # alike (with GPT-2 Large), and made nucleus sampling to avoid it. We generate 150 tokens
 # greedily and with sampling and measure the fraction of 4-grams that already occurred earlier in
 # the same text.
@@ -223,7 +223,7 @@ assert greedy_rate > repeated_ngram_rate(sampled[prompt.shape[1]:].tolist(), 4)
 # **Why the loop feeds itself.** In training the model only ever predicted the next token of
 # *Shakespeare's* text (this is called teacher forcing). Generating, it reads its own. Nothing in
 # training showed it its own output, let alone its own mistakes: that train/test mismatch is
-# called *exposure bias* (Bengio et al. 2015, "Scheduled Sampling"; Ranzato et al. 2016). We do
+# called *exposure bias* ([Bengio et al. 2015](https://arxiv.org/abs/1506.03099), "Scheduled Sampling"; [Ranzato et al. 2016](https://arxiv.org/abs/1511.06732)). We do
 # not measure exposure bias here. We measure something narrower that a loop needs: how certain
 # the model becomes of its own greedy text as it goes. Take 8 passages of *Hamlet* (a validation
 # play, never trained on), keep 32 tokens of each as a prompt, and score two continuations of 160
@@ -262,10 +262,10 @@ assert quarters["its own greedy text"][-1] < quarters["its own greedy text"][0]
 # informative part is the trend: the model grows *more* certain of its own text the longer it
 # runs (asserted: its last quarter scores better than its first), while Shakespeare's text stays
 # as surprising as ever. Each repetition makes the next more likely: the loop reinforces itself
-# (Xu et al. 2022, "Learning to Break the Loop", measure this in larger models). Sampling breaks
+# ([Xu et al. 2022](https://arxiv.org/abs/2206.02369), "Learning to Break the Loop", measure this in larger models). Sampling breaks
 # out because it sometimes picks a less likely token. Training on the model's own outputs, as
 # scheduled sampling does, attacks the train/test mismatch itself; how much that mismatch matters
-# in large models is still argued about (He et al. 2021, "Exposure Bias versus Self-Recovery").
+# in large models is still argued about ([He et al. 2021](https://arxiv.org/abs/1905.10617), "Exposure Bias versus Self-Recovery").
 
 # %% [markdown]
 # ## 4. Combining filters, and their order
@@ -424,7 +424,7 @@ assert len({tuple(ids.tolist()) for ids in endings.values()}) == 3  # three sett
 #
 # - **repetition penalty**, as `transformers` applies it: every token already in the text,
 #   prompt included, has its logit divided by the penalty if positive, multiplied if negative.
-#   The idea comes from CTRL (Keskar et al. 2019), whose rule differs: it divides every
+#   The idea comes from CTRL ([Keskar et al. 2019](https://arxiv.org/abs/1909.05858)), whose rule differs: it divides every
 #   penalised logit by the penalty whatever its sign, and only for tokens generated so far;
 # - **frequency penalty** (OpenAI): subtract `count × penalty` — the more often a token was
 #   generated, the stronger the push;

@@ -615,12 +615,12 @@ assert int8_bytes < 0.3 * float32_bytes
 # a scale per small group of weights instead of per row.
 #
 # **What serving systems add.** Production servers treat the cache as the scarce resource it is.
-# vLLM (Kwon et al. 2023, "Efficient Memory Management for Large Language Model Serving with
+# vLLM ([Kwon et al. 2023](https://arxiv.org/abs/2309.06180), "Efficient Memory Management for Large Language Model Serving with
 # PagedAttention") stores it in fixed-size blocks of a few tokens, allocated as a sequence grows
 # and found through a per-sequence block table, as an operating system pages memory. No
 # sequence reserves `max_length` positions up front, as our preallocated cache does; at most one
 # part-filled block per sequence is wasted; and sequences that share a prompt share its blocks,
-# which beam search and parallel sampling exploit. With continuous batching (Yu et al. 2022,
+# which beam search and parallel sampling exploit. With continuous batching ([Yu et al. 2022](https://www.usenix.org/conference/osdi22/presentation/yu),
 # "Orca") a finished sequence leaves the batch and a new one takes its place at the next step.
 # Servers also quantise the cache as we just did, to int8 or 8-bit floats, for the same reason.
 #
@@ -968,7 +968,7 @@ except RuntimeError as error:
 # back, in every layer, and each grows with T²: at 32,768 tokens one of them is 4 GiB per head
 # in float32.
 #
-# FlashAttention (Dao et al. 2022, "FlashAttention: Fast and Memory-Efficient Exact Attention
+# FlashAttention ([Dao et al. 2022](https://arxiv.org/abs/2205.14135), "FlashAttention: Fast and Memory-Efficient Exact Attention
 # with IO-Awareness") never writes it. It takes the keys a block at a time and keeps, for each
 # query, three running quantities: the largest score seen so far $m$, the sum $\ell$ of
 # $e^{s - m}$ over the scores seen so far, and the output so far, the values weighted by the same
@@ -977,7 +977,7 @@ except RuntimeError as error:
 # when it rises from $m$ to $m'$ everything summed so far was measured against the old one:
 # multiplying $\ell$ and the output by $e^{m - m'}$ puts them on the new footing. After the last
 # block, output ÷ $\ell$ is exactly the softmax-weighted sum. This one-pass softmax with a running
-# maximum is Milakov & Gimelshein's (2018, "Online normalizer calculation for softmax");
+# maximum is [Milakov & Gimelshein's](https://arxiv.org/abs/1805.02867) (2018, "Online normalizer calculation for softmax");
 # FlashAttention applies it to attention inside one GPU kernel, so the blocks never leave the
 # chip's fast memory.
 #

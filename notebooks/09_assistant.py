@@ -531,9 +531,9 @@ for what in ("rendered twice", "no generation prompt"):
 #
 # Full fine-tuning updates every weight and keeps AdamW's two moments and a gradient for each:
 # for a 7B model, tens of gigabytes beyond the model itself, and a full copy of the model per
-# task. LoRA (Hu et al. 2021) freezes the model and learns, for chosen weight matrices W
-# (out × in), a low-rank update: W x + (alpha / r) B A x, with A (r × in) and B (out × r),
-# r (in + out) numbers instead of in × out. B starts at zero, so training starts exactly at the
+# task. LoRA ([Hu et al. 2021](https://arxiv.org/abs/2106.09685)) freezes the model and learns, for chosen weight matrices W
+# (out × in), a low-rank update: $Wx + \frac{\alpha}{r} BAx$, with $A$ ($r \times \text{in}$) and $B$ ($\text{out} \times r$),
+# $r(\text{in} + \text{out})$ numbers instead of $\text{in} \times \text{out}$. B starts at zero, so training starts exactly at the
 # base model; after training, B A folds into W (*merging*) and inference costs nothing extra.
 #
 # Write the adapter's forward pass. The class inherits everything else from the library's
@@ -657,8 +657,8 @@ print(f"largest difference, merged against unmerged: float32 {merge_error['float
       f"float64 {merge_error['float64']:.1e}, {merge_error['float32'] / merge_error['float64']:.0e} times smaller")
 
 # %% [markdown]
-# In float32 the two differ in the last bits of the logits (logits of size 10): W + (alpha / r) B A
-# rounds differently from W x + (alpha / r) B (A x). In float64 the same difference shrinks by
+# In float32 the two differ in the last bits of the logits (logits of size 10): $(W + \frac{\alpha}{r} BA)\,x$
+# rounds differently from $Wx + \frac{\alpha}{r} B(Ax)$. In float64 the same difference shrinks by
 # about as much as the precision grows (float64 carries 29 more bits, a factor of about 5e8):
 # the merge is exact, and the gap is rounding. (The bounds the checks print, 1e-4 and 1e-5, are
 # what holds on every CPU, not the size of the gap.)
@@ -671,7 +671,7 @@ print(f"largest difference, merged against unmerged: float32 {merge_error['float
 # to the same prompt and asks it to prefer the better one, which is how assistants learn what
 # is hard to write down but easy to judge.
 #
-# The classic recipe, **RLHF** (Christiano et al. 2017; Ouyang et al. 2022 for InstructGPT),
+# The classic recipe, **RLHF** ([Christiano et al. 2017](https://arxiv.org/abs/1706.03741); [Ouyang et al. 2022](https://arxiv.org/abs/2203.02155) for InstructGPT),
 # has three stages after SFT: people rank answers; a *reward model* learns to score answers as
 # they ranked them; then the language model is trained with reinforcement learning (PPO) to
 # write answers the reward model scores highly, while a KL penalty keeps it close to the SFT
@@ -679,12 +679,15 @@ print(f"largest difference, merged against unmerged: float32 {merge_error['float
 # sampling answers during training, and four models in memory: the policy, the reference, the
 # reward model and PPO's value model.
 #
-# **DPO** (Rafailov et al. 2023) shows that the KL-penalised objective has a closed-form best
+# **DPO** ([Rafailov et al. 2023](https://arxiv.org/abs/2305.18290)) shows that the KL-penalised objective has a closed-form best
 # policy, and turns it around: the reward is implicit in the policy itself,
-# r(x, y) = beta log(pi(y|x) / ref(y|x)). The preference pairs then train the policy directly,
-# with a classification loss on the difference of the two rewards:
 #
-# loss = -log sigmoid(r(x, y_chosen) - r(x, y_rejected))
+# $$r(x, y) = \beta \log \frac{\pi(y \mid x)}{\pi_{\text{ref}}(y \mid x)},$$
+#
+# with $\pi$ the policy and $\pi_{\text{ref}}$ the frozen reference. The preference pairs then train
+# the policy directly, with a classification loss on the difference of the two rewards:
+#
+# $$\text{loss} = -\log \sigma\big(r(x, y_{\text{chosen}}) - r(x, y_{\text{rejected}})\big).$$
 #
 # No reward model, no sampling, no PPO: two models (the policy and the frozen reference) and
 # the log-probabilities we already compute. Write the loss from the four summed log-probabilities:
@@ -714,8 +717,8 @@ print(f"at the start (policy = reference): loss {dpo_loss_by_hand(*four[[0, 1, 0
 #
 # DPO's loss can be pushed down for ever by widening the margins, so more steps are not always
 # better: the policy can move far from the reference (the KL) for wins that do not carry over to
-# new scenes, which is *over-optimisation* (Azar et al. 2023 show DPO drifts this way when the
-# preferences are deterministic, as ours are; Rafailov et al. 2024 measure it across model sizes).
+# new scenes, which is *over-optimisation* ([Azar et al. 2023](https://arxiv.org/abs/2310.12036) show DPO drifts this way when the
+# preferences are deterministic, as ours are; [Rafailov et al. 2024](https://arxiv.org/abs/2406.02900) measure it across model sizes).
 # So we stop every 10 steps to measure, on held-out questions (each one's right name against
 # each of its wrong ones): the win rate, the reward margin and the KL from the reference.
 
@@ -905,8 +908,8 @@ for split in (False, True):
 #    and why is the mean a safer start there too?
 # 4. LoRA of rank r on an (out × in) matrix trains r (in + out) numbers. How many is that for
 #    GPT-2 124M's `c_attn` (768 in, 2304 out) at r = 8, and what fraction of the matrix?
-# 5. DPO's implicit reward is beta log(pi / ref). Why does it need the reference model at all:
-#    what could the policy do to lower the loss if the reward were beta log pi alone?
+# 5. DPO's implicit reward is $\beta \log(\pi / \pi_{\text{ref}})$. Why does it need the reference model
+#    at all: what could the policy do to lower the loss if the reward were $\beta \log \pi$ alone?
 # 6. RLHF samples answers from the model during training; DPO only scores fixed pairs. Name one
 #    thing RLHF can learn from that DPO cannot see.
 # 7. Two models are right on about 60% of the same questions, and one is 3 points better. About

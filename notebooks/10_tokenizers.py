@@ -118,7 +118,7 @@ print("one word, many strings:", [s for s in with_punctuation if s.strip(".,;:!?
 # %% [markdown]
 # ## 3. Training: count, merge, repeat
 #
-# Byte-level BPE (Sennrich et al. 2016, on bytes as in GPT-2) starts from the 256 bytes and learns
+# Byte-level BPE ([Sennrich et al. 2016](https://arxiv.org/abs/1508.07909), on bytes as in GPT-2) starts from the 256 bytes and learns
 # merges. Each pre-token is a sequence of byte ids, and each distinct pre-token is counted once
 # with its frequency. Then, until the vocabulary is full:
 # 1. count every adjacent pair of ids, weighted by how often its pre-token occurs;
@@ -369,7 +369,7 @@ print(f"embedding: {len(tokenizer) * n_embd:,} of the bundled model's {parameter
 # tokenizer from the comparison (lesson 05).
 #
 # Whether a bigger vocabulary makes a better model for a fixed budget is an empirical question we
-# do not measure here (it would take training several models). Tao et al. (2024, "Scaling Laws
+# do not measure here (it would take training several models). [Tao et al.](https://arxiv.org/abs/2407.13623) (2024, "Scaling Laws
 # with Vocabulary") find that the best vocabulary grows with the model's size and compute, and
 # that many large models use vocabularies smaller than optimal. That is cited, not measured.
 #
@@ -415,7 +415,7 @@ assert any(len({len(piece) for piece in pieces}) > 1 for pieces in splits.values
 # The pieces follow frequency, not place value (asserted: 1601 and 1610 split into different
 # numbers of pieces, and pieces come in uneven lengths), so adding two numbers means adding pieces
 # that do not line up. Some tokenizers split every number into single digits for this reason
-# (LLaMA's does: Touvron et al. 2023, cited, not measured here).
+# (LLaMA's does: [Touvron et al. 2023](https://arxiv.org/abs/2302.13971), cited, not measured here).
 
 # %% [markdown]
 # **Words the plays never use** fall apart into short pieces, so the model sees them as strings it

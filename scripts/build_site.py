@@ -147,6 +147,19 @@ def stage(folder: Path) -> None:
     licence = (ROOT / "LICENSE-CONTENT.md").read_text(encoding="utf-8").replace("](LICENSE)", "](#the-mit-licence)")
     mit = (ROOT / "LICENSE").read_text(encoding="utf-8")
     (folder / "licences.md").write_text(licence + f"\n## The MIT licence\n\n```text\n{mit}```\n", encoding="utf-8")
+    stage_references(folder)
+
+
+def stage_references(folder: Path) -> None:
+    """The References page: every entry of ``docs/references.bib`` (sphinxcontrib-bibtex), listed
+    under the licences page, whose "Papers" line links to it."""
+    shutil.copy(ROOT / "docs" / "references.bib", folder / "references.bib")
+    (folder / "references.md").write_text(
+        "# References\n\nThe papers the lessons and answers cite, each linked where it is cited.\n\n"
+        "```{bibliography}\n:all:\n```\n", encoding="utf-8")
+    licences = folder / "licences.md"
+    text = licences.read_text(encoding="utf-8").replace("](docs/references.bib)", "](references.md)")
+    licences.write_text(text + "\n```{toctree}\n:hidden:\n\nreferences\n```\n", encoding="utf-8")
 
 
 def build(out: Path) -> int:

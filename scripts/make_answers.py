@@ -38,6 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
 LESSONS = ROOT / "notebooks"
 ANSWERS = ROOT / "docs" / "answers"
 MARKED = re.compile(r"<!-- value: (?P<name>[a-z0-9_]+) -->(?P<value>.*?)<!-- /value -->", re.DOTALL)
+# Markdown reads a line that starts with "<!--" as raw HTML (a CommonMark HTML block, which may
+# interrupt a paragraph): the rest of that line would lose its formatting and math, and the paragraph
+# would break there. So no marked value starts a line.
+LAST_WORD_BEFORE_A_VALUE = re.compile(r"(?<=\S) (?P<word>[^\s<>$`]+)\n(?P<indent>[ \t]*)(?=<!-- value:)")
+LINE_BREAK_BEFORE_A_VALUE = re.compile(r"(?<=\S)\n[ \t]*(?=<!-- value:)")
 
 
 class StoredOutputs:
@@ -97,7 +102,7 @@ def lesson_02(out: StoredOutputs) -> dict[str, str]:
         MiniGPT(tiny)(torch.zeros(1, tiny.context_length + 1, dtype=torch.long))
         too_long = "no error"
     except ValueError as error:
-        too_long = f"ValueError: {error}"
+        too_long = f"`ValueError: {error}`"  # as code, in the answer's sentence (a marker in a code block would show)
     return {
         "q1_parameters": f"{total:,}",
         "q1_embeddings": f"{embeddings:,}",
@@ -356,10 +361,17 @@ def filled(text: str, values: dict[str, str], source: str) -> str:
         used.add(name)
         return f"<!-- value: {name} -->{values[name]}<!-- /value -->"
 
-    result = MARKED.sub(replace, text)
+    result = no_value_starts_a_line(MARKED.sub(replace, text))
     if unused := sorted(set(values) - used):
         raise ValueError(f"{source}: values defined but never used: {', '.join(unused)}")
     return result
+
+
+def no_value_starts_a_line(text: str) -> str:
+    """``text`` with the last word of the line before each line-starting value moved down in front of
+    it (or, if that word is math, code or a value, the two lines joined): the same paragraphs, no raw HTML."""
+    text = LAST_WORD_BEFORE_A_VALUE.sub(lambda m: f"\n{m['indent']}{m['word']} ", text)
+    return LINE_BREAK_BEFORE_A_VALUE.sub(" ", text)
 
 
 def differences(path: Path, values: dict[str, str]) -> list[str]:
@@ -380,6 +392,8 @@ def main() -> int:
         new_text = filled(text, values, path.name)
         if args.check:
             stale += differences(path, values)
+            if no_value_starts_a_line(text) != text:
+                stale.append(f"{path.name}: a marked value starts a line, which Markdown reads as raw HTML")
         elif new_text != text:
             write_atomically(path, new_text.encode())
             print(f"{path.relative_to(ROOT)}: updated")

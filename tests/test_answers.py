@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jupytext
 import pytest
+from site_markdown import rendering_faults
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -81,3 +82,32 @@ def test_an_unknown_or_unused_value_is_refused():
         make_answers.filled("<!-- value: missing -->1<!-- /value -->", {}, "x.md")
     with pytest.raises(ValueError, match="never used: spare"):
         make_answers.filled("no values here", {"spare": "1"}, "x.md")
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_the_answers_render_as_written(lesson):
+    assert rendering_faults((make_answers.ANSWERS / f"{lesson}.md").read_text()) == []
+
+
+BROKEN_PARAGRAPH = "The loss fell to\n<!-- value: bug_loss -->0.23<!-- /value --> after *100* steps.\n"
+
+
+@pytest.mark.parametrize(("planted", "fault"), [
+    (BROKEN_PARAGRAPH, "line 2: read as raw HTML"),
+    ("A list:\n\n- <!-- value: bug_loss -->0.23<!-- /value --> after 100 steps\n", "read as raw HTML"),
+    ("It refuses:\n\n    <!-- value: too_long -->ValueError<!-- /value -->\n", "a comment shown in a code block"),
+    ("Attention grows like $T^2 with the length.\n", "TeX outside math: 'Attention grows like $T^2"),
+    ("The speedup is \\frac{K + 1}{K + v}.\n", "TeX outside math"),
+    ("Each draft adds a^{K+1} tokens.\n", "TeX outside math"),
+    ("It costs\n$$\\frac{K + 1}{K + v}.$$\nso it never wins.\n", "TeX outside math"),  # $$ inside a paragraph
+])
+def test_a_planted_rendering_fault_is_found(planted, fault):
+    faults = rendering_faults(planted)
+    assert any(fault in found for found in faults), faults
+
+
+def test_make_answers_keeps_a_value_inside_its_paragraph():
+    assert rendering_faults("Like $T^2$, it fell to <!-- value: x -->0.23<!-- /value --> in $T$ steps.\n") == []
+    filled = make_answers.filled(BROKEN_PARAGRAPH, {"bug_loss": "0.23"}, "x.md")
+    assert filled == "The loss fell\nto <!-- value: bug_loss -->0.23<!-- /value --> after *100* steps.\n"
+    assert rendering_faults(filled) == []

@@ -5,7 +5,10 @@ project = "Decoder-only language models, from the mask up"
 author = "the course's authors"
 copyright = "2026, the course's authors. Code: MIT. Lesson text and figures: CC BY 4.0"  # noqa: A001
 
-extensions = ["myst_nb"]
+extensions = ["myst_nb", "sphinxcontrib.bibtex"]
+# The papers the course cites (docs/references.bib, staged next to this file): the References page lists them all.
+bibtex_bibfiles = ["references.bib"]
+bibtex_default_style = "plain"
 exclude_patterns = ["_build", "_doctrees", "**/_*.ipynb", "_static/**"]  # _NN.ipynb: the downloads
 
 # The lessons' stored outputs are the page: nothing runs at build time.

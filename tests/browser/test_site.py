@@ -5,6 +5,7 @@ shows the last output its notebook stores."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,3 +100,44 @@ def test_every_page_loads_with_its_images_math_links_and_outputs(browser, site):
     lessons = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     assert {urljoin(site, f"lessons/{lesson.stem}.html") for lesson in lessons} <= seen, "a lesson page is unreachable"
     assert pages >= 2 * len(lessons) + 10 and images >= len(lessons) and math > 0
+
+
+LOOSE_TEXT = """article => {  // text outside any paragraph, list or table: Markdown read its line as raw HTML
+    const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT), loose = [];
+    for (let node = walker.nextNode(); node; node = walker.nextNode())
+        if (node.textContent.trim() && ["ARTICLE", "SECTION", "DIV"].includes(node.parentElement.tagName))
+            loose.push(node.textContent.trim().slice(0, 80));
+    return loose;
+}"""
+TEXT_OUTSIDE_MATH_AND_CODE = """article => {
+    const copy = article.cloneNode(true);
+    copy.querySelectorAll("mjx-container, pre, code, script, style").forEach(element => element.remove());
+    return copy.textContent;
+}"""
+
+
+def test_answers_pages_render_their_math_and_paragraphs(browser, site):
+    """Every answers page: each formula typeset by MathJax, no TeX ($, \\frac, ...) left in the text,
+    and every sentence inside a paragraph (none read as raw HTML, as a line starting with a comment is)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    answers = sorted((ROOT / "docs" / "answers").glob("[0-9][0-9]_*.md"))
+    assert answers
+    for source in answers:
+        url = urljoin(site, f"answers/{source.stem}.html")
+        response = page.goto(url, timeout=LOAD_MS, wait_until="load")
+        assert response is not None and response.ok, f"{url} answered {response and response.status}"
+        if "$" in source.read_text():
+            page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise"
+                                   " && MathJax.startup.promise.then(() => true)", timeout=LOAD_MS)
+            assert page.locator("article mjx-container").count() > 0, f"{url}: no formula typeset"
+        raw = page.locator("span.math:not(:has(mjx-container)), div.math:not(:has(mjx-container))")
+        assert raw.count() == 0, f"{url}: {raw.count()} formulas left as TeX"
+        article = page.locator("article")
+        text = article.evaluate(TEXT_OUTSIDE_MATH_AND_CODE)
+        tex = re.findall(r".{0,30}(?:\$|\\[a-zA-Z]{2,}).{0,30}", text)
+        assert tex == [], f"{url}: TeX shown as text: {tex}"
+        loose = article.evaluate(LOOSE_TEXT)
+        assert loose == [], f"{url}: text outside any paragraph (read as raw HTML): {loose}"
+        if source.stem.startswith("07_"):
+            screenshot(page, "site_answers")
+    page.close()
