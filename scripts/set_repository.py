@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # A GitHub repository's address, scheme, "github.com", OWNER and NAME, up to the next "/", "#",
 # quote, bracket or space.
 GITHUB_REPOSITORY = re.compile(r"https://github\.com/([A-Za-z0-9-]+)/([A-Za-z0-9._-]+)")
-OTHER_PROJECTS: frozenset[str] = frozenset()  # "owner/name" of other projects' repositories the files link to
+# "owner/name" of other projects' repositories the files link to
+OTHER_PROJECTS: frozenset[str] = frozenset({
+    "apoorvumang/prompt-lookup-decoding",  # Saxena 2023, prompt lookup decoding (docs/references.bib, lesson 07)
+})
 
 
 def repository_address(root: Path = ROOT) -> str:
