@@ -2,6 +2,7 @@
 
     python scripts/build_site.py              # writes site/ (open site/index.html)
     python scripts/build_site.py --out DIR
+    python -m http.server -d site             # optional: search results then have excerpts
 
 The site is Sphinx with MyST-NB (the engine of Jupyter Book 1) and the Book theme: MyST-NB renders
 a notebook's stored outputs as they are (``nb_execution_mode = "off"``), so the build takes
@@ -9,11 +10,14 @@ seconds, and Sphinx gives cross-references that fail the build when a page is mi
 page that works offline, and math through a MathJax served from the site itself
 (``docs/site/_static/mathjax``), so pages render with no network.
 
-Pages: a landing page made of the README's course map and lesson figures, one page per lesson
-(``notebooks/``) and per workbook (``exercises/``), the answers (``docs/answers/``), the teaching
-guide, the README's "Where things live", CONTRIBUTING and the licences. Each lesson page links to
-its ``.ipynb``; a widget shows as the screenshot the browser tests take of it, with how to run it
-live. Sources are staged in a temporary folder (links rewritten for the site), then built.
+Pages: a landing page made of the README's course map and lesson figures, "Get started" (the
+README's install, troubleshooting, offline and grading sections, read from it at each build), one
+page per lesson (``notebooks/``) and per workbook (``exercises/``, titled "Workbook NN"), the
+answers (``docs/answers/``), the teaching guide, the README's "Where things live", CONTRIBUTING and
+the licences. Each lesson and workbook page offers its ``.ipynb`` and ``.py`` as stored and links
+to its lesson or workbook and its answers, which link back; a widget shows as the screenshot the
+browser tests take of it, with how to run it live; code cells show without the lines only the
+tests read. Sources are staged in a temporary folder (links rewritten for the site), then built.
 """
 
 from __future__ import annotations
@@ -33,10 +37,13 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "docs" / "site" / "conf.py"
-WIDGET_SCREENSHOTS = {  # lesson -> the README screenshot of the widget it displays
-    "03_sampling_and_generate": ("playground.png", "the sampling playground"),
-    "06_attention": ("attention_explorer.png", "the attention explorer"),
-    "09_assistant": ("chat_box.png", "the chat box"),
+WIDGET_SCREENSHOTS = {  # lesson -> the README screenshot of the widget it displays, and what it shows
+    "03_sampling_and_generate": ("playground.png", "the sampling playground: sliders for temperature, top-k "
+                                 "and top-p above a table of the next token's probabilities before and after them"),
+    "06_attention": ("attention_explorer.png", "the attention explorer: a text, layer and head chosen above the "
+                     "head's scores and its attention weights as a heatmap, queries down and keys across"),
+    "09_assistant": ("chat_box.png", "the chat box: a scene sent by the user, the model's short reply, and the "
+                     "message box, Send and Clear buttons and temperature slider"),
 }
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
@@ -250,10 +257,12 @@ def lesson_notebook(source: Path, images: str, workbook: bool) -> nbformat.Noteb
             continue
         cell.outputs = [o for o in cell.outputs if o not in widget_outputs]
         if source.stem in WIDGET_SCREENSHOTS:
-            image, widget = WIDGET_SCREENSHOTS[source.stem]
+            image, shown = WIDGET_SCREENSHOTS[source.stem]
+            widget = shown.split(":")[0]
             cells.append(nbformat.v4.new_markdown_cell(
-                f"![{widget}]({images}/{image})\n\n*A screenshot of {widget}: on this page it cannot move. Run the "
-                f"{kind} in JupyterLab, or serve it alone with `python -m course_utils classroom`, to use it live.*"))
+                f"[![{shown}]({images}/{image})]({images}/{image})\n\n*A screenshot of {widget} (click it for its "
+                f"full size): on this page it cannot move. Run the {kind} in JupyterLab, or serve it alone with "
+                f"`python -m course_utils classroom`, to use it live.*"))
     notebook.cells = cells
     return notebook
 
@@ -344,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.out, ignore_errors=True)
     staging.replace(args.out)
     pages = len(list(args.out.rglob("*.html")))
-    print(f"wrote {args.out}: {pages} pages in {time.perf_counter() - started:.0f} s; open {args.out / 'index.html'}")
+    print(f"wrote {args.out}: {pages} pages in {time.perf_counter() - started:.0f} s; open {args.out / 'index.html'}, "
+          f"or for search excerpts serve it: python -m http.server -d {args.out}")
     return 0
 
 

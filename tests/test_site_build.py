@@ -36,7 +36,8 @@ def test_a_widget_output_becomes_its_screenshot_and_the_page_links_its_download(
     assert "<downloads/09_assistant.ipynb>" in page.cells[1].source  # the download: the notebook as stored
     assert "<downloads/09_assistant.py>" in page.cells[1].source
     assert page.cells[2].outputs == []
-    assert "![the chat box](../images/chat_box.png)" in page.cells[3].source
+    assert "[![the chat box: a scene sent by the user" in page.cells[3].source
+    assert "](../images/chat_box.png)](../images/chat_box.png)" in page.cells[3].source  # click for its full size
 
 
 def test_the_get_started_page_is_the_readme_s_sections_with_its_install_command():
