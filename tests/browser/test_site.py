@@ -232,3 +232,20 @@ def test_search_excerpts_quote_the_page_and_from_a_file_say_how_to_get_them(brow
     assert errors == [], f"search from file:// logs errors: {errors}"
     assert "python -m http.server" in page.locator(".file-search-note").inner_text()
     page.close()
+
+
+def test_tables_fit_the_page_the_course_map_header_is_one_line_and_figures_are_full_width(browser, site):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    for path in ("index.html", "teaching.html", "get-started.html"):
+        page.goto(urljoin(site, path), timeout=LOAD_MS)
+        cut = page.eval_on_selector_all("article table", "tables => tables.filter(t => t.scrollWidth > t.clientWidth + 1)"
+                                                         ".map(t => t.querySelector('th').innerText)")
+        assert cut == [], f"{path}: tables wider than the page, by their first header: {cut}"
+    page.goto(urljoin(site, "index.html"), timeout=LOAD_MS)
+    header = page.locator("article table thead").first.bounding_box()
+    assert header is not None and header["height"] < 60, f"the course map's header is {header} high"
+    text_width = page.locator("article").bounding_box()["width"]
+    figures = page.eval_on_selector_all("article a > img[src*='lesson_']", "imgs => imgs.map(i => i.width)")
+    assert len(figures) == len(lesson_pages("lessons")), figures
+    assert min(figures) > 0.5 * text_width, f"gallery figures {figures} px wide in a text {text_width} px wide"
+    page.close()
