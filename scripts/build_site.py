@@ -97,14 +97,14 @@ EMPTY_TABLE_ROW = re.compile(r"\|(\s*(---)?\s*\|)+")  # a table's header row wit
 
 def gallery_one_per_row(markdown: str) -> str:
     """A table of captioned images (``| ![alt](src) caption | ... |``) becomes one figure per row,
-    each as wide as the page so that its text is legible, and each a link to its full size."""
+    each as wide as the text so that its labels are legible."""
     lines: list[str] = []
     for line in markdown.split("\n"):
         figures = GALLERY_ROW.findall(line) if line.startswith("| ![") else []
         if figures:
             while lines and EMPTY_TABLE_ROW.fullmatch(lines[-1]):
                 lines.pop()
-            lines.extend(f"[![{alt}]({src})]({src})\n\n*{caption.strip()}*\n" for alt, src, caption in figures)
+            lines.extend(f"![{alt}]({src})\n\n*{caption.strip()}*\n" for alt, src, caption in figures)
         else:
             lines.append(line)
     return "\n".join(lines)
@@ -260,9 +260,8 @@ def lesson_notebook(source: Path, images: str, workbook: bool) -> nbformat.Noteb
             image, shown = WIDGET_SCREENSHOTS[source.stem]
             widget = shown.split(":")[0]
             cells.append(nbformat.v4.new_markdown_cell(
-                f"[![{shown}]({images}/{image})]({images}/{image})\n\n*A screenshot of {widget} (click it for its "
-                f"full size): on this page it cannot move. Run the {kind} in JupyterLab, or serve it alone with "
-                f"`python -m course_utils classroom`, to use it live.*"))
+                f"![{shown}]({images}/{image})\n\n*A screenshot of {widget}: on this page it cannot move. Run the "
+                f"{kind} in JupyterLab, or serve it alone with `python -m course_utils classroom`, to use it live.*"))
     notebook.cells = cells
     return notebook
 
