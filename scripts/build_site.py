@@ -63,16 +63,13 @@ GET_STARTED_SECTIONS = (  # the README's sections on the "Get started" page, as 
     ("Quick start", 2), ("Troubleshooting", 2), ("Offline use", 2), ("Grading a class", 3))
 
 
-def site_links(markdown: str, repository: str = "") -> str:
-    """README-relative links made site-relative: lessons, workbooks, images and the pages the site
-    has; a link to another file of the repository goes to it on ``repository`` (its address)."""
+def site_links(markdown: str) -> str:
+    """README-relative links made site-relative: lessons, workbooks, images and the pages the site has."""
     markdown = re.sub(r"\]\(notebooks/([0-9][0-9]_\w+)\.ipynb\)", r"](lessons/\1.ipynb)", markdown)
     markdown = re.sub(r"\]\(exercises/([0-9][0-9]_\w+)\.ipynb\)", r"](workbooks/\1.ipynb)", markdown)
     markdown = markdown.replace("](docs/images/", "](images/").replace("](docs/teaching.md", "](teaching.md")
     markdown = markdown.replace("](docs/answers/", "](answers/").replace("](CONTRIBUTING.md)", "](contributing.md)")
     markdown = markdown.replace("](LICENSE-CONTENT.md)", "](licences.md)").replace("](LICENSE)", "](licences.md)")
-    if repository:
-        markdown = re.sub(r"\]\((\.github/[^)\s]+)\)", rf"]({repository}/blob/HEAD/\1)", markdown)
     return markdown
 
 
@@ -171,7 +168,7 @@ How to install the course and open its lessons, what to do when something fails,
 offline and how to grade a class: the sections of the repository's
 [README]({repository}#readme) with these titles, as they stand in it.
 
-{sections}""", repository)
+{sections}""")
 
 
 def site_code(source: str) -> str:
