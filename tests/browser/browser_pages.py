@@ -19,13 +19,44 @@ import pytest
 UPDATE_SECONDS = 30.0  # how long a learner would wait for the page to follow a control
 
 
+CONTENT_BOX = """root => {
+  const boxes = [];
+  const texts = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  while (texts.nextNode()) {
+    if (texts.currentNode.textContent.trim()) {
+      const range = document.createRange();
+      range.selectNodeContents(texts.currentNode);
+      boxes.push(range.getBoundingClientRect());
+    }
+  }
+  root.querySelectorAll("input, textarea, button, select, td, img, svg, canvas, .noUi-target")
+    .forEach(element => boxes.push(element.getBoundingClientRect()));
+  const shown = boxes.filter(box => box.width > 0 && box.height > 0);
+  const left = Math.min(...shown.map(box => box.left)), top = Math.min(...shown.map(box => box.top));
+  return {x: left + window.scrollX, y: top + window.scrollY,
+          width: Math.max(...shown.map(box => box.right)) - left,
+          height: Math.max(...shown.map(box => box.bottom)) - top};
+}"""
+MARGIN_PX = 8
+
+
 def screenshot(target, name: str) -> None:
     """Save a screenshot of a page or element as ``<name>.png`` when ``COURSE_SCREENSHOTS`` is set
-    (``scripts/update_screenshots.py`` sets it)."""
+    (``scripts/update_screenshots.py`` sets it). An element is cropped to what it shows, its text,
+    controls and cells, and not the empty width and height its box stretches to; at twice the
+    page's pixels, so that its text stays sharp where a page shows it smaller."""
     folder = os.environ.get("COURSE_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        target.screenshot(path=str(Path(folder) / f"{name}.png"))
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = str(Path(folder) / f"{name}.png")
+    if not hasattr(target, "bounding_box"):  # a page, not an element
+        target.screenshot(path=path)
+        return
+    box = target.evaluate(CONTENT_BOX)
+    clip = {"x": max(box["x"] - MARGIN_PX, 0), "y": max(box["y"] - MARGIN_PX, 0),
+            "width": box["width"] + 2 * MARGIN_PX, "height": box["height"] + 2 * MARGIN_PX}
+    target.page.screenshot(path=path, clip=clip, full_page=True, scale="device")
 
 
 def failure_screenshot(page, name: str) -> None:

@@ -17,7 +17,7 @@ LOAD_SECONDS = 90.0
 
 
 def open_page(browser, classroom: str, page_name: str, wait_for_text: str):
-    page = browser.new_page(viewport={"width": 1100, "height": 1500})  # the whole heatmap
+    page = browser.new_page(viewport={"width": 1100, "height": 1500}, device_scale_factor=2)  # the whole heatmap, sharp
     page.goto(f"{classroom}/voila/render/{page_name}.ipynb", timeout=LOAD_SECONDS * 1000)
     page.locator(".widget-label", has_text=wait_for_text).first.wait_for(timeout=LOAD_SECONDS * 1000)
     return page

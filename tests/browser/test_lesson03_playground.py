@@ -31,7 +31,7 @@ def lesson_page(browser, jupyter_lab):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     nbformat.write(notebook, folder / LESSON)
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page = browser.new_page(viewport={"width": 1280, "height": 1000}, device_scale_factor=2)  # sharp screenshots
     page.goto(f"{base}/lab/tree/{LESSON}?token={token}")
     # Wait for the status bar's "Python 3 (ipykernel) | Idle": it says Idle only once the page is
     # connected to a running kernel. (The toolbar's execution indicator starts out 'idle' before
