@@ -162,6 +162,7 @@ def get_started_page(readme: str, repository: str) -> str:
     """The README's install, troubleshooting (the doctor), offline and grading sections, as one page."""
     sections = "\n".join(f"## {title}\n\n{readme_section(readme, title, level)}"
                          for title, level in GET_STARTED_SECTIONS)
+    sections = readme_anchors_outside(sections, repository)
     return site_links(f"""# Get started
 
 How to install the course and open its lessons, what to do when something fails, how to work
@@ -169,6 +170,19 @@ offline and how to grade a class: the sections of the repository's
 [README]({repository}#readme) with these titles, as they stand in it.
 
 {sections}""")
+
+
+def heading_anchor(title: str) -> str:
+    """The anchor GitHub and MyST give a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def readme_anchors_outside(markdown: str, repository: str) -> str:
+    """Links to a README heading (``](#anchor)``) that ``markdown`` does not hold, pointed at the
+    README in the repository, where that heading is."""
+    held = {heading_anchor(title) for title in re.findall(r"^#+ (.+)$", markdown, re.MULTILINE)}
+    return re.sub(r"\]\(#([\w-]+)\)",
+                  lambda link: link.group(0) if link.group(1) in held else f"]({repository}#{link.group(1)})", markdown)
 
 
 def site_code(source: str) -> str:

@@ -48,7 +48,8 @@ def test_the_get_started_page_is_the_readme_s_sections_with_its_install_command(
     assert install.startswith("python -m pip install") and install in page
     for title, level in build_site.GET_STARTED_SECTIONS:
         assert f"\n## {title}\n" in page
-        assert build_site.site_links(build_site.readme_section(readme, title, level)) in page  # the text, not a copy
+        section = build_site.readme_section(readme, title, level)  # the text itself, not a copy
+        assert build_site.site_links(build_site.readme_anchors_outside(section, build_site.repository_address())) in page
     assert "python -m course_utils doctor" in page and "course_utils grade" in page
     assert "](docs/" not in page and "](CONTRIBUTING.md)" not in page
 
@@ -123,3 +124,11 @@ def test_the_course_map_keeps_a_one_line_header_and_the_gallery_one_figure_per_r
     figures = build_site.gallery_one_per_row(gallery)
     assert figures.startswith("![01: the mask](docs/images/a.png)\n\n*01: the mask*\n")
     assert "|" not in figures and "![02: b](docs/images/b.png)\n\n*02: b*" in figures
+
+
+def test_get_started_points_links_to_other_readme_sections_at_the_repository():
+    section = "## Offline use\n\nSee [data](#data-and-attribution) and [here](#offline-use)."
+    page = build_site.readme_anchors_outside(section, "https://example.org/course")
+    assert "[data](https://example.org/course#data-and-attribution)" in page
+    assert "[here](#offline-use)" in page
+    assert build_site.heading_anchor("Data and attribution") == "data-and-attribution"
