@@ -42,14 +42,15 @@ def test_a_widget_output_becomes_its_screenshot_and_the_page_links_its_download(
 
 def test_the_get_started_page_is_the_readme_s_sections_with_its_install_command():
     readme = (ROOT / "README.md").read_text()
-    page = build_site.get_started_page(readme, build_site.repository_address())
+    repository = build_site.repository_address()
+    page = build_site.get_started_page(readme, repository)
     quick_start = build_site.readme_section(readme, "Quick start")
     install = re.search(r"```bash\n# 1\.[^\n]*\n([^\n]+)\n```", quick_start).group(1)
     assert install.startswith("python -m pip install") and install in page
     for title, level in build_site.GET_STARTED_SECTIONS:
         assert f"\n## {title}\n" in page
         section = build_site.readme_section(readme, title, level)  # the text itself, not a copy
-        assert build_site.site_links(build_site.readme_anchors_outside(section, build_site.repository_address())) in page
+        assert build_site.site_links(build_site.readme_anchors_outside(section, repository)) in page
     assert "python -m course_utils doctor" in page and "course_utils grade" in page
     assert "](docs/" not in page and "](CONTRIBUTING.md)" not in page
 
