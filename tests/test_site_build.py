@@ -40,6 +40,10 @@ def test_a_widget_output_becomes_its_screenshot_and_the_page_links_its_download(
     assert "](../images/chat_box.png)\n" in page.cells[3].source
 
 
+def without_link_targets(markdown: str) -> str:
+    return re.sub(r"\]\([^)]*\)", "]()", markdown)
+
+
 def test_the_get_started_page_is_the_readme_s_sections_with_its_install_command():
     readme = (ROOT / "README.md").read_text()
     repository = build_site.repository_address()
@@ -49,8 +53,8 @@ def test_the_get_started_page_is_the_readme_s_sections_with_its_install_command(
     assert install.startswith("python -m pip install") and install in page
     for title, level in build_site.GET_STARTED_SECTIONS:
         assert f"\n## {title}\n" in page
-        section = build_site.readme_section(readme, title, level)  # the text itself, not a copy
-        assert build_site.site_links(build_site.readme_anchors_outside(section, repository)) in page
+        section = build_site.readme_section(readme, title, level)  # the text itself, not a copy (links retargeted)
+        assert without_link_targets(section) in without_link_targets(page)
     assert "python -m course_utils doctor" in page and "course_utils grade" in page
     assert "](docs/" not in page and "](CONTRIBUTING.md)" not in page
 
