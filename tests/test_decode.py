@@ -16,16 +16,24 @@ def small_gpt(seed: int = 0) -> MiniGPT:
     return MiniGPT(GPTConfig(vocab_size=97, context_length=64, n_layer=3, n_head=4, n_embd=32)).eval()
 
 
-@pytest.mark.parametrize("batch", [1, 3])
-@pytest.mark.parametrize("chunk", [2, 5])
-def test_a_chunk_of_new_tokens_equals_the_module_path_bit_for_bit(batch, chunk):
-    """Speculative decoding's verification: a chunk after the cached prompt, then one token after it."""
+def model_and_two_caches_after_a_prompt(batch: int) -> tuple[MiniGPT, PreallocatedKVCache, PreallocatedKVCache]:
+    """small_gpt and two caches of 20 positions that each hold the same 7-token prompt: one for
+    decode_step, one for the module path."""
     model = small_gpt()
     prompt = torch.randint(0, 97, (batch, 7), generator=torch.Generator().manual_seed(1))
     fast, slow = PreallocatedKVCache(20), PreallocatedKVCache(20)
     with torch.no_grad():
         model(prompt, cache=fast)
         model(prompt, cache=slow)
+    return model, fast, slow
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("chunk", [2, 5])
+def test_a_chunk_of_new_tokens_equals_the_module_path_bit_for_bit(batch, chunk):
+    """Speculative decoding's verification: a chunk after the cached prompt, then one token after it."""
+    model, fast, slow = model_and_two_caches_after_a_prompt(batch)
+    with torch.no_grad():
         for size in (chunk, 1, chunk):
             tokens = torch.randint(0, 97, (batch, size), generator=torch.Generator().manual_seed(size))
             assert takes_fast_step(model, tokens, None, fast)
@@ -51,12 +59,8 @@ def test_decode_step_refuses_to_pass_the_context_length_as_the_model_does():
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_decode_step_equals_the_module_path_bit_for_bit(batch):
-    model = small_gpt()
-    prompt = torch.randint(0, 97, (batch, 7), generator=torch.Generator().manual_seed(1))
-    fast, slow = PreallocatedKVCache(20), PreallocatedKVCache(20)
+    model, fast, slow = model_and_two_caches_after_a_prompt(batch)
     with torch.no_grad():
-        model(prompt, cache=fast)
-        model(prompt, cache=slow)
         tokens = torch.randint(0, 97, (batch, 10), generator=torch.Generator().manual_seed(2))
         for step in range(10):
             token = tokens[:, step : step + 1]
