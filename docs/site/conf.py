@@ -2,13 +2,10 @@
 next to a copy of this file and builds them (see that script for what goes in)."""
 
 import os
-import tomllib
-from pathlib import Path
 
-# The repository's address has one place, pyproject.toml's [project.urls] Repository. The build
-# script stages this file elsewhere and names the repository it came from in COURSE_SITE_ROOT.
-_PYPROJECT = Path(os.environ.get("COURSE_SITE_ROOT", Path(__file__).resolve().parents[2])) / "pyproject.toml"
-REPOSITORY = tomllib.loads(_PYPROJECT.read_text(encoding="utf-8"))["project"]["urls"]["Repository"]
+# The repository's address has one place, pyproject.toml's [project.urls] Repository: the build
+# script reads it (set_repository.repository_address) and passes it here.
+REPOSITORY = os.environ["COURSE_SITE_REPOSITORY"]
 
 project = "Decoder-only language models, from the mask up"
 author = f"the contributors to {REPOSITORY}"  # the copyright holder LICENSE and LICENSE-CONTENT.md name
