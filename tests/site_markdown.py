@@ -5,9 +5,12 @@ tests/test_formulas.py)."""
 from __future__ import annotations
 
 import functools
+import os
 import re
 import runpy
+import sys
 from pathlib import Path
+from unittest import mock
 
 from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererHTML
@@ -15,6 +18,9 @@ from myst_parser.config.main import MdParserConfig
 from myst_parser.parsers.mdit import create_md_parser
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from set_repository import repository_address  # noqa: E402
+
 RAW_TEX = re.compile(r"\$|\\[a-zA-Z]{2,}|[\^_]\{")  # a dollar, a command like \frac, a ^{ or _{
 COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 # A formula typed as plain text: a power x^3 or 10000^(-2i/D), a subscript theta_i, a root or a proportion.
@@ -24,7 +30,9 @@ PLAIN_FORMULA = re.compile(r"\w\^[\w(-]|\b[a-zA-Z]+_(?:[a-zA-Z0-9]|\{)\b|√|∝
 @functools.cache
 def site_markdown_parser() -> MarkdownIt:
     """The parser the site reads a Markdown page with: MyST, with the extensions docs/site/conf.py enables."""
-    extensions = runpy.run_path(str(ROOT / "docs" / "site" / "conf.py"))["myst_enable_extensions"]
+    # conf.py reads the repository's address from the environment, as scripts/build_site.py passes it.
+    with mock.patch.dict(os.environ, {"COURSE_SITE_REPOSITORY": repository_address()}):
+        extensions = runpy.run_path(str(ROOT / "docs" / "site" / "conf.py"))["myst_enable_extensions"]
     return create_md_parser(MdParserConfig(enable_extensions=set(extensions)), RendererHTML)
 
 
