@@ -116,38 +116,50 @@ def generation_benchmark(model_name: str, runs: int, batch: int,
 FLOOR_CONTEXT = 300  # cached tokens before the timed step: the middle of a long generation
 
 
-def floor_report(model_names: list[str], runs: int, steps: int = 200) -> dict[str, DecodeFloor]:
+def floor_report(model_names: list[str], runs: int, steps: int = 200,
+                 draft_name: str | None = None) -> dict[str, DecodeFloor]:
     """For each model (batch 1, greedy, ``steps`` tokens): where a cached decoding step's time
     goes, and the step beside its floors (the bare GEMVs of every weight, and every weight read
-    once at this machine's copy bandwidth); prints both tables."""
+    once at this machine's copy bandwidth); prints both tables. The model named ``draft_name`` is
+    timed twice: on torch's threads, as ``generate`` runs it, and on ``DRAFT_THREADS``, as it
+    drafts for speculative decoding (its floor row is then labelled "<name>, drafting")."""
     bandwidth = memory_bandwidth()
+    threads = torch.get_num_threads()
     print(f"machine: {describe_machine()}; copy bandwidth {bandwidth:.1f} GB/s")
-    floors, breakdowns = {}, {}
+    floors: dict[str, tuple[int, DecodeFloor]] = {}
+    breakdowns = {}
     for name in model_names:
         hf_model, tokenizer = load_model(name)
         mini = MiniGPT.from_hf(hf_model)
         config = mini.config
         context = torch.randint(0, config.vocab_size, (1, min(FLOOR_CONTEXT, config.context_length - 1)),
                                 generator=torch.Generator().manual_seed(0))
-        floors[name] = decode_floor(mini, context, runs=max(runs, 10), bandwidth=bandwidth)
+        floors[name] = threads, decode_floor(mini, context, runs=max(runs, 10), bandwidth=bandwidth)
+        if name == draft_name:
+            with torch_threads(DRAFT_THREADS):
+                floors[f"{name}, drafting"] = DRAFT_THREADS, decode_floor(mini, context, runs=max(runs, 10),
+                                                                          bandwidth=bandwidth)
         prompt = tokenizer(PROMPT, return_tensors="pt").input_ids
         new_tokens = min(steps, config.context_length - prompt.shape[1])
         breakdowns[name] = step_breakdown(partial(generate, mini, prompt, new_tokens), new_tokens, runs)
-    print(f"\nwhere a step's time goes (microseconds per generated token, up to {steps} tokens from {PROMPT!r}):")
+    print(f"\nwhere a step's time goes (microseconds per generated token, up to {steps} tokens from {PROMPT!r}, "
+          f"{threads} threads):")
     print(f"{'':>28}" + "".join(f"{name:>24}" for name in model_names))
     for group in next(iter(breakdowns.values())):
         print(f"{group:>28}" + "".join(f"{breakdowns[name][group] * 1e6:24.0f}" for name in model_names))
     print(f"{'total':>28}" + "".join(f"{sum(breakdowns[name].values()) * 1e6:24.0f}" for name in model_names))
     print(f"\none cached step after up to {FLOOR_CONTEXT} tokens beside its floors "
           f"(medians of {max(runs, 10)} interleaved rounds):")
-    print(f"{'model':>24} {'modules ms':>11} {'step ms':>8} {'GEMVs ms':>9} {'weights MB':>11} "
+    print(f"{'model':>33} {'threads':>7} {'modules ms':>11} {'step ms':>8} {'GEMVs ms':>9} {'weights MB':>11} "
           f"{'at copy speed ms':>17} {'step/GEMVs':>11}")
-    for name, floor in floors.items():
-        print(f"{name:>24} {floor.module_step * 1e3:11.3f} {floor.step * 1e3:8.3f} {floor.gemvs * 1e3:9.3f} "
-              f"{floor.weight_bytes / 1e6:11.1f} {floor.copy * 1e3:17.3f} {floor.step_over_gemvs:10.2f}x")
+    for name, (on_threads, floor) in floors.items():
+        print(f"{name:>33} {on_threads:7d} {floor.module_step * 1e3:11.3f} {floor.step * 1e3:8.3f} "
+              f"{floor.gemvs * 1e3:9.3f} {floor.weight_bytes / 1e6:11.1f} {floor.copy * 1e3:17.3f} "
+              f"{floor.step_over_gemvs:10.2f}x")
     print("modules: the step through model(...), the modules the lessons write; step: as generate takes it "
-          "(course_utils.decode where it applies)")
-    return floors
+          "(course_utils.decode where it applies); drafting: on the threads the draft drafts with in speculative "
+          "decoding (speculative.DRAFT_THREADS), its products and its floor both")
+    return {name: floor for name, (_, floor) in floors.items()}
 
 
 def speculative_prediction(target: MiniGPT, draft: MiniGPT, prompts: list[torch.Tensor], new_tokens: int,
@@ -389,7 +401,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
     """The benchmark ``main``'s arguments name."""
     if args.floor:
         with torch.no_grad():
-            floor_report([args.model, args.draft], args.runs)
+            floor_report([args.model, args.draft], args.runs, draft_name=args.draft)
     elif args.benchmark == "generation":
         with torch.no_grad():
             generation_benchmark(args.model, args.runs, args.batch or 1, args.device)

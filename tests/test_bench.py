@@ -8,6 +8,7 @@ from conftest import make_random_gpt2
 from course_utils import bench
 from course_utils.bench import generation_benchmark, main
 from course_utils.hub import resolve
+from course_utils.speculative import DRAFT_THREADS
 
 
 def test_generation_benchmark_prints_medians_and_ratios(tmp_path, capsys):
@@ -302,10 +303,11 @@ def test_the_floor_report_prints_both_tables(tmp_path, capsys):
     folder = make_random_gpt2(tmp_path / "model", vocab_size=4096, n_positions=24, n_embd=32, n_layer=1, n_head=2)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(f"{resolve('shakespeare-gpt')}/{name}", folder)
-    floors = floor_report([str(folder)], runs=1, steps=8)
-    assert floors[str(folder)].gemvs > 0
+    floors = floor_report([str(folder)], runs=1, steps=8, draft_name=str(folder))
+    assert floors[str(folder)].gemvs > 0 and floors[f"{folder}, drafting"].gemvs > 0  # the draft, as it drafts too
     printed = capsys.readouterr().out
     assert "Python between operations" in printed and "step/GEMVs" in printed and "copy bandwidth" in printed
+    assert re.search(rf"{re.escape(str(folder))}, drafting +{DRAFT_THREADS} ", printed)  # its threads named
 
 
 def test_compiled_step_times_both_and_measures_their_difference():
