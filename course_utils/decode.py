@@ -101,7 +101,8 @@ class DecodeStep:
         position = len(cache)
         # one position per row, so activations stay (B, C): addmm is then the same matrix product
         # the modules' F.linear reaches after flattening (B, 1, C), without the reshapes around it
-        x = F.embedding(token_ids[:, 0], self.wte) + self.wpe[position]  # (B, C)
+        # a fresh tensor, so the residual sums below can add into it in place (the same arithmetic)
+        x = F.embedding(token_ids.view(B), self.wte).add_(self.wpe[position])  # (B, C)
         for layer, (ln_1_w, ln_1_b, attn_w_t, attn_b, proj_w_t, proj_b, ln_2_w, ln_2_b, fc_w_t, fc_b, fc_proj_w_t,
                     fc_proj_b) in enumerate(self.layers):
             h = F.layer_norm(x, (C,), ln_1_w, ln_1_b, epsilon)
@@ -109,11 +110,11 @@ class DecodeStep:
             q, k, v = torch.addmm(attn_b, h, attn_w_t).view(B, 3, H, 1, C // H).unbind(1)
             k, v = cache.extend(layer, k, v)  # (B, H, T_past + 1, D)
             y = F.scaled_dot_product_attention(q, k, v)  # one query: every cached key is in its past
-            x = x + torch.addmm(proj_b, y.reshape(B, C), proj_w_t)
+            x += torch.addmm(proj_b, y.reshape(B, C), proj_w_t)
             h = F.layer_norm(x, (C,), ln_2_w, ln_2_b, epsilon)
-            x = x + torch.addmm(fc_proj_b, F.gelu(torch.addmm(fc_b, h, fc_w_t), approximate="tanh"), fc_proj_w_t)
+            x += torch.addmm(fc_proj_b, F.gelu(torch.addmm(fc_b, h, fc_w_t), approximate="tanh"), fc_proj_w_t)
         x = F.layer_norm(x, (C,), *self.ln_f, epsilon)
-        return torch.mm(x, self.lm_head_t).unsqueeze(1)
+        return torch.mm(x, self.lm_head_t).view(B, 1, -1)
 
     def _chunk(self, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:
         """Logits (B, T, V) for ``token_ids`` (B, T), T > 1: the chunk speculative decoding verifies.
