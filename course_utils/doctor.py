@@ -165,7 +165,7 @@ def cpu_findings(measure_precision: bool = True) -> list[Finding]:
     from .hardware import choose_precision  # here: it needs torch (see the imports above)
 
     present, native = instruction_sets(cpu_flags())
-    name = _cpu_name()
+    name = cpu_name()
     sets = ", ".join(present) if present else "not reported by this system"
     capability = torch.backends.cpu.get_cpu_capability()
     findings = [
@@ -180,7 +180,8 @@ def cpu_findings(measure_precision: bool = True) -> list[Finding]:
     return findings
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The processor's model name as Linux reports it, else what ``platform`` knows."""
     for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()

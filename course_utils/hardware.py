@@ -21,12 +21,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import platform
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
+from .doctor import cpu_name
 from .timing import median_seconds
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -70,9 +70,10 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def describe_machine() -> str:
-    """One line for benchmark output and model cards: processor, cores, torch version, threads."""
-    processor = platform.processor() or platform.machine()
-    return f"{processor}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    """One line for benchmark output and model cards: processor and the kernels torch picked for it
+    (AVX512, AVX2: an emulated CPU shows here), cores, torch version, threads."""
+    return (f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()} kernels), {os.cpu_count()} cores, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
 def bfloat16_matmul_speedup(width: int, device: torch.device, runs: int = 3) -> float:

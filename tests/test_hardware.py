@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from course_utils import hardware
 from course_utils.hardware import (
     BFLOAT16_MIN_SPEEDUP,
     bfloat16_matmul_speedup,
@@ -93,3 +94,10 @@ def test_lessons_run_on_the_cpu_unless_course_device_says_otherwise(monkeypatch)
 
 def test_the_real_measurement_returns_a_positive_ratio():
     assert bfloat16_matmul_speedup(32, torch.device("cpu"), runs=1) > 0
+
+
+def test_the_machine_line_names_the_cpu_and_the_kernels_torch_picked(monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_name", lambda: "Some CPU 9000")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # as under --cpu avx2
+    line = hardware.describe_machine()
+    assert line.startswith("Some CPU 9000 (AVX2 kernels), ") and f"torch {torch.__version__}" in line
