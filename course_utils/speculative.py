@@ -329,10 +329,13 @@ def speculative_generate(
     return sequence, stats
 
 
-# Measured on the bundled pair (greedy, 5 prompts x 200 tokens, interleaved, median of paired
-# ratios, 2 cores): K = 5 gave 1.90x plain cached generation, K = 3, 4, 6, 8 1.74x, 1.64x, 1.46x,
-# 1.96x (the machine's noise is about 0.2x); K = 1-2 1.23x-1.27x. transformers' heuristic schedule
-# was slower than a constant K (measured with the earlier draft: 1.20x, 1.14x, 1.01x from 5, 10, 20).
+# Measured on the bundled pair by `bench speculative` (greedy, 5 prompts x 200 tokens, interleaved,
+# median of paired ratios, 2 cores of an AMD EPYC; the README's table): K = 5 gave 1.68x plain
+# cached generation with AVX-512 and 1.48x limited to AVX2, K = 3 1.53x and 1.36x, K = 7 1.83x and
+# 1.66x (the machine's noise is about 0.2x); K = 1 about 1x. Longer drafts (K = 7, 8) did as well or
+# better on this greedy benchmark; 5 wastes fewer drafts where fewer are accepted (sampling, other
+# text). transformers' heuristic schedule was slower than a constant K (measured with the earlier
+# draft: 1.20x, 1.14x, 1.01x from 5, 10, 20).
 DEFAULT_ASSISTANT_TOKENS = 5
 # The prompts lessons 04 and 07 and the speculative benchmark generate from.
 SPECULATIVE_PROMPTS = ("ROMEO.\n", "KING LEAR.\nBlow, winds,", "PORTIA.\nThe quality of mercy", "MACBETH.\nIs this",
