@@ -162,7 +162,7 @@ def instruction_sets(flags: Iterable[str]) -> tuple[list[str], bool]:
 def cpu_findings(measure_precision: bool = True) -> list[Finding]:
     import torch
 
-    from .hardware import choose_precision  # here: it needs torch (see the imports above)
+    from .hardware import choose_precision, cpu_name  # here: it needs torch (see the imports above)
 
     present, native = instruction_sets(cpu_flags())
     name = cpu_name()
@@ -178,14 +178,6 @@ def cpu_findings(measure_precision: bool = True) -> list[Finding]:
         findings.append(Finding("precision", f"training with precision='auto' uses {choice.precision} here: "
                                              f"{choice.reason.removeprefix('auto: ')}"))
     return findings
-
-
-def cpu_name() -> str:
-    """The processor's model name as Linux reports it, else what ``platform`` knows."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def gpu_finding() -> Finding:

@@ -21,12 +21,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import platform
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from .doctor import cpu_name
 from .timing import median_seconds
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -67,6 +68,14 @@ def torch_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def cpu_name() -> str:
+    """The processor's model name as Linux reports it, else what ``platform`` knows."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def describe_machine() -> str:
