@@ -124,7 +124,7 @@ def floor_report(model_names: list[str], runs: int, steps: int = 200,
     timed twice: on torch's threads, as ``generate`` runs it, and on ``DRAFT_THREADS``, as it
     drafts for speculative decoding (its floor row is then labelled "<name>, drafting")."""
     bandwidth = memory_bandwidth()
-    threads = torch.get_num_threads()
+    threads, rounds = torch.get_num_threads(), max(runs, 10)
     print(f"machine: {describe_machine()}; copy bandwidth {bandwidth:.1f} GB/s")
     floors: dict[str, tuple[int, DecodeFloor]] = {}
     breakdowns = {}
@@ -134,10 +134,10 @@ def floor_report(model_names: list[str], runs: int, steps: int = 200,
         config = mini.config
         context = torch.randint(0, config.vocab_size, (1, min(FLOOR_CONTEXT, config.context_length - 1)),
                                 generator=torch.Generator().manual_seed(0))
-        floors[name] = threads, decode_floor(mini, context, runs=max(runs, 10), bandwidth=bandwidth)
+        floors[name] = threads, decode_floor(mini, context, runs=rounds, bandwidth=bandwidth)
         if name == draft_name:
             with torch_threads(DRAFT_THREADS):
-                floors[f"{name}, drafting"] = DRAFT_THREADS, decode_floor(mini, context, runs=max(runs, 10),
+                floors[f"{name}, drafting"] = DRAFT_THREADS, decode_floor(mini, context, runs=rounds,
                                                                           bandwidth=bandwidth)
         prompt = tokenizer(PROMPT, return_tensors="pt").input_ids
         new_tokens = min(steps, config.context_length - prompt.shape[1])
@@ -149,7 +149,7 @@ def floor_report(model_names: list[str], runs: int, steps: int = 200,
         print(f"{group:>28}" + "".join(f"{breakdowns[name][group] * 1e6:24.0f}" for name in model_names))
     print(f"{'total':>28}" + "".join(f"{sum(breakdowns[name].values()) * 1e6:24.0f}" for name in model_names))
     print(f"\none cached step after up to {FLOOR_CONTEXT} tokens beside its floors "
-          f"(medians of {max(runs, 10)} interleaved rounds):")
+          f"(medians of {rounds} interleaved rounds):")
     print(f"{'model':>33} {'threads':>7} {'modules ms':>11} {'step ms':>8} {'GEMVs ms':>9} {'weights MB':>11} "
           f"{'at copy speed ms':>17} {'step/GEMVs':>11}")
     for name, (on_threads, floor) in floors.items():
