@@ -119,8 +119,9 @@ FLOOR_CONTEXT = 300  # cached tokens before the timed step: the middle of a long
 def floor_report(model_names: list[str], runs: int, steps: int = 200,
                  draft_name: str | None = None) -> dict[str, DecodeFloor]:
     """For each model (batch 1, greedy, ``steps`` tokens): where a cached decoding step's time
-    goes, and the step beside its floors (the bare GEMVs of every weight, and every weight read
-    once at this machine's copy bandwidth); prints both tables. The model named ``draft_name`` is
+    goes, and the step beside its floors (the bare GEMVs of every weight, as ``F.linear`` runs them
+    and split over torch's threads, and every weight read once at this machine's copy bandwidth);
+    prints both tables. The model named ``draft_name`` is
     timed twice: on torch's threads, as ``generate`` runs it, and on ``DRAFT_THREADS``, as it
     drafts for speculative decoding (its floor row is then labelled "<name>, drafting")."""
     bandwidth = memory_bandwidth()
@@ -150,15 +151,17 @@ def floor_report(model_names: list[str], runs: int, steps: int = 200,
     print(f"{'total':>28}" + "".join(f"{sum(breakdowns[name].values()) * 1e6:24.0f}" for name in model_names))
     print(f"\none cached step after up to {FLOOR_CONTEXT} tokens beside its floors "
           f"(medians of {rounds} interleaved rounds):")
-    print(f"{'model':>33} {'threads':>7} {'modules ms':>11} {'step ms':>8} {'GEMVs ms':>9} {'weights MB':>11} "
-          f"{'at copy speed ms':>17} {'step/GEMVs':>11}")
+    print(f"{'model':>33} {'threads':>7} {'modules ms':>11} {'step ms':>8} {'GEMVs ms':>9} {'split ms':>9} "
+          f"{'weights MB':>11} {'at copy speed ms':>17} {'step/GEMVs':>11} {'step/split':>11}")
     for name, (on_threads, floor) in floors.items():
         print(f"{name:>33} {on_threads:7d} {floor.module_step * 1e3:11.3f} {floor.step * 1e3:8.3f} "
-              f"{floor.gemvs * 1e3:9.3f} {floor.weight_bytes / 1e6:11.1f} {floor.copy * 1e3:17.3f} "
-              f"{floor.step_over_gemvs:10.2f}x")
+              f"{floor.gemvs * 1e3:9.3f} {floor.split_gemvs * 1e3:9.3f} {floor.weight_bytes / 1e6:11.1f} "
+              f"{floor.copy * 1e3:17.3f} {floor.step_over_gemvs:10.2f}x {floor.step_over_split_gemvs:10.2f}x")
     print("modules: the step through model(...), the modules the lessons write; step: as generate takes it "
-          "(course_utils.decode where it applies); drafting: on the threads the draft drafts with in speculative "
-          "decoding (speculative.DRAFT_THREADS), its products and its floor both")
+          "(course_utils.decode where it applies); GEMVs: F.linear's, as the step multiplies; split: the same "
+          "products, each split by its output rows over the threads (measure.split_gemv), since a one-row product "
+          "runs on one thread; drafting: on the threads the draft drafts with in speculative decoding "
+          "(speculative.DRAFT_THREADS), its products and its floors both")
     return {name: floor for name, (_, floor) in floors.items()}
 
 

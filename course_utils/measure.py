@@ -206,12 +206,16 @@ def weight_matrices(model: torch.nn.Module) -> list[torch.Tensor]:
 @dataclass(frozen=True)
 class DecodeFloor:
     """A cached decoding step (batch 1) beside what it cannot go below: ``step``,
-    ``module_step`` and ``gemvs`` in median seconds, ``weight_bytes`` the bytes of
-    ``weight_matrices``, ``bandwidth`` this machine's copy bandwidth in GB/s."""
+    ``module_step``, ``gemvs`` and ``split_gemvs`` in median seconds, ``weight_bytes`` the bytes
+    of ``weight_matrices``, ``bandwidth`` this machine's copy bandwidth in GB/s."""
 
     step: float  # one new token after ``context`` cached tokens, as generate runs it (decode.cached_forward)
     module_step: float  # the same step through model(...), the modules the lessons write
     gemvs: float  # one product of a vector with every weight matrix, back to back: the arithmetic a step cannot skip
+    # the same products, each split by its output rows into one part per thread (``split_gemv``): a
+    # product of one row runs on a single thread in the matrix library torch calls, however many
+    # threads torch has, so ``gemvs`` leaves the other cores idle
+    split_gemvs: float
     weight_bytes: int
     bandwidth: float
 
@@ -224,6 +228,23 @@ class DecodeFloor:
     def step_over_gemvs(self) -> float:
         return self.step / self.gemvs
 
+    @property
+    def step_over_split_gemvs(self) -> float:
+        return self.step / self.split_gemvs
+
+
+def split_gemv(vector: torch.Tensor, matrix: torch.Tensor, parts: int) -> torch.Tensor:
+    """``vector`` (1, C_in) times ``matrix`` (C_out, C_in) transposed, (1, C_out), as ``parts``
+    products of the vector with ``parts`` blocks of the matrix's rows, in one ``torch.bmm`` (which
+    runs each on a thread of its own), where ``parts`` divides C_out; else ``F.linear``. The same
+    dot products, so the same values up to rounding; a floor to time, not a way to decode:
+    generate's products are ``F.linear``'s."""
+    C_out, C_in = matrix.shape
+    if parts < 2 or C_out % parts:
+        return torch.nn.functional.linear(vector, matrix)
+    blocks = matrix.contiguous().view(parts, C_out // parts, C_in).transpose(1, 2)  # (parts, C_in, C_out / parts)
+    return torch.bmm(vector.expand(parts, *vector.shape), blocks).view(1, C_out)
+
 
 @torch.no_grad()
 def decode_floor(model: torch.nn.Module, context: torch.Tensor, runs: int = 30,
@@ -231,7 +252,8 @@ def decode_floor(model: torch.nn.Module, context: torch.Tensor, runs: int = 30,
     """Time a course model's cached step of one token after ``context`` (1, T), as ``generate``
     takes it and through ``model(...)``, against the bare products of a (1, C_in) vector with
     each of its ``weight_matrices`` (``F.linear``, no bias, nothing between them but a Python
-    loop), interleaved round by round; ``bandwidth`` (GB/s) defaults to ``memory_bandwidth()``."""
+    loop), and against the same products split over torch's threads (``split_gemv``), interleaved
+    round by round; ``bandwidth`` (GB/s) defaults to ``memory_bandwidth()``."""
     matrices = weight_matrices(model)
     vectors = [torch.randn(1, matrix.shape[1], dtype=matrix.dtype, device=matrix.device) for matrix in matrices]
     cache = PreallocatedKVCache(context.shape[1] + 1)
@@ -250,10 +272,18 @@ def decode_floor(model: torch.nn.Module, context: torch.Tensor, runs: int = 30,
         for vector, matrix in zip(vectors, matrices):
             torch.nn.functional.linear(vector, matrix)
 
-    rates = interleaved_rates({"step": step, "module_step": module_step, "gemvs": gemvs}, units=1, runs=runs)
+    threads = torch.get_num_threads()
+
+    def split_gemvs() -> None:
+        for vector, matrix in zip(vectors, matrices):
+            split_gemv(vector, matrix, threads)
+
+    rates = interleaved_rates({"step": step, "module_step": module_step, "gemvs": gemvs, "split_gemvs": split_gemvs},
+                              units=1, runs=runs)
     return DecodeFloor(step=statistics.median(1 / rate for rate in rates["step"]),
                        module_step=statistics.median(1 / rate for rate in rates["module_step"]),
                        gemvs=statistics.median(1 / rate for rate in rates["gemvs"]),
+                       split_gemvs=statistics.median(1 / rate for rate in rates["split_gemvs"]),
                        weight_bytes=sum(matrix.numel() * matrix.element_size() for matrix in matrices),
                        bandwidth=memory_bandwidth() if bandwidth is None else bandwidth)
 

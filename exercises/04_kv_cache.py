@@ -913,26 +913,38 @@ print("decode_step's logits equal the modules' bit for bit, after 299 cached tok
 
 # %% [markdown]
 # Now the step three ways, interleaved: through the modules, as `generate` takes it, and the
-# floor no step can go below, the **bare GEMVs**: one vector times each weight matrix, back to
-# back, with nothing between them but a Python loop. Beside them, the time to read every weight
-# once at the copy speed measured above.
+# floor of its arithmetic, the **bare GEMVs**: one vector times each weight matrix, back to back,
+# with nothing between them but a Python loop. A product of one row runs on a single core in the
+# matrix library torch calls, however many threads torch has, so we also time the same products
+# each split by its output rows into one part per thread (`split_gemv`: one batched product whose
+# parts run side by side). Beside them, the time to read every weight once at the copy speed
+# measured above.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 floors = {name: decode_floor(m, context, bandwidth=bandwidth) for name, m in (("target", model), ("draft", draft))}
-print(f"{'':>8} {'modules ms':>11} {'step ms':>8} {'GEMVs ms':>9} {'copy ms':>8} {'step/GEMVs':>11} {'modules/step':>13}")
+print(f"{'':>8} {'modules ms':>11} {'step ms':>8} {'GEMVs ms':>9} {'split ms':>9} {'copy ms':>8} {'step/GEMVs':>11} "
+      f"{'step/split':>11} {'modules/step':>13}")
 for name, floor in floors.items():
     print(f"{name:>8} {floor.module_step * 1e3:11.3f} {floor.step * 1e3:8.3f} {floor.gemvs * 1e3:9.3f} "
-          f"{floor.copy * 1e3:8.3f} {floor.step_over_gemvs:10.2f}x {floor.module_step / floor.step:12.2f}x")
+          f"{floor.split_gemvs * 1e3:9.3f} {floor.copy * 1e3:8.3f} {floor.step_over_gemvs:10.2f}x "
+          f"{floor.step_over_split_gemvs:10.2f}x {floor.module_step / floor.step:12.2f}x")
 
 # %% [markdown]
-# Read the last two columns on your machine. Removing the modules' bookkeeping matters most for
-# the small draft, where the matrix products are short and the fixed cost of each operation is a
-# large share of the step. What remains above the GEMVs is work a step cannot skip but the
-# floor does not count: attention over the cached tokens (one fused kernel per layer, with a
-# fixed cost of its own), the layer norms, the cache writes, and a few microseconds of Python and
-# dispatch for each of the thirty-odd operations left. Lesson 07 shows why this matters: the
-# cheaper a draft step is next to a target step, the more speculative decoding gains.
+# Read the ratios on your machine. Removing the modules' bookkeeping matters most for the small
+# draft, where the matrix products are short and the fixed cost of each operation is a large
+# share of the step. What remains above the GEMVs is work a step cannot skip but the floor does
+# not count: attention over the cached tokens (one fused kernel per layer, with a fixed cost of
+# its own), the layer norms, the cache writes, and a few microseconds of Python and dispatch for
+# each of the thirty-odd operations left. Lesson 07 shows why this matters: the cheaper a draft
+# step is next to a target step, the more speculative decoding gains.
+#
+# The split column is a lower floor. Where it is faster than the GEMVs, each whole product leaves
+# a core idle, and so does every step built from whole products, `transformers`' included: a step
+# at its GEMVs would still be above what the machine can do. Splitting only pays for large
+# matrices (the draft's are small, and on one thread there is nothing to split), and a step that
+# split its products would be a different kernel call from the modules', so `generate` keeps them
+# whole, the modules' own calls.
 #
 # ### What `torch.compile` buys
 #

@@ -287,14 +287,31 @@ def test_decode_floor_and_the_breakdown_of_a_step():
     model = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
     context = torch.randint(0, 50, (1, 10))
     floor = decode_floor(model, context, runs=3, bandwidth=10.0)
-    assert floor.step > 0 and floor.module_step > 0 and floor.gemvs > 0
+    assert floor.step > 0 and floor.module_step > 0 and floor.gemvs > 0 and floor.split_gemvs > 0
     assert floor.step_over_gemvs == floor.step / floor.gemvs
+    assert floor.step_over_split_gemvs == floor.step / floor.split_gemvs
     assert floor.weight_bytes == 4 * (12 * 16 * 16 + 50 * 16) and floor.copy == floor.weight_bytes / 10e9
     with torch.no_grad():
         breakdown = step_breakdown(lambda: generate(model, context, 5), steps=5, runs=2)
     assert breakdown["matrix products"] > 0 and breakdown["attention"] > 0
     assert breakdown["Python between operations"] >= 0
     assert "other operations" in breakdown
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 4])
+def test_a_split_gemv_gives_f_linears_values(parts):
+    """Split by output rows (or whole, where the parts do not divide them), the same dot products."""
+    from course_utils.measure import split_gemv
+
+    torch.manual_seed(parts)
+    vector = torch.randn(1, 48)
+    for out_features in (96, 97):  # 97: no even split
+        matrix = torch.randn(out_features, 48)
+        got = split_gemv(vector, matrix, parts)
+        assert got.shape == (1, out_features)
+        torch.testing.assert_close(got, torch.nn.functional.linear(vector, matrix))
+    transposed = torch.randn(48, 96).t()  # not contiguous: split from a copy
+    torch.testing.assert_close(split_gemv(vector, transposed, parts), vector @ transposed.t())
 
 
 def test_the_floor_report_prints_both_tables(tmp_path, capsys):
@@ -307,6 +324,7 @@ def test_the_floor_report_prints_both_tables(tmp_path, capsys):
     assert floors[str(folder)].gemvs > 0 and floors[f"{folder}, drafting"].gemvs > 0  # the draft, as it drafts too
     printed = capsys.readouterr().out
     assert "Python between operations" in printed and "step/GEMVs" in printed and "copy bandwidth" in printed
+    assert "step/split" in printed
     assert re.search(rf"{re.escape(str(folder))}, drafting +{DRAFT_THREADS} ", printed)  # its threads named
 
 
