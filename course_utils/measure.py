@@ -233,17 +233,27 @@ class DecodeFloor:
         return self.step / self.split_gemvs
 
 
-def split_gemv(vector: torch.Tensor, matrix: torch.Tensor, parts: int) -> torch.Tensor:
-    """``vector`` (1, C_in) times ``matrix`` (C_out, C_in) transposed, (1, C_out), as ``parts``
-    products of the vector with ``parts`` blocks of the matrix's rows, in one ``torch.bmm`` (which
-    runs each on a thread of its own), where ``parts`` divides C_out; else ``F.linear``. The same
-    dot products, so the same values up to rounding; a floor to time, not a way to decode:
-    generate's products are ``F.linear``'s."""
+def split_gemv_operands(vector: torch.Tensor, matrix: torch.Tensor,
+                        parts: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The two operands of one ``torch.bmm`` that multiplies ``vector`` (1, C_in) by ``matrix``
+    (C_out, C_in) transposed in ``parts`` blocks of the matrix's rows, which bmm runs each on a
+    thread of its own: the vector expanded to (parts, 1, C_in) and (parts, C_in, C_out / parts)
+    views of the matrix's transpose (of a contiguous copy, if it is not contiguous); None where
+    ``parts`` is below 2 or does not divide C_out."""
     C_out, C_in = matrix.shape
     if parts < 2 or C_out % parts:
-        return torch.nn.functional.linear(vector, matrix)
-    blocks = matrix.contiguous().view(parts, C_out // parts, C_in).transpose(1, 2)  # (parts, C_in, C_out / parts)
-    return torch.bmm(vector.expand(parts, *vector.shape), blocks).view(1, C_out)
+        return None
+    return (vector.expand(parts, *vector.shape),
+            matrix.contiguous().view(parts, C_out // parts, C_in).transpose(1, 2))
+
+
+def split_gemv(vector: torch.Tensor, matrix: torch.Tensor, parts: int) -> torch.Tensor:
+    """``vector`` (1, C_in) times ``matrix`` (C_out, C_in) transposed, (1, C_out), as ``parts``
+    products with blocks of the matrix's rows in one ``torch.bmm`` (``split_gemv_operands``), else
+    ``F.linear``. The same dot products, so the same values up to rounding; a floor to time, not a
+    way to decode: generate's products are ``F.linear``'s."""
+    operands = split_gemv_operands(vector, matrix, parts)
+    return torch.nn.functional.linear(vector, matrix) if operands is None else torch.bmm(*operands).view(1, -1)
 
 
 @torch.no_grad()
@@ -272,11 +282,16 @@ def decode_floor(model: torch.nn.Module, context: torch.Tensor, runs: int = 30,
         for vector, matrix in zip(vectors, matrices):
             torch.nn.functional.linear(vector, matrix)
 
-    threads = torch.get_num_threads()
+    # the split's operands made once, as the matrices are: the timed loop holds only the products
+    split_operands = [split_gemv_operands(vector, matrix, torch.get_num_threads())
+                      for vector, matrix in zip(vectors, matrices)]
 
     def split_gemvs() -> None:
-        for vector, matrix in zip(vectors, matrices):
-            split_gemv(vector, matrix, threads)
+        for vector, matrix, operands in zip(vectors, matrices, split_operands):
+            if operands is None:
+                torch.nn.functional.linear(vector, matrix)
+            else:
+                torch.bmm(*operands)
 
     rates = interleaved_rates({"step": step, "module_step": module_step, "gemvs": gemvs, "split_gemvs": split_gemvs},
                               units=1, runs=runs)

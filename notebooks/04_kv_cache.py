@@ -936,10 +936,9 @@ for name, floor in floors.items():
 #
 # The split column is a lower floor. Where it is faster than the GEMVs, each whole product leaves
 # a core idle, and so does every step built from whole products, `transformers`' included: a step
-# at its GEMVs would still be above what the machine can do. Splitting only pays for large
-# matrices (the draft's are small, and on one thread there is nothing to split), and a step that
-# split its products would be a different kernel call from the modules', so `generate` keeps them
-# whole, the modules' own calls.
+# at its GEMVs would still be above what the machine can do. On one thread there is nothing to
+# split; and a step that split its products would be a different kernel call from the modules',
+# so `generate` keeps them whole, the modules' own calls.
 #
 # ### What `torch.compile` buys
 #
