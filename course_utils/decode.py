@@ -98,22 +98,24 @@ class DecodeStep:
     def _one_token(self, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:
         """Logits (B, 1, V) for ``token_ids`` (B, 1): the step of plain decoding and of drafting."""
         B, C, H, epsilon = token_ids.shape[0], self.n_embd, self.n_head, self.epsilon
-        position = len(cache)
+        position, shape = len(cache), (C,)
         # one position per row, so activations stay (B, C): addmm is then the same matrix product
-        # the modules' F.linear reaches after flattening (B, 1, C), without the reshapes around it
-        # a fresh tensor, so the residual sums below can add into it in place (the same arithmetic)
-        x = F.embedding(token_ids.view(B), self.wte).add_(self.wpe[position])  # (B, C)
+        # the modules' F.linear reaches after flattening (B, 1, C), without the reshapes around it.
+        # F.embedding and F.layer_norm are Python wrappers: their ops are called directly
+        # (index_select, torch.layer_norm), the same kernels without a microsecond of Python each.
+        # x is a fresh tensor, so the residual sums below can add into it in place (the same arithmetic)
+        x = self.wte.index_select(0, token_ids.view(B)).add_(self.wpe[position])  # (B, C)
         for layer, (ln_1_w, ln_1_b, attn_w_t, attn_b, proj_w_t, proj_b, ln_2_w, ln_2_b, fc_w_t, fc_b, fc_proj_w_t,
                     fc_proj_b) in enumerate(self.layers):
-            h = F.layer_norm(x, (C,), ln_1_w, ln_1_b, epsilon)
+            h = torch.layer_norm(x, shape, ln_1_w, ln_1_b, epsilon)
             # (B, 3C) viewed as (B, 3, H, 1, D): one position's queries, keys and values, head by head
             q, k, v = torch.addmm(attn_b, h, attn_w_t).view(B, 3, H, 1, C // H).unbind(1)
             k, v = cache.extend(layer, k, v)  # (B, H, T_past + 1, D)
             y = F.scaled_dot_product_attention(q, k, v)  # one query: every cached key is in its past
             x += torch.addmm(proj_b, y.reshape(B, C), proj_w_t)
-            h = F.layer_norm(x, (C,), ln_2_w, ln_2_b, epsilon)
+            h = torch.layer_norm(x, shape, ln_2_w, ln_2_b, epsilon)
             x += torch.addmm(fc_proj_b, F.gelu(torch.addmm(fc_b, h, fc_w_t), approximate="tanh"), fc_proj_w_t)
-        x = F.layer_norm(x, (C,), *self.ln_f, epsilon)
+        x = torch.layer_norm(x, shape, *self.ln_f, epsilon)
         return torch.mm(x, self.lm_head_t).view(B, 1, -1)
 
     def _chunk(self, token_ids: torch.Tensor, cache: PreallocatedKVCache) -> torch.Tensor:
@@ -123,21 +125,21 @@ class DecodeStep:
         the heads split and merged as ``split_heads`` and ``merge_heads`` do."""
         B, T = token_ids.shape
         C, H, epsilon = self.n_embd, self.n_head, self.epsilon
-        position = len(cache)
-        x = F.embedding(token_ids, self.wte) + self.wpe[position:position + T]  # (B, T, C)
+        position, shape = len(cache), (C,)
+        x = self.wte.index_select(0, token_ids.view(B * T)).view(B, T, C) + self.wpe[position:position + T]
         mask = causal_mask(T, x.device, position)  # (T, T_past + T): each new query, its past and itself
         for layer, (ln_1_w, ln_1_b, attn_w_t, attn_b, proj_w_t, proj_b, ln_2_w, ln_2_b, fc_w_t, fc_b, fc_proj_w_t,
                     fc_proj_b) in enumerate(self.layers):
-            h = F.layer_norm(x, (C,), ln_1_w, ln_1_b, epsilon)
+            h = torch.layer_norm(x, shape, ln_1_w, ln_1_b, epsilon)
             qkv = torch.addmm(attn_b, h.view(B * T, C), attn_w_t).view(B, T, 3 * C)
             q, k, v = (split_heads(t, H) for t in qkv.split(C, dim=2))  # each (B, H, T, D)
             k, v = cache.extend(layer, k, v)  # (B, H, T_past + T, D)
             y = merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))  # (B, T, C)
             x = x + torch.addmm(proj_b, y.view(B * T, C), proj_w_t).view(B, T, C)
-            h = F.layer_norm(x, (C,), ln_2_w, ln_2_b, epsilon).view(B * T, C)
+            h = torch.layer_norm(x, shape, ln_2_w, ln_2_b, epsilon).view(B * T, C)
             x = x + torch.addmm(fc_proj_b, F.gelu(torch.addmm(fc_b, h, fc_w_t), approximate="tanh"),
                                 fc_proj_w_t).view(B, T, C)
-        x = F.layer_norm(x, (C,), *self.ln_f, epsilon)
+        x = torch.layer_norm(x, shape, *self.ln_f, epsilon)
         return torch.mm(x.view(B * T, C), self.lm_head_t).view(B, T, -1)
 
 
