@@ -15,7 +15,8 @@ bit for bit (tested), and so are the tokens ``generate`` picks from them. What i
 - the token-id checks (``generate`` checked the prompt and picks every later token itself; the
   context length is still checked, and the cache refuses to overflow);
 - the position tensors, and for one new token the mask (it attends to every cached one);
-- dropout (a no-op in eval mode) and the module calls around each function;
+- dropout (a no-op in eval mode), the module calls around each function, and the Python
+  wrappers of ``F.embedding`` and ``F.layer_norm`` (their ops are called directly);
 - for one new token, the head split and merge (one position's heads are already laid out head by
   head).
 
