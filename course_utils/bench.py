@@ -63,6 +63,7 @@ from .measure import (
     decode_floor,
     memory_bandwidth,
     step_breakdown,
+    step_paths_breakdown,
     transformers_generate_exactly,
 )
 from .model import GPTConfig, MiniGPT
@@ -118,17 +119,20 @@ FLOOR_CONTEXT = 300  # cached tokens before the timed step: the middle of a long
 
 def floor_report(model_names: list[str], runs: int, steps: int = 200,
                  draft_name: str | None = None) -> dict[str, DecodeFloor]:
-    """For each model (batch 1, greedy, ``steps`` tokens): where a cached decoding step's time
-    goes, and the step beside its floors (the bare GEMVs of every weight, as ``F.linear`` runs them
-    and split over torch's threads, and every weight read once at this machine's copy bandwidth);
-    prints both tables. The model named ``draft_name`` is
-    timed twice: on torch's threads, as ``generate`` runs it, and on ``DRAFT_THREADS``, as it
-    drafts for speculative decoding (its floor row is then labelled "<name>, drafting")."""
+    """For each model (batch 1, greedy, ``steps`` tokens), three tables: where a cached decoding
+    step's time goes in ``generate``; the same for one step through the modules and as
+    ``generate`` takes it (the profile before and after ``decode.decode_step``); and the step
+    beside its floors (the bare GEMVs of every weight, as ``F.linear`` runs them and split over
+    torch's threads, and every weight read once at this machine's copy bandwidth). The model
+    named ``draft_name`` is timed twice: on torch's threads, as ``generate`` runs it, and on
+    ``DRAFT_THREADS``, as it drafts for speculative decoding (its floor row is then labelled
+    "<name>, drafting")."""
     bandwidth = memory_bandwidth()
     threads, rounds = torch.get_num_threads(), max(runs, 10)
     print(f"machine: {describe_machine()}; copy bandwidth {bandwidth:.1f} GB/s")
     floors: dict[str, tuple[int, DecodeFloor]] = {}
     breakdowns = {}
+    paths: dict[str, dict[str, dict[str, float]]] = {}
     for name in model_names:
         hf_model, tokenizer = load_model(name)
         mini = MiniGPT.from_hf(hf_model)
@@ -136,6 +140,7 @@ def floor_report(model_names: list[str], runs: int, steps: int = 200,
         context = torch.randint(0, config.vocab_size, (1, min(FLOOR_CONTEXT, config.context_length - 1)),
                                 generator=torch.Generator().manual_seed(0))
         floors[name] = threads, decode_floor(mini, context, runs=rounds, bandwidth=bandwidth)
+        paths[name] = step_paths_breakdown(mini, context, runs=runs)
         if name == draft_name:
             with torch_threads(DRAFT_THREADS):
                 floors[f"{name}, drafting"] = DRAFT_THREADS, decode_floor(mini, context, runs=rounds,
@@ -149,6 +154,13 @@ def floor_report(model_names: list[str], runs: int, steps: int = 200,
     for group in next(iter(breakdowns.values())):
         print(f"{group:>28}" + "".join(f"{breakdowns[name][group] * 1e6:24.0f}" for name in model_names))
     print(f"{'total':>28}" + "".join(f"{sum(breakdowns[name].values()) * 1e6:24.0f}" for name in model_names))
+    print(f"\none cached step after up to {FLOOR_CONTEXT} tokens, microseconds, through the modules (model(...)) "
+          f"and as generate takes it (course_utils.decode where it applies), {threads} threads:")
+    columns = [(name, path) for name in model_names for path in ("modules", "step")]
+    print(f"{'':>28}" + "".join(f"{f'{name} {path}':>32}" for name, path in columns))
+    for group in next(iter(paths.values()))["step"]:
+        print(f"{group:>28}" + "".join(f"{paths[name][path][group] * 1e6:32.0f}" for name, path in columns))
+    print(f"{'total':>28}" + "".join(f"{sum(paths[name][path].values()) * 1e6:32.0f}" for name, path in columns))
     print(f"\none cached step after up to {FLOOR_CONTEXT} tokens beside its floors "
           f"(medians of {rounds} interleaved rounds):")
     print(f"{'model':>33} {'threads':>7} {'modules ms':>11} {'step ms':>8} {'GEMVs ms':>9} {'split ms':>9} "

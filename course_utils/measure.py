@@ -396,3 +396,24 @@ def step_breakdown(run: Callable[[], object], steps: int, runs: int = 3) -> dict
     operations = sum(seconds.values())
     seconds["Python between operations"] = max(wall - operations, 0.0)
     return {group: value / steps for group, value in seconds.items()}
+
+
+@torch.no_grad()
+def step_paths_breakdown(model: torch.nn.Module, context: torch.Tensor, steps: int = 100,
+                         runs: int = 3) -> dict[str, dict[str, float]]:
+    """``step_breakdown`` of one cached step of one token after ``context`` (1, T), repeated
+    ``steps`` times, by both paths: "modules", through ``model(...)`` (what a step costs before
+    ``decode.decode_step``), and "step", as ``generate`` takes it (after). Seconds per step by group."""
+    cache = PreallocatedKVCache(context.shape[1] + 1)
+    model(context, cache=cache)
+    token = context[:, -1:]
+
+    def repeated(one_step: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(steps):
+                one_step()
+                cache.crop(context.shape[1])
+        return run
+
+    return {"modules": step_breakdown(repeated(lambda: model(token, cache=cache)), steps, runs),
+            "step": step_breakdown(repeated(lambda: cached_forward(model, token, cache)), steps, runs)}

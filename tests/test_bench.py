@@ -282,7 +282,7 @@ def test_operations_fall_in_their_group_by_exact_name(name, group):
 
 def test_decode_floor_and_the_breakdown_of_a_step():
     from course_utils import GPTConfig, MiniGPT, generate
-    from course_utils.measure import decode_floor, step_breakdown
+    from course_utils.measure import decode_floor, step_breakdown, step_paths_breakdown
 
     model = MiniGPT(GPTConfig(vocab_size=50, context_length=32, n_layer=1, n_head=2, n_embd=16)).eval()
     context = torch.randint(0, 50, (1, 10))
@@ -296,6 +296,10 @@ def test_decode_floor_and_the_breakdown_of_a_step():
     assert breakdown["matrix products"] > 0 and breakdown["attention"] > 0
     assert breakdown["Python between operations"] >= 0
     assert "other operations" in breakdown
+    paths = step_paths_breakdown(model, context, steps=4, runs=2)
+    assert set(paths) == {"modules", "step"} and set(paths["modules"]) == set(paths["step"]) == set(breakdown)
+    for path in paths.values():  # each path multiplies and attends, and leaves the cache as it found it
+        assert path["matrix products"] > 0 and path["attention"] > 0
 
 
 @pytest.mark.parametrize("parts", [1, 2, 3, 4])
@@ -324,7 +328,7 @@ def test_the_floor_report_prints_both_tables(tmp_path, capsys):
     assert floors[str(folder)].gemvs > 0 and floors[f"{folder}, drafting"].gemvs > 0  # the draft, as it drafts too
     printed = capsys.readouterr().out
     assert "Python between operations" in printed and "step/GEMVs" in printed and "copy bandwidth" in printed
-    assert "step/split" in printed
+    assert "step/split" in printed and f"{folder} modules" in printed and f"{folder} step" in printed
     assert re.search(rf"{re.escape(str(folder))}, drafting +{DRAFT_THREADS} ", printed)  # its threads named
 
 
