@@ -65,6 +65,7 @@ from course_utils.measure import (
     decode_floor,
     interleaved_step_seconds,
     memory_bandwidth,
+    step_paths_breakdown,
     transformers_generate_exactly,
 )
 from course_utils.model import GPTConfig, attend, causal_mask
@@ -910,6 +911,31 @@ model(context[:, :-1], cache=through_modules)
 model(context[:, :-1], cache=straight)
 assert torch.equal(decode_step(model, token, straight), model(token, cache=through_modules))
 print("decode_step's logits equal the modules' bit for bit, after 299 cached tokens")
+
+# %% [markdown]
+# What did it remove? The same profile as above, grouped by kind of operation, for one step
+# after those 300 tokens through the modules (before) and as `generate` takes it (after), on the
+# target and on the draft (`step_paths_breakdown`; microseconds per step, the
+# profiler's own overhead included). Each of the four profiles prints its two log lines on stderr.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+paths = {name: step_paths_breakdown(m, context) for name, m in (("target", model), ("draft", draft))}
+columns = [(name, path) for name in paths for path in ("modules", "step")]
+print(f"{'':>28}" + "".join(f"{f'{name} {path}':>15}" for name, path in columns))
+for group in paths["target"]["step"]:
+    print(f"{group:>28}" + "".join(f"{paths[name][path][group] * 1e6:15.0f}" for name, path in columns))
+print(f"{'total':>28}" + "".join(f"{sum(paths[name][path].values()) * 1e6:15.0f}" for name, path in columns))
+
+# %% [markdown]
+# Read it group by group. The matrix products and attention are the same kernels on both paths:
+# their rows differ by the machine's noise, and by `F.linear`'s own dispatch on the modules' path
+# (counted as a product). What `decode_step` removed is in the other rows: views and indexing
+# (the head reshapes, the position tensors, `F.linear`'s transposes of each weight), copies, the
+# comparisons of the modules' checks of their input (the same operations sampling uses, so
+# counted there), and the Python between operations. The profiler adds a little to every
+# operation it records, and that last row is the wall time minus the operations' total, so it
+# reads low, zero where the profiler's overhead exceeds it.
 
 # %% [markdown]
 # Now the step three ways, interleaved: through the modules, as `generate` takes it, and the

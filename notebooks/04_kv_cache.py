@@ -911,7 +911,7 @@ print("decode_step's logits equal the modules' bit for bit, after 299 cached tok
 # What did it remove? The same profile as above, grouped by kind of operation, for one step
 # after those 300 tokens through the modules (before) and as `generate` takes it (after), on the
 # target and on the draft (`step_paths_breakdown`; microseconds per step, the
-# profiler's own overhead included).
+# profiler's own overhead included). Each of the four profiles prints its two log lines on stderr.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
