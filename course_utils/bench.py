@@ -62,6 +62,7 @@ from .measure import (
     cached_pass_seconds,
     decode_floor,
     memory_bandwidth,
+    print_breakdowns,
     step_breakdown,
     step_paths_breakdown,
     transformers_generate_exactly,
@@ -150,17 +151,11 @@ def floor_report(model_names: list[str], runs: int, steps: int = 200,
         breakdowns[name] = step_breakdown(partial(generate, mini, prompt, new_tokens), new_tokens, runs)
     print(f"\nwhere a step's time goes (microseconds per generated token, up to {steps} tokens from {PROMPT!r}, "
           f"{threads} threads):")
-    print(f"{'':>28}" + "".join(f"{name:>24}" for name in model_names))
-    for group in next(iter(breakdowns.values())):
-        print(f"{group:>28}" + "".join(f"{breakdowns[name][group] * 1e6:24.0f}" for name in model_names))
-    print(f"{'total':>28}" + "".join(f"{sum(breakdowns[name].values()) * 1e6:24.0f}" for name in model_names))
+    print_breakdowns(breakdowns, width=24)
     print(f"\none cached step after up to {FLOOR_CONTEXT} tokens, microseconds, through the modules (model(...)) "
           f"and as generate takes it (course_utils.decode where it applies), {threads} threads:")
-    columns = [(name, path) for name in model_names for path in ("modules", "step")]
-    print(f"{'':>28}" + "".join(f"{f'{name} {path}':>32}" for name, path in columns))
-    for group in next(iter(paths.values()))["step"]:
-        print(f"{group:>28}" + "".join(f"{paths[name][path][group] * 1e6:32.0f}" for name, path in columns))
-    print(f"{'total':>28}" + "".join(f"{sum(paths[name][path].values()) * 1e6:32.0f}" for name, path in columns))
+    print_breakdowns({f"{name} {path}": paths[name][path] for name in model_names for path in ("modules", "step")},
+                     width=32)
     print(f"\none cached step after up to {FLOOR_CONTEXT} tokens beside its floors "
           f"(medians of {rounds} interleaved rounds):")
     print(f"{'model':>33} {'threads':>7} {'modules ms':>11} {'step ms':>8} {'GEMVs ms':>9} {'split ms':>9} "

@@ -256,6 +256,26 @@ def split_gemv(vector: torch.Tensor, matrix: torch.Tensor, parts: int) -> torch.
     return torch.nn.functional.linear(vector, matrix) if operands is None else torch.bmm(*operands).view(1, -1)
 
 
+def _one_step_both_ways(model: torch.nn.Module, context: torch.Tensor) -> dict[str, Callable[[], None]]:
+    """Two callables, each one cached step of one token after ``context`` (1, T), which it
+    prefills once into a ``PreallocatedKVCache``: "modules", through ``model(...)``, and "step",
+    as ``generate`` takes it (``decode.cached_forward``). Each crops the cache back to T after its
+    step, so every call starts from the same cache."""
+    cache = PreallocatedKVCache(context.shape[1] + 1)
+    model(context, cache=cache)
+    token = context[:, -1:]
+
+    def module_step() -> None:
+        model(token, cache=cache)
+        cache.crop(context.shape[1])
+
+    def step() -> None:
+        cached_forward(model, token, cache)
+        cache.crop(context.shape[1])
+
+    return {"modules": module_step, "step": step}
+
+
 @torch.no_grad()
 def decode_floor(model: torch.nn.Module, context: torch.Tensor, runs: int = 30,
                  bandwidth: float | None = None) -> DecodeFloor:
@@ -266,17 +286,7 @@ def decode_floor(model: torch.nn.Module, context: torch.Tensor, runs: int = 30,
     round by round; ``bandwidth`` (GB/s) defaults to ``memory_bandwidth()``."""
     matrices = weight_matrices(model)
     vectors = [torch.randn(1, matrix.shape[1], dtype=matrix.dtype, device=matrix.device) for matrix in matrices]
-    cache = PreallocatedKVCache(context.shape[1] + 1)
-    model(context, cache=cache)
-    token = context[:, -1:]
-
-    def step() -> None:
-        cached_forward(model, token, cache)
-        cache.crop(context.shape[1])
-
-    def module_step() -> None:
-        model(token, cache=cache)
-        cache.crop(context.shape[1])
+    steps = _one_step_both_ways(model, context)
 
     def gemvs() -> None:
         for vector, matrix in zip(vectors, matrices):
@@ -293,8 +303,8 @@ def decode_floor(model: torch.nn.Module, context: torch.Tensor, runs: int = 30,
             else:
                 torch.bmm(*operands)
 
-    rates = interleaved_rates({"step": step, "module_step": module_step, "gemvs": gemvs, "split_gemvs": split_gemvs},
-                              units=1, runs=runs)
+    rates = interleaved_rates({"step": steps["step"], "module_step": steps["modules"], "gemvs": gemvs,
+                               "split_gemvs": split_gemvs}, units=1, runs=runs)
     return DecodeFloor(step=statistics.median(1 / rate for rate in rates["step"]),
                        module_step=statistics.median(1 / rate for rate in rates["module_step"]),
                        gemvs=statistics.median(1 / rate for rate in rates["gemvs"]),
@@ -404,16 +414,21 @@ def step_paths_breakdown(model: torch.nn.Module, context: torch.Tensor, steps: i
     """``step_breakdown`` of one cached step of one token after ``context`` (1, T), repeated
     ``steps`` times, by both paths: "modules", through ``model(...)`` (what a step costs before
     ``decode.decode_step``), and "step", as ``generate`` takes it (after). Seconds per step by group."""
-    cache = PreallocatedKVCache(context.shape[1] + 1)
-    model(context, cache=cache)
-    token = context[:, -1:]
-
-    def repeated(one_step: Callable[[], object]) -> Callable[[], None]:
+    def repeated(one_step: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             for _ in range(steps):
                 one_step()
-                cache.crop(context.shape[1])
         return run
 
-    return {"modules": step_breakdown(repeated(lambda: model(token, cache=cache)), steps, runs),
-            "step": step_breakdown(repeated(lambda: cached_forward(model, token, cache)), steps, runs)}
+    return {path: step_breakdown(repeated(one_step), steps, runs)
+            for path, one_step in _one_step_both_ways(model, context).items()}
+
+
+def print_breakdowns(breakdowns: dict[str, dict[str, float]], width: int) -> None:
+    """A table of ``step_breakdown`` results, one column of ``width`` characters per key of
+    ``breakdowns`` (its heading), one row per group, in microseconds, and their total."""
+    groups = next(iter(breakdowns.values()))
+    print(f"{'':>28}" + "".join(f"{heading:>{width}}" for heading in breakdowns))
+    for group in groups:
+        print(f"{group:>28}" + "".join(f"{seconds[group] * 1e6:{width}.0f}" for seconds in breakdowns.values()))
+    print(f"{'total':>28}" + "".join(f"{sum(seconds.values()) * 1e6:{width}.0f}" for seconds in breakdowns.values()))

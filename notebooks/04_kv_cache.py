@@ -59,6 +59,7 @@ from course_utils.measure import (
     decode_floor,
     interleaved_step_seconds,
     memory_bandwidth,
+    print_breakdowns,
     step_paths_breakdown,
     transformers_generate_exactly,
 )
@@ -916,11 +917,7 @@ print("decode_step's logits equal the modules' bit for bit, after 299 cached tok
 # %%
 # NBVAL_IGNORE_OUTPUT
 paths = {name: step_paths_breakdown(m, context) for name, m in (("target", model), ("draft", draft))}
-columns = [(name, path) for name in paths for path in ("modules", "step")]
-print(f"{'':>28}" + "".join(f"{f'{name} {path}':>15}" for name, path in columns))
-for group in paths["target"]["step"]:
-    print(f"{group:>28}" + "".join(f"{paths[name][path][group] * 1e6:15.0f}" for name, path in columns))
-print(f"{'total':>28}" + "".join(f"{sum(paths[name][path].values()) * 1e6:15.0f}" for name, path in columns))
+print_breakdowns({f"{name} {path}": paths[name][path] for name in paths for path in ("modules", "step")}, width=15)
 
 # %% [markdown]
 # Read it group by group. The matrix products and attention are the same kernels on both paths:
