@@ -298,7 +298,7 @@ def test_decode_floor_and_the_breakdown_of_a_step():
     assert "other operations" in breakdown
     paths = step_paths_breakdown(model, context, steps=4, runs=2)
     assert set(paths) == {"modules", "step"} and set(paths["modules"]) == set(paths["step"]) == set(breakdown)
-    for path in paths.values():  # each path multiplies and attends, and leaves the cache as it found it
+    for path in paths.values():  # each path multiplies and attends
         assert path["matrix products"] > 0 and path["attention"] > 0
 
 
